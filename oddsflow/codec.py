@@ -1,0 +1,200 @@
+"""Avro encoding of every oddsflow event, with the schema identified on the wire.
+
+Wire format: **Avro single-object encoding** (``C3 01`` + the schema's 8-byte CRC-64-AVRO
+fingerprint, little-endian, + the Avro binary body) by default, because it needs no extra
+service: any consumer holding the ``schemas/`` files can resolve the writer schema from the
+fingerprint. When ``ODDSFLOW_SCHEMA_REGISTRY_URL`` is set, messages use **Confluent framing**
+(``00`` + 4-byte schema id) with the schemas registered under the record's full name.
+
+Schemas live in ``schemas/<name>.v<N>.avsc``; producers write the newest version, readers
+resolve any registered version into the newest one (Avro schema resolution), so adding a
+field with a default is a backward-compatible change.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import re
+import struct
+from dataclasses import dataclass
+from decimal import Decimal
+from importlib import resources
+from typing import Any
+
+import fastavro
+from fastavro.schema import fingerprint, to_parsing_canonical_form
+
+SINGLE_OBJECT_MAGIC = b"\xc3\x01"
+CONFLUENT_MAGIC = b"\x00"
+_FILE_RE = re.compile(r"^(?P<name>[a-z_]+)\.v(?P<version>\d+)\.avsc$")
+
+
+class CodecError(ValueError):
+    """The bytes are not a message of a known oddsflow schema."""
+
+
+@dataclass(frozen=True)
+class SchemaVersion:
+    name: str
+    version: int
+    raw: dict[str, Any]
+    parsed: Any  # for writing (logical types: Decimal <-> decimal bytes, int ms pass through)
+    read_parsed: Any  # timestamp logical types stripped so times decode as int epoch ms
+    fingerprint: bytes  # 8 bytes, little-endian CRC-64-AVRO, as single-object encoding carries it
+
+
+def _strip_timestamps(node: Any) -> Any:
+    if isinstance(node, dict):
+        if node.get("logicalType") in ("timestamp-millis", "timestamp-micros"):
+            return {k: v for k, v in node.items() if k != "logicalType"}
+        return {k: _strip_timestamps(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_strip_timestamps(v) for v in node]
+    return node
+
+
+def load_schema_files() -> dict[str, dict[int, dict[str, Any]]]:
+    out: dict[str, dict[int, dict[str, Any]]] = {}
+    for entry in resources.files("oddsflow.schemas").iterdir():
+        m = _FILE_RE.match(entry.name)
+        if m:
+            out.setdefault(m["name"], {})[int(m["version"])] = json.loads(entry.read_text())
+    return out
+
+
+class SchemaSet:
+    """Every schema version, indexed by name and by fingerprint."""
+
+    def __init__(self) -> None:
+        self.by_name: dict[str, dict[int, SchemaVersion]] = {}
+        self.by_fingerprint: dict[bytes, SchemaVersion] = {}
+        for name, versions in load_schema_files().items():
+            for version, raw in sorted(versions.items()):
+                parsed = fastavro.parse_schema(copy.deepcopy(raw), _write_hint=True)
+                read_parsed = fastavro.parse_schema(_strip_timestamps(copy.deepcopy(raw)))
+                fp_hex = fingerprint(to_parsing_canonical_form(parsed), "CRC-64-AVRO")
+                fp = bytes.fromhex(fp_hex)[::-1]  # the spec carries it little-endian
+                sv = SchemaVersion(name, version, raw, parsed, read_parsed, fp)
+                self.by_name.setdefault(name, {})[version] = sv
+                self.by_fingerprint[fp] = sv
+
+    def latest(self, name: str) -> SchemaVersion:
+        try:
+            versions = self.by_name[name]
+        except KeyError as exc:
+            raise CodecError(f"unknown schema {name!r}") from exc
+        return versions[max(versions)]
+
+
+_SCHEMAS: SchemaSet | None = None
+
+
+def schemas() -> SchemaSet:
+    global _SCHEMAS
+    if _SCHEMAS is None:
+        _SCHEMAS = SchemaSet()
+    return _SCHEMAS
+
+
+class Codec:
+    """Encodes and decodes one schema family (e.g. ``bet_request``) on the wire."""
+
+    def __init__(self, name: str, registry_url: str | None = None) -> None:
+        self.set = schemas()
+        self.name = name
+        self.writer = self.set.latest(name)
+        self._reader_read = fastavro.parse_schema(_strip_timestamps(copy.deepcopy(self.writer.raw)))
+        self._registry = _Registry(registry_url) if registry_url else None
+        self._header = (
+            CONFLUENT_MAGIC + struct.pack(">I", self._registry.id_for(self.writer))
+            if self._registry
+            else SINGLE_OBJECT_MAGIC + self.writer.fingerprint
+        )
+
+    def encode(self, record: dict[str, Any]) -> bytes:
+        buf = io.BytesIO()
+        buf.write(self._header)
+        try:
+            fastavro.schemaless_writer(buf, self.writer.parsed, record)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise CodecError(f"{self.name}: cannot encode record: {exc}") from exc
+        return buf.getvalue()
+
+    def decode(self, data: bytes | None) -> dict[str, Any]:
+        writer = self.writer_of(data)
+        if writer.name != self.name:
+            raise CodecError(f"expected a {self.name} message, got {writer.name} v{writer.version}")
+        reader = None if writer is self.writer else self._reader_read
+        try:
+            return fastavro.schemaless_reader(io.BytesIO(data[10:] if data[:1] != CONFLUENT_MAGIC else data[5:]),  # type: ignore[index]
+                                              writer.read_parsed, reader)
+        except Exception as exc:  # fastavro raises many types on truncated/garbled bodies
+            raise CodecError(f"{self.name}: corrupt Avro body: {exc!r}") from exc
+
+    def writer_of(self, data: bytes | None) -> SchemaVersion:
+        if not data:
+            raise CodecError("empty message")
+        if data[:2] == SINGLE_OBJECT_MAGIC:
+            if len(data) < 10:
+                raise CodecError("truncated single-object header")
+            sv = self.set.by_fingerprint.get(bytes(data[2:10]))
+            if sv is None:
+                raise CodecError(f"unknown schema fingerprint {bytes(data[2:10]).hex()}")
+            return sv
+        if data[:1] == CONFLUENT_MAGIC and self._registry is not None and len(data) >= 5:
+            return self._registry.schema_for(struct.unpack(">I", data[1:5])[0])
+        raise CodecError("not an Avro single-object or Confluent-framed message (bad magic bytes)")
+
+
+def decode_any(data: bytes) -> tuple[str, dict[str, Any]]:
+    """Decode a message of any known schema (used by `oddsflow tail`)."""
+    set_ = schemas()
+    if data[:2] != SINGLE_OBJECT_MAGIC or len(data) < 10:
+        raise CodecError("not an Avro single-object message")
+    sv = set_.by_fingerprint.get(bytes(data[2:10]))
+    if sv is None:
+        raise CodecError(f"unknown schema fingerprint {bytes(data[2:10]).hex()}")
+    return sv.name, fastavro.schemaless_reader(io.BytesIO(data[10:]), sv.read_parsed, None)
+
+
+def to_jsonable(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, dict):
+        return {k: to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [to_jsonable(v) for v in value]
+    return value
+
+
+class _Registry:
+    """Confluent Schema Registry framing (only when a registry URL is configured)."""
+
+    def __init__(self, url: str) -> None:
+        from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+
+        self._client = SchemaRegistryClient({"url": url})
+        self._schema_cls = Schema
+        self._by_id: dict[int, SchemaVersion] = {}
+
+    def id_for(self, sv: SchemaVersion) -> int:
+        subject = f"{sv.raw.get('namespace', 'io.oddsflow')}.{sv.raw['name']}"
+        schema_id = self._client.register_schema(subject, self._schema_cls(json.dumps(sv.raw), "AVRO"))
+        self._by_id[schema_id] = sv
+        return schema_id
+
+    def schema_for(self, schema_id: int) -> SchemaVersion:
+        if schema_id not in self._by_id:
+            raw = json.loads(self._client.get_schema(schema_id).schema_str)
+            parsed = fastavro.parse_schema(copy.deepcopy(raw))
+            for versions in schemas().by_name.values():
+                for sv in versions.values():
+                    if to_parsing_canonical_form(sv.parsed) == to_parsing_canonical_form(parsed):
+                        self._by_id[schema_id] = sv
+            if schema_id not in self._by_id:
+                raise CodecError(f"schema id {schema_id} is not an oddsflow schema")
+        return self._by_id[schema_id]

@@ -1,0 +1,75 @@
+"""One frozen, typed settings object for every oddsflow process.
+
+Values come from environment variables prefixed ``ODDSFLOW_`` (for example
+``ODDSFLOW_KAFKA_BOOTSTRAP=127.0.0.1:19092``) or a ``.env`` file in the working directory.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ODDSFLOW_", env_file=".env", frozen=True, extra="ignore")
+
+    # Kafka: the broker `oddsflow services up` starts listens on a private port so it never
+    # collides with a developer's own Kafka on 9092.
+    kafka_bootstrap: str = "127.0.0.1:19092"
+    kafka_controller_port: int = 19093
+    # Topic names are prefixed so tests and benchmarks can run side by side on one broker.
+    topic_prefix: str = ""
+    schema_registry_url: str | None = None
+
+    # Postgres: a private cluster on its own port and data directory.
+    postgres_port: int = 15432
+    postgres_host: str = "127.0.0.1"
+    postgres_user: str = "oddsflow"
+    postgres_db: str = "oddsflow"
+    postgres_dsn: str | None = None
+
+    # ClickHouse: a server when a URL is set, the embedded chdb engine otherwise.
+    clickhouse_url: str | None = None
+    chdb_path: Path = REPO_ROOT / ".run" / "chdb"
+
+    # Where services keep their data, logs and pids (git-ignored).
+    run_dir: Path = REPO_ROOT / ".run"
+    kafka_libs_dir: Path = REPO_ROOT / ".cache" / "kafka" / "libs"
+
+    # Faust worker
+    app_id: str = "oddsflow"
+    processing_guarantee: str = "exactly_once"
+    worker_web_port: int = 6066
+    store: str = "memory://"
+
+    # The book
+    margin: str = "0.05"
+    pricing_method: str = "proportional"
+    currency: str = "GBP"
+
+    # Feed ingestion HTTP endpoint; tokens as "provider:token,provider2:token2".
+    ingest_port: int = 8088
+    provider_tokens: str = "demo:demo-token,csv:csv-token,sim:sim-token"
+
+    metrics_port: int = 9300
+
+    @property
+    def pg_dsn(self) -> str:
+        if self.postgres_dsn:
+            return self.postgres_dsn
+        return (
+            f"host={self.postgres_host} port={self.postgres_port} "
+            f"user={self.postgres_user} dbname={self.postgres_db}"
+        )
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}{name}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
