@@ -136,6 +136,20 @@ def price(
     sys.stdout.write(orjson.dumps(out).decode() + "\n")
 
 
+@app.command()
+def worker(
+    loglevel: str = typer.Option("warn", "--loglevel", "-l"),
+    metrics_port: int = typer.Option(None, "--metrics-port", help="serve /metrics here (default from settings; 0 disables)"),
+) -> None:
+    """Run one stream-processing worker (all agents); start several to scale out."""
+    from oddsflow.processors.app import run_worker
+
+    s = get_settings()
+    if metrics_port is not None:
+        s = s.model_copy(update={"metrics_port": metrics_port})
+    run_worker(s, loglevel=loglevel)
+
+
 def main() -> None:
     # `--odds 2.10 3.40 3.60`: typer wants --odds repeated; accept the space-separated form too.
     argv = sys.argv[1:]
@@ -148,3 +162,7 @@ def main() -> None:
             j += 1
         argv = argv[:i] + [x for v in values for x in ("--odds", v)] + argv[j:]
     app(args=argv, prog_name="oddsflow")
+
+
+if __name__ == "__main__":
+    main()

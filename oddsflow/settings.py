@@ -45,6 +45,11 @@ class Settings(BaseSettings):
     processing_guarantee: str = "exactly_once"
     worker_web_port: int = 6066
     store: str = "memory://"
+    standby_replicas: int = 0
+    # With exactly_once, outputs become visible to read_committed consumers when the
+    # transaction commits: the commit interval bounds decision latency from below.
+    commit_interval_s: float = 0.05
+    commit_every: int = 10_000
 
     # The book
     margin: str = "0.05"

@@ -1,0 +1,13 @@
+# The oddsflow image: workers, ingestors and sinks run from it (see docker-compose.yml).
+FROM python:3.11-slim
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY oddsflow ./oddsflow
+COPY streams ./streams
+COPY processors ./processors
+COPY sinks ./sinks
+COPY schemas ./schemas
+COPY bench ./bench
+COPY topology.yaml ./
+RUN pip install --no-cache-dir .
+ENTRYPOINT ["oddsflow"]

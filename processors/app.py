@@ -1,0 +1,183 @@
+"""The Faust application: topics and tables from topology.yaml, agents as thin adapters.
+
+Each agent decodes a message, calls a handler (``processors.markets`` /
+``processors.wallet``, which call the pure domain), and produces the handler's outputs.
+Bad input never crashes an agent: it goes to the dead-letter topic with its reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import faust
+
+from oddsflow import metrics, topology
+from oddsflow.codec import Codec, CodecError
+from oddsflow.domain.acceptance import Limits
+from oddsflow.domain.pricing import Method
+from oddsflow.processors.markets import Book, InputError, MarketsHandler
+from oddsflow.processors.state import Effects, Store
+from oddsflow.processors.wallet import WalletHandler
+from oddsflow.settings import Settings
+
+log = logging.getLogger("oddsflow.processors")
+
+RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass
+class Engine:
+    app: faust.App
+    topo: topology.Topology
+    topics: dict[str, Any]
+    codecs: dict[str, Codec]
+    markets: MarketsHandler
+    wallet: WalletHandler
+
+
+def build_app(settings: Settings, *, limits: Limits | None = None) -> Engine:
+    topo = topology.load(settings=settings)
+    problems = topo.check()
+    if problems:
+        raise topology.TopologyError("; ".join(problems))
+    app = faust.App(
+        f"{settings.topic_prefix}{settings.app_id}",
+        broker=f"kafka://{settings.kafka_bootstrap}",
+        store=settings.store,
+        processing_guarantee=settings.processing_guarantee,
+        topic_partitions=topo.group_partitions("event"),
+        topic_replication_factor=1,
+        topic_allow_declare=True,
+        web_enabled=False,
+        table_standby_replicas=settings.standby_replicas,
+        broker_commit_interval=settings.commit_interval_s,
+        broker_commit_every=settings.commit_every,
+        consumer_auto_offset_reset="earliest",
+        datadir=str(settings.run_dir / "faust" / f"{settings.topic_prefix}{settings.app_id}"),
+        stream_wait_empty=False,
+    )
+    topics = {key: app.topic(spec.name, partitions=spec.partitions, **RAW) for key, spec in topo.topics.items()}
+    codecs = {key: Codec(spec.value_schema, settings.schema_registry_url) for key, spec in topo.topics.items()}
+
+    def table(name: str) -> Store:
+        group = topo.tables[name]["group"]
+        t = app.Table(name, default=None, partitions=topo.group_partitions(group), key_type=str,
+                      value_type=bytes, key_serializer="json", value_serializer="raw")
+        stores[name] = t
+        return Store(t)
+
+    stores: dict[str, Any] = {}
+    book = Book(margin=Decimal(settings.margin), method=Method(settings.pricing_method), limits=limits or Limits())
+    markets = MarketsHandler(table("markets"), table("event_state"), table("open_legs"), table("liabilities"), book)
+    wallet = WalletHandler(table("wallets"), table("bets"), book.limits)
+    engine = Engine(app, topo, topics, codecs, markets, wallet)
+
+    name_to_key = {spec.name: key for key, spec in topo.topics.items()}
+    feed_handlers = {
+        "fixtures": markets.on_fixture, "price_updates": markets.on_price_update,
+        "market_status": markets.on_market_status, "scores": markets.on_score, "results": markets.on_result,
+    }
+    wallet_handlers = {
+        "bet_requests": wallet.on_bet_request, "deposits": wallet.on_deposit,
+        "leg_verdicts": wallet.on_leg_verdict, "leg_settlements": wallet.on_leg_settlement,
+    }
+
+    async def produce(fx: Effects, agent: str) -> None:
+        for o in fx.out:
+            value = codecs[o.topic].encode(o.value)
+            await topics[o.topic].send(key=o.key.encode(), value=value)
+            metrics.EVENTS_OUT.labels(agent, o.topic).inc()
+
+    async def dead_letter(event: Any, error: Exception, stage: str) -> None:
+        msg = event.message
+        metrics.DEAD_LETTERS.labels(stage, type(error).__name__).inc()
+        log.warning("dead letter from %s[%s]@%s: %s", msg.topic, msg.partition, msg.offset, error)
+        await topics["dead_letters"].send(key=msg.topic.encode(), value=codecs["dead_letters"].encode({
+            "topic": msg.topic, "partition": msg.partition, "offset": msg.offset,
+            "key": event.key if isinstance(event.key, bytes) else None,
+            "value": event.value if isinstance(event.value, bytes) else None,
+            "error": str(error) or type(error).__name__, "error_type": type(error).__name__,
+            "stage": stage, "failed_at": now_ms(),
+        }))
+
+    async def handle(event: Any, handlers: dict[str, Any], agent: str, **kw: Any) -> None:
+        key = name_to_key[event.message.topic]
+        metrics.EVENTS_IN.labels(agent, key).inc()
+        started = time.perf_counter()
+        try:
+            record = codecs[key].decode(event.value)
+            fx = Effects()
+            handlers[key](record, fx, now_ms(), **kw)
+        except (CodecError, InputError) as exc:
+            await dead_letter(event, exc, agent)
+            return
+        except Exception as exc:  # a bug or an input no rule foresaw: park it, keep running
+            log.exception("unexpected error in %s", agent)
+            await dead_letter(event, exc, agent)
+            return
+        await produce(fx, agent)
+        metrics.PROCESSING_SECONDS.labels(agent).observe(time.perf_counter() - started)
+
+    feed_topic = app.topic(*(topo.topic(k).name for k in feed_handlers), **RAW)
+    wallet_topic = app.topic(*(topo.topic(k).name for k in wallet_handlers), **RAW)
+
+    @app.agent(feed_topic, name="pricing")
+    async def pricing_agent(stream: Any) -> None:
+        async for event in stream.events():
+            await handle(event, feed_handlers, "pricing")
+
+    @app.agent(topics["leg_commands"], name="market_check")
+    async def market_check_agent(stream: Any) -> None:
+        async for event in stream.events():
+            await handle(event, {"leg_commands": markets.on_leg_command}, "market_check")
+
+    @app.agent(topics["leg_delays"], name="bet_delay")
+    async def bet_delay_agent(stream: Any) -> None:
+        # In-play bet delay: legs arrive here in hold order; wait until each one's time has
+        # come, then re-check it against the price at that moment.
+        async for event in stream.events():
+            try:
+                hold_until = codecs["leg_delays"].decode(event.value)["hold_until_ms"] or 0
+            except CodecError as exc:
+                await dead_letter(event, exc, "bet_delay")
+                continue
+            wait_s = (hold_until - now_ms()) / 1000
+            if wait_s > 0:
+                await asyncio.sleep(wait_s)
+            await handle(event, {"leg_delays": markets.on_leg_command}, "bet_delay")
+
+    @app.agent(wallet_topic, name="wallet")
+    async def wallet_agent(stream: Any) -> None:
+        async for event in stream.events():
+            await handle(event, wallet_handlers, "wallet")
+
+    @app.timer(5.0)
+    async def table_sizes() -> None:
+        for name, t in stores.items():
+            metrics.TABLE_SIZE.labels(name).set(len(t))
+
+    return engine
+
+
+def run_worker(settings: Settings, loglevel: str = "warn") -> None:
+    """Run one worker process until it is stopped (SIGTERM/SIGINT)."""
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:  # pragma: no cover - uvloop is a dependency; keep working without it
+        pass
+    topology.apply(topology.load(settings=settings), settings.kafka_bootstrap)
+    metrics.serve(settings.metrics_port)
+    engine = build_app(settings)
+    worker = faust.Worker(engine.app, loglevel=loglevel, quiet=True)
+    worker.execute_from_commandline()

@@ -1,0 +1,243 @@
+"""Agent tests: the processors' handlers fed plain input lists, with dict-backed state.
+
+These run the exact code the Faust agents run (decode -> handler -> outputs) without a
+broker, including crash-and-resume: state is a dict we keep or drop, inputs are replayed.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from oddsflow.domain.acceptance import Limits
+from oddsflow.domain.money import payout_minor
+from oddsflow.processors.markets import Book, InputError, MarketsHandler
+from oddsflow.processors.state import Effects, Store
+from oddsflow.processors.wallet import WalletHandler
+from tests.processors import records as r
+
+NOW = r.T0_MS + 1000
+
+
+class Engine:
+    """Both handlers wired like the topology: outputs routed to their consumers in order."""
+
+    def __init__(self, limits: Limits | None = None, state: dict[str, dict[str, bytes]] | None = None) -> None:
+        self.state = state if state is not None else {n: {} for n in ("markets", "events", "legs", "liab", "wallets", "bets")}
+        st = {k: Store(v) for k, v in self.state.items()}
+        self.limits = limits or Limits(bet_delay_ms_in_play=0)
+        self.m = MarketsHandler(st["markets"], st["events"], st["legs"], st["liab"], Book(limits=self.limits))
+        self.w = WalletHandler(st["wallets"], st["bets"], self.limits)
+        self.outputs: list[tuple[str, str, dict[str, Any]]] = []
+        self.routes = {
+            "fixtures": self.m.on_fixture, "price_updates": self.m.on_price_update, "market_status": self.m.on_market_status,
+            "results": self.m.on_result, "scores": self.m.on_score, "leg_commands": self.m.on_leg_command,
+            "leg_delays": self.m.on_leg_command, "bet_requests": self.w.on_bet_request, "deposits": self.w.on_deposit,
+            "leg_verdicts": self.w.on_leg_verdict, "leg_settlements": self.w.on_leg_settlement,
+        }
+
+    def feed(self, topic: str, rec: dict[str, Any], now_ms: int = NOW) -> None:
+        queue = [(topic, rec)]
+        while queue:
+            t, v = queue.pop(0)
+            fx = Effects()
+            self.routes[t](v, fx, now_ms)
+            for o in fx.out:
+                self.outputs.append((o.topic, o.key, o.value))
+                if o.topic in self.routes and o.topic != "leg_delays":
+                    queue.append((o.topic, _roundtrip(o.value)))
+
+    def out(self, topic: str) -> list[dict[str, Any]]:
+        return [v for t, _, v in self.outputs if t == topic]
+
+    def decisions(self) -> dict[str, dict[str, Any]]:
+        return {d["bet_id"]: d for d in self.out("bet_decisions")}
+
+
+def _roundtrip(v: dict[str, Any]) -> dict[str, Any]:
+    # What a consumer decodes is what the producer encoded: Decimals stay Decimals.
+    return v
+
+
+def market_up(e: Engine, event_id: str = "e1", odds=("2.10", "3.40", "3.60")) -> Decimal:
+    e.feed("fixtures", r.fixture(event_id))
+    e.feed("market_status", r.status(event_id, "open", seq=1))
+    e.feed("price_updates", r.prices(event_id, odds))
+    pm = e.out("priced_markets")[-1]
+    return {s["selection"]: s["odds"] for s in pm["selections"]}["home"]
+
+
+def test_price_update_publishes_margin_applied_prices_and_drops_stale():
+    e = Engine()
+    market_up(e)
+    pm = e.out("priced_markets")[-1]
+    inv = sum(1 / s["odds"] for s in pm["selections"])
+    assert inv >= Decimal("1.05")  # never below the book's margin
+    n = len(e.out("priced_markets"))
+    e.feed("price_updates", r.prices("e1", ("1.50", "4.00", "6.00"), seq=1))  # duplicate seq
+    e.feed("price_updates", r.prices("e1", ("1.50", "4.00", "6.00"), seq=0))  # stale
+    assert len(e.out("priced_markets")) == n
+
+
+def test_single_accepted_then_settled_with_exact_amounts():
+    e = Engine()
+    home = market_up(e)
+    e.feed("deposits", r.deposit("a1", 100_00))
+    e.feed("bet_requests", r.bet("b1", "a1", 10_00, [r.leg("e1", "home", str(home))], policy="none"))
+    d = e.decisions()["b1"]
+    assert d["accepted"] and d["bound_odds"] == [str(home)] or d["bound_odds"] == [home]
+    e.feed("results", r.result("e1", (2, 1), (0, 0)))
+    [s] = e.out("settlements")
+    assert (s["outcome"], s["return_minor"]) == ("win", payout_minor(10_00, home))
+    kinds = [t["kind"] for t in e.out("ledger")]
+    assert kinds == ["deposit", "reserve", "accept", "payout"]
+    for t in e.out("ledger"):
+        assert sum(p["amount_minor"] for p in t["postings"]) == 0
+
+
+@pytest.mark.parametrize(
+    ("setup", "bet_kwargs", "reason"),
+    [
+        ("suspend", {}, "MARKET_SUSPENDED"),
+        ("none", {"policy": "none", "odds": "1.01"}, "PRICE_CHANGED"),
+        ("none", {"policy": "higher", "odds": "50.00"}, "PRICE_CHANGED"),
+        ("none", {"stake": 1}, "STAKE_TOO_LOW"),
+        ("none", {"stake": 1_000_00}, "INSUFFICIENT_FUNDS"),
+        ("none", {"event": "nope"}, "MARKET_UNKNOWN"),
+        ("none", {"selection": "banana"}, "SELECTION_UNKNOWN"),
+    ],
+)
+def test_rejections_by_reason(setup, bet_kwargs, reason):
+    e = Engine()
+    market_up(e)
+    if setup == "suspend":
+        e.feed("market_status", r.status("e1", "suspended", seq=2))
+    e.feed("deposits", r.deposit("a1", 100_00))
+    leg = r.leg(bet_kwargs.get("event", "e1"), bet_kwargs.get("selection", "home"), bet_kwargs.get("odds", "2.00"))
+    e.feed("bet_requests", r.bet("b1", "a1", bet_kwargs.get("stake", 10_00), [leg], policy=bet_kwargs.get("policy", "any")))
+    d = e.decisions()["b1"]
+    assert (d["accepted"], d["reason"]) == (False, reason)
+    # Whatever was reserved was released: the wallet is whole again.
+    bal: dict[str, int] = {}
+    for t in e.out("ledger"):
+        for p in t["postings"]:
+            bal[p["account"]] = bal.get(p["account"], 0) + p["amount_minor"]
+    assert bal["player:a1:available"] == 100_00
+    assert bal.get("player:a1:reserved", 0) == 0
+
+
+def test_liability_limit_rejects_and_released_legs_free_liability():
+    limits = Limits(bet_delay_ms_in_play=0, liability_minor_max_selection=50_00, liability_minor_max_market=50_00)
+    e = Engine(limits)
+    home = market_up(e)
+    e.feed("deposits", r.deposit("a1", 1000_00))
+    e.feed("bet_requests", r.bet("b1", "a1", 40_00, [r.leg("e1", "home", str(home))]))
+    e.feed("bet_requests", r.bet("b2", "a1", 40_00, [r.leg("e1", "home", str(home))]))
+    d = e.decisions()
+    assert d["b1"]["accepted"]
+    assert (d["b2"]["accepted"], d["b2"]["reason"]) in {(False, "LIABILITY_SELECTION"), (False, "LIABILITY_MARKET")}
+
+
+def test_accumulator_waits_for_last_leg_and_releases_on_partial_reject():
+    e = Engine()
+    h1 = market_up(e, "e1")
+    h2 = market_up(e, "e2")
+    e.feed("deposits", r.deposit("a1", 100_00))
+    e.feed("bet_requests", r.bet("acc", "a1", 10_00, [r.leg("e1", "home", str(h1)), r.leg("e2", "home", str(h2))]))
+    assert e.decisions()["acc"]["accepted"]
+    e.feed("results", r.result("e1", (1, 0)))
+    assert e.out("settlements") == []  # one leg still open
+    e.feed("results", r.result("e2", (3, 0)))
+    [s] = e.out("settlements")
+    assert s["return_minor"] == payout_minor(10_00, h1 * h2)
+    # Partial reject: e3 suspended -> the e1 leg's check is released.
+    market_up(e, "e3")
+    e.feed("market_status", r.status("e3", "suspended", seq=2))
+    e.feed("price_updates", r.prices("e1", seq=5))
+    e.feed("market_status", r.status("e1", "open", seq=50))
+    e.feed("bet_requests", r.bet("acc2", "a1", 5_00, [r.leg("e1", "home", "1.5"), r.leg("e3", "home", "1.5")]))
+    d = e.decisions()["acc2"]
+    assert (d["accepted"], d["reason"]) == (False, "MARKET_SUSPENDED")
+
+
+def test_duplicate_bet_id_returns_original_decision():
+    e = Engine()
+    home = market_up(e)
+    e.feed("deposits", r.deposit("a1", 100_00))
+    e.feed("bet_requests", r.bet("b1", "a1", 10_00, [r.leg("e1", "home", str(home))]))
+    e.feed("bet_requests", r.bet("b1", "a1", 50_00, [r.leg("e1", "away", "9.00")]))
+    ds = [d for d in e.out("bet_decisions") if d["bet_id"] == "b1"]
+    assert len(ds) == 2 and ds[0] == ds[1]
+    assert len([t for t in e.out("ledger") if t["kind"] == "reserve"]) == 1
+
+
+def test_resettlement_posts_only_the_difference():
+    e = Engine()
+    home = market_up(e)
+    e.feed("deposits", r.deposit("a1", 100_00))
+    e.feed("bet_requests", r.bet("b1", "a1", 10_00, [r.leg("e1", "home", str(home))]))
+    e.feed("results", r.result("e1", (2, 1)))
+    e.feed("results", r.result("e1", (2, 1)))  # duplicate: ignored
+    e.feed("results", r.result("e1", (1, 1), revision=1))  # corrected: home did not win
+    s = e.out("settlements")
+    assert [(x["revision"], x["return_minor"], x["previous_return_minor"]) for x in s] == [
+        (0, payout_minor(10_00, home), 0), (1, 0, payout_minor(10_00, home))]
+    [resettle] = [t for t in e.out("ledger") if t["kind"] == "resettle"]
+    player = [p for p in resettle["postings"] if p["account"] == "player:a1:available"]
+    assert player[0]["amount_minor"] == -payout_minor(10_00, home)
+
+
+def test_abandoned_event_voids_and_refunds_stake():
+    e = Engine()
+    home = market_up(e)
+    e.feed("deposits", r.deposit("a1", 100_00))
+    e.feed("bet_requests", r.bet("b1", "a1", 10_00, [r.leg("e1", "home", str(home))]))
+    e.feed("results", r.result("e1", None, st="abandoned"))
+    [s] = e.out("settlements")
+    assert (s["outcome"], s["return_minor"]) == ("void", 10_00)
+
+
+def test_in_play_bet_is_held_then_rechecked_at_the_later_price():
+    e = Engine(Limits(bet_delay_ms_in_play=5_000))
+    market_up(e)
+    e.feed("market_status", r.status("e1", "open", seq=2, in_play=True))
+    e.feed("deposits", r.deposit("a1", 100_00))
+    e.feed("bet_requests", r.bet("b1", "a1", 10_00, [r.leg("e1", "home", "2.00")], policy="higher"))
+    [held] = e.out("leg_delays")
+    assert held["hold_until_ms"] == NOW + 5_000
+    assert "b1" not in e.decisions()
+    # The price drifts in while the bet is held: re-checked at hold time, it is rejected.
+    e.feed("price_updates", r.prices("e1", ("1.20", "6.00", "12.00"), seq=2))
+    e.feed("leg_delays", held, now_ms=NOW + 5_000)
+    assert e.decisions()["b1"]["reason"] == "PRICE_CHANGED"
+
+
+def test_crash_and_resume_replaying_inputs_changes_nothing():
+    inputs = [("fixtures", r.fixture("e1")), ("market_status", r.status("e1", "open", 1)),
+              ("price_updates", r.prices("e1")), ("deposits", r.deposit("a1", 100_00)),
+              ("bet_requests", r.bet("b1", "a1", 10_00, [r.leg("e1", "home", "2.00")])),
+              ("results", r.result("e1", (0, 2)))]
+    e = Engine()
+    for t, v in inputs[:5]:
+        e.feed(t, v)
+    # Crash after the bet: state survived (changelog), the last two inputs are redelivered.
+    e2 = Engine(state=e.state)
+    for t, v in inputs[4:]:
+        e2.feed(t, v)
+    once = Engine()
+    for t, v in inputs:
+        once.feed(t, v)
+    assert [x["tx_id"] for x in once.out("ledger")] == [x["tx_id"] for x in e.out("ledger") + e2.out("ledger")]
+    assert e2.state["wallets"] == once.state["wallets"]
+
+
+def test_bad_content_raises_input_error_for_the_dead_letter_topic():
+    e = Engine()
+    with pytest.raises(InputError):
+        e.feed("price_updates", r.prices("e1", market_type="no_such_market"))
+    with pytest.raises(InputError):
+        e.feed("results", r.result("e1", None, st="final"))
+    with pytest.raises(InputError):
+        e.feed("deposits", r.deposit("a1", -5))
