@@ -1,0 +1,465 @@
+"""The Postgres ledger: migrations, the exactly-once sink, and the finance queries.
+
+The sink is I/O only: it copies what the engine decided (ledger transactions, bet decisions,
+settlements) into Postgres. Exactly once = idempotent rows (unique ids, ON CONFLICT DO NOTHING)
++ the Kafka offsets stored in the same database transaction as the rows; on assignment the
+consumer seeks to the offsets stored here, so Kafka's committed offsets are only advisory.
+
+Run it with ``python -m oddsflow.sinks.postgres [--idle-exit SECONDS]`` (settings from ODDSFLOW_*).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import re
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from importlib import resources
+from typing import Any
+
+import psycopg
+from psycopg import errors as pg_errors
+
+from oddsflow.settings import Settings, get_settings
+from oddsflow.sinks import metrics
+from oddsflow.sinks.kafka_batch import Batch, BatchConsumer, RetryableStoreError, SinkConfig
+
+log = logging.getLogger(__name__)
+
+SINK_NAME = "postgres"
+TOPIC_KEYS = ("ledger", "bet_decisions", "settlements")
+# pg_advisory_lock key: any constant that other code is unlikely to pick ("oddsflow" in hex-ish)
+MIGRATION_LOCK_KEY = 0x0DD5F10E
+_MIGRATION_RE = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.sql$")
+
+
+# --------------------------------------------------------------------------------------------
+# Migrations
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()
+
+
+def migrations() -> list[Migration]:
+    found = []
+    for entry in resources.files("oddsflow.sinks").joinpath("migrations").iterdir():
+        m = _MIGRATION_RE.match(entry.name)
+        if m:
+            found.append(Migration(int(m["version"]), m["name"], entry.read_text()))
+    return sorted(found, key=lambda m: m.version)
+
+
+def migrate(dsn: str) -> list[str]:
+    """Apply pending migrations, each in its own transaction; returns what was applied.
+
+    Idempotent and safe to run concurrently: a session advisory lock serialises migrators.
+    """
+    applied_now: list[str] = []
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
+        try:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " version integer PRIMARY KEY, name text NOT NULL, checksum text NOT NULL,"
+                " applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            done = dict(conn.execute("SELECT version, checksum FROM schema_migrations").fetchall())
+            for m in migrations():
+                if m.version in done:
+                    if done[m.version] != m.checksum:
+                        # an applied migration was edited: new changes belong in a new file
+                        log.warning("migration %04d_%s differs from the applied version", m.version, m.name)
+                    continue
+                with conn.transaction():
+                    conn.execute(m.sql)
+                    conn.execute(
+                        "INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
+                        (m.version, m.name, m.checksum),
+                    )
+                applied_now.append(f"{m.version:04d}_{m.name}")
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_KEY,))
+    return applied_now
+
+
+# --------------------------------------------------------------------------------------------
+# The sink's store side
+# --------------------------------------------------------------------------------------------
+_STAGING_DDL = """
+CREATE TEMP TABLE IF NOT EXISTS stage_tx (
+    tx_id text, kind text, bet_id text, account_id text, created_ms bigint,
+    src_topic text, src_partition integer, src_offset bigint) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS stage_postings (
+    posting_id text, tx_id text, account text, amount_minor bigint, currency text,
+    created_ms bigint) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS stage_decisions (
+    bet_id text, account_id text, accepted boolean, reject_reason text, stake_minor bigint,
+    potential_return_minor bigint, currency text, bound_odds numeric(12,4)[],
+    requested_ms bigint, decided_ms bigint, ord bigint) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS stage_settlements (
+    bet_id text, account_id text, outcome text, stake_minor bigint, return_minor bigint,
+    previous_return_minor bigint, revision integer, currency text, settled_ms bigint)
+    ON COMMIT DELETE ROWS;
+"""
+
+# epoch milliseconds -> timestamptz without going through float seconds
+_TS = "(timestamptz 'epoch' + ({col}) * interval '1 millisecond')"
+
+# (table written, the topology key whose records feed it, SQL)
+_MERGE_SQL: tuple[tuple[str, str, str], ...] = (
+    ("accounts", "ledger", """
+        INSERT INTO accounts (account, currency)
+        SELECT DISTINCT ON (account) account, currency FROM stage_postings ORDER BY account
+        ON CONFLICT (account) DO NOTHING"""),
+    ("transactions", "ledger", f"""
+        INSERT INTO transactions (tx_id, kind, bet_id, account_id, created_at, src_topic, src_partition, src_offset)
+        SELECT tx_id, kind, bet_id, account_id, {_TS.format(col='created_ms')}, src_topic, src_partition, src_offset
+          FROM stage_tx
+        ON CONFLICT (tx_id) DO NOTHING"""),
+    ("postings", "ledger", f"""
+        INSERT INTO postings (posting_id, tx_id, account, amount_minor, currency, created_at)
+        SELECT posting_id, tx_id, account, amount_minor, currency, {_TS.format(col='created_ms')}
+          FROM stage_postings
+        ON CONFLICT (posting_id) DO NOTHING"""),
+    ("bets", "bet_decisions", f"""
+        INSERT INTO bets (bet_id, account_id, accepted, reject_reason, stake_minor, potential_return_minor,
+                          currency, bound_odds, requested_at, decided_at)
+        SELECT DISTINCT ON (bet_id) bet_id, account_id, accepted, reject_reason, stake_minor,
+               potential_return_minor, currency, bound_odds, {_TS.format(col='requested_ms')},
+               {_TS.format(col='decided_ms')}
+          FROM stage_decisions ORDER BY bet_id, ord
+        ON CONFLICT (bet_id) DO UPDATE SET
+            accepted = EXCLUDED.accepted, reject_reason = EXCLUDED.reject_reason,
+            stake_minor = EXCLUDED.stake_minor, potential_return_minor = EXCLUDED.potential_return_minor,
+            currency = EXCLUDED.currency, bound_odds = EXCLUDED.bound_odds,
+            requested_at = EXCLUDED.requested_at, decided_at = EXCLUDED.decided_at, updated_at = now()
+        -- exactly one decision per bet: the first one wins, a repeat is a no-op
+        WHERE bets.decided_at IS NULL"""),
+    ("bet_settlements", "settlements", f"""
+        INSERT INTO bet_settlements (bet_id, revision, account_id, outcome, stake_minor, return_minor,
+                                     previous_return_minor, currency, settled_at)
+        SELECT bet_id, revision, account_id, outcome, stake_minor, return_minor, previous_return_minor,
+               currency, {_TS.format(col='settled_ms')}
+          FROM stage_settlements
+        ON CONFLICT (bet_id, revision) DO NOTHING"""),
+    ("bets", "settlements", f"""
+        INSERT INTO bets (bet_id, account_id, stake_minor, currency, outcome, return_minor,
+                          settlement_revision, settled_at)
+        SELECT DISTINCT ON (bet_id) bet_id, account_id, stake_minor, currency, outcome, return_minor,
+               revision, {_TS.format(col='settled_ms')}
+          FROM stage_settlements ORDER BY bet_id, revision DESC
+        ON CONFLICT (bet_id) DO UPDATE SET
+            outcome = EXCLUDED.outcome, return_minor = EXCLUDED.return_minor,
+            settlement_revision = EXCLUDED.settlement_revision, settled_at = EXCLUDED.settled_at,
+            updated_at = now()
+        -- revisions may arrive in any order across batches: the highest one is the bet's state
+        WHERE bets.settlement_revision IS NULL OR bets.settlement_revision < EXCLUDED.settlement_revision"""),
+)
+
+_OFFSETS_SQL = """
+    INSERT INTO consumed_offsets (consumer_group, topic, partition, next_offset) VALUES (%s, %s, %s, %s)
+    ON CONFLICT (consumer_group, topic, partition) DO UPDATE
+       -- never move backwards: a retried old batch must not rewind another writer's progress
+       SET next_offset = GREATEST(consumed_offsets.next_offset, EXCLUDED.next_offset), updated_at = now()"""
+
+
+def _odds_array(odds: Iterable[Any]) -> str:
+    return "{" + ",".join(str(o) for o in odds) + "}"
+
+
+class PostgresLedgerStore:
+    """Writes batches (rows + offsets) in one database transaction. Not thread-safe."""
+
+    def __init__(self, dsn: str, consumer_group: str, connect_timeout_s: int = 5) -> None:
+        self.dsn = dsn
+        self.consumer_group = consumer_group
+        self.connect_timeout_s = connect_timeout_s
+        self._conn: psycopg.Connection[Any] | None = None
+        self.rejected = 0
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        if self._conn is None or self._conn.closed:
+            conn = psycopg.connect(self.dsn, connect_timeout=self.connect_timeout_s,
+                                   application_name=f"oddsflow-sink-{SINK_NAME}")
+            conn.execute(_STAGING_DDL)
+            conn.commit()
+            self._conn = conn
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _drop_connection(self) -> None:
+        try:
+            self.close()
+        except Exception:  # the connection is already broken; nothing to save
+            self._conn = None
+
+    def load_offsets(self, tps: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        try:
+            conn = self._connection()
+            rows = conn.execute(
+                "SELECT topic, partition, next_offset FROM consumed_offsets"
+                " WHERE consumer_group = %s AND topic = ANY(%s)",
+                (self.consumer_group, sorted({t for t, _ in tps})),
+            ).fetchall()
+            conn.commit()
+        except psycopg.Error:
+            self._drop_connection()
+            raise
+        return {(t, p): o for t, p, o in rows}
+
+    def flush(self, batch: Batch) -> None:
+        try:
+            self._flush(batch)
+        except (pg_errors.IntegrityError, pg_errors.DataError) as exc:
+            # One record the database refuses must not wedge the stream: bisect to find it,
+            # keep it in sink_rejects, and write everything else.
+            self._rollback()
+            if len(batch.records) > 1:
+                first, second = batch.split()
+                self.flush(first)
+                self.flush(second)
+                self._write_offsets_only(batch.next_offsets)  # covers skipped undecodable messages
+            elif batch.records:
+                self._reject(batch, exc)
+            else:
+                raise RetryableStoreError(str(exc)) from exc
+        except psycopg.Error as exc:
+            # connection lost, server shutting down, lock timeout...: back off and retry the batch
+            self._drop_connection()
+            raise RetryableStoreError(f"{type(exc).__name__}: {exc}") from exc
+
+    def _rollback(self) -> None:
+        if self._conn is not None and not self._conn.closed:
+            try:
+                self._conn.rollback()
+            except psycopg.Error:
+                self._drop_connection()
+
+    def _flush(self, batch: Batch) -> None:
+        conn = self._connection()
+        with conn.cursor() as cur:
+            ledger = batch.of("ledger")
+            if ledger:
+                with cur.copy("COPY stage_tx FROM STDIN") as cp:
+                    for r in ledger:
+                        v = r.value
+                        cp.write_row((v["tx_id"], v["kind"], v.get("bet_id"), v.get("account_id"),
+                                      v["created_at"], r.topic, r.partition, r.offset))
+                with cur.copy("COPY stage_postings FROM STDIN") as cp:
+                    for r in ledger:
+                        v = r.value
+                        for p in v["postings"]:
+                            cp.write_row((p["posting_id"], v["tx_id"], p["account"], p["amount_minor"],
+                                          p["currency"], v["created_at"]))
+            decisions = batch.of("bet_decisions")
+            if decisions:
+                with cur.copy("COPY stage_decisions FROM STDIN") as cp:
+                    for r in decisions:
+                        v = r.value
+                        cp.write_row((v["bet_id"], v["account_id"], v["accepted"], v.get("reason"),
+                                      v["stake_minor"], v["potential_return_minor"], v["currency"],
+                                      _odds_array(v["bound_odds"]), v["requested_at"], v["decided_at"],
+                                      r.offset))
+            settlements = batch.of("settlements")
+            if settlements:
+                with cur.copy("COPY stage_settlements FROM STDIN") as cp:
+                    for r in settlements:
+                        v = r.value
+                        cp.write_row((v["bet_id"], v["account_id"], v["outcome"], v["stake_minor"],
+                                      v["return_minor"], v["previous_return_minor"], v["revision"],
+                                      v["currency"], v["settled_at"]))
+            written: dict[str, int] = {}
+            present = {"ledger": bool(ledger), "bet_decisions": bool(decisions), "settlements": bool(settlements)}
+            for table, source, sql in _MERGE_SQL:
+                if not present[source]:
+                    continue
+                cur.execute(sql)
+                written[table] = written.get(table, 0) + max(cur.rowcount, 0)
+            self._offsets(cur, batch.next_offsets)
+        conn.commit()  # the deferred balance check runs here
+        for table, n in written.items():
+            metrics.ROWS_WRITTEN.labels(SINK_NAME, table).inc(n)
+
+    def _offsets(self, cur: psycopg.Cursor[Any], next_offsets: Mapping[tuple[str, int], int]) -> None:
+        cur.executemany(_OFFSETS_SQL, [(self.consumer_group, t, p, o) for (t, p), o in sorted(next_offsets.items())])
+
+    def _write_offsets_only(self, next_offsets: Mapping[tuple[str, int], int]) -> None:
+        conn = self._connection()
+        with conn.cursor() as cur:
+            self._offsets(cur, next_offsets)
+        conn.commit()
+
+    def _reject(self, batch: Batch, exc: Exception) -> None:
+        r = batch.records[0]
+        log.error("postgres sink: %s[%d]@%d refused by the database, kept in sink_rejects: %s",
+                  r.topic, r.partition, r.offset, exc)
+        conn = self._connection()
+        with conn.cursor() as cur:
+            cur.execute(
+                "INSERT INTO sink_rejects (topic, partition, \"offset\", error, value) VALUES (%s, %s, %s, %s, %s)"
+                " ON CONFLICT DO NOTHING",
+                (r.topic, r.partition, r.offset, str(exc)[:2000], r.raw),
+            )
+            self._offsets(cur, batch.next_offsets)
+        conn.commit()
+        self.rejected += 1
+        metrics.REJECTED.labels(SINK_NAME).inc()
+
+
+def _migrate_with_retry(dsn: str, stop_event: threading.Event, backoff_max_s: float = 5.0) -> bool:
+    backoff_s = 0.1
+    while not stop_event.is_set():
+        try:
+            migrate(dsn)
+            return True
+        except psycopg.OperationalError as exc:
+            metrics.RETRIES.labels(SINK_NAME).inc()
+            log.warning("postgres sink: database unavailable (%s); retrying in %.1fs", exc, backoff_s)
+            stop_event.wait(backoff_s)
+            backoff_s = min(backoff_s * 2, backoff_max_s)
+    return False
+
+
+def run_postgres_sink(
+    settings: Settings | None = None,
+    stop_event: threading.Event | None = None,
+    max_idle_s: float | None = None,
+    config: SinkConfig | None = None,
+) -> BatchConsumer:
+    """Consume the ledger, decisions and settlements into Postgres until ``stop_event`` is set
+    or no message arrived for ``max_idle_s`` seconds. Returns the consumer (for its counters)."""
+    settings = settings or get_settings()
+    stop_event = stop_event or threading.Event()
+    config = config or SinkConfig(name=SINK_NAME, topic_keys=TOPIC_KEYS)
+    consumer = BatchConsumer(settings, config, load_offsets=lambda tps: {}, flush=lambda b: None,
+                             stop_event=stop_event)
+    store = PostgresLedgerStore(settings.pg_dsn, consumer.group_id)
+    consumer.load_offsets = store.load_offsets
+    consumer.flush = store.flush
+    try:
+        if _migrate_with_retry(settings.pg_dsn, stop_event):
+            consumer.run(max_idle_s=max_idle_s)
+    finally:
+        store.close()
+    return consumer
+
+
+# --------------------------------------------------------------------------------------------
+# Finance queries (used by `oddsflow ledger ...` and the demo)
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Mismatch:
+    account: str
+    engine_minor: int
+    ledger_minor: int
+    diff_minor: int
+
+
+def balance(dsn: str, account: str, at: datetime | None = None) -> dict[str, int]:
+    """currency -> balance_minor of ``account`` (at ``at``, a timezone-aware time; now if None)."""
+    if at is not None and at.tzinfo is None:
+        raise ValueError("balance(at=...) needs a timezone-aware datetime")
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute(
+            "SELECT currency, balance_minor FROM account_balance_at(%s, coalesce(%s, now()))", (account, at)
+        ).fetchall()
+    return {c: int(b) for c, b in rows}
+
+
+def trial_balance(dsn: str) -> list[tuple[str, str, int]]:
+    """(account, currency, balance_minor) for every account; per currency these sum to zero."""
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute(
+            "SELECT account, currency, balance_minor FROM trial_balance ORDER BY currency, account"
+        ).fetchall()
+    return [(a, c, int(b)) for a, c, b in rows]
+
+
+def money_trail(dsn: str, bet_id: str) -> list[dict[str, Any]]:
+    with psycopg.connect(dsn) as conn:
+        cur = conn.execute("SELECT * FROM bet_money_trail(%s)", (bet_id,))
+        cols = [d.name for d in cur.description or []]
+        return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
+
+
+def reconcile(dsn: str, wallets: Mapping[str, int]) -> list[Mismatch]:
+    """Compare the engine's balances (account -> balance_minor) with the ledger; mismatches only."""
+    payload = json.dumps({k: int(v) for k, v in wallets.items()})
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute("SELECT * FROM reconcile_wallets(%s::jsonb)", (payload,)).fetchall()
+    return [Mismatch(a, int(e), int(lg), int(d)) for a, e, lg, d in rows]
+
+
+def ledger_summary(dsn: str) -> dict[str, Any]:
+    """Trial balance total, per-kind totals and GGR (the balance of ``book:ggr``), in minor units."""
+    with psycopg.connect(dsn) as conn:
+        totals = conn.execute("SELECT currency, total_minor FROM trial_balance_totals").fetchall()
+        kinds = conn.execute(
+            "SELECT t.kind, count(DISTINCT t.tx_id), coalesce(sum(p.amount_minor) FILTER (WHERE p.amount_minor > 0), 0)"
+            " FROM transactions t JOIN postings p USING (tx_id) GROUP BY t.kind ORDER BY t.kind"
+        ).fetchall()
+        ggr = conn.execute(
+            "SELECT coalesce(sum(amount_minor), 0) FROM postings WHERE account = 'book:ggr'"
+        ).fetchone()
+        counts = conn.execute(
+            "SELECT (SELECT count(*) FROM transactions), (SELECT count(*) FROM postings),"
+            " (SELECT count(*) FROM bets), (SELECT count(*) FROM sink_rejects)"
+        ).fetchone()
+    assert ggr is not None and counts is not None
+    return {
+        "trial_balance_total_minor": sum(int(t) for _, t in totals),
+        "trial_balance_by_currency": {c: int(t) for c, t in totals},
+        "kinds": {k: {"transactions": int(n), "volume_minor": int(v)} for k, n, v in kinds},
+        "ggr_minor": int(ggr[0]),
+        "transactions": int(counts[0]),
+        "postings": int(counts[1]),
+        "bets": int(counts[2]),
+        "rejected_messages": int(counts[3]),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m oddsflow.sinks.postgres", description=__doc__.splitlines()[0])
+    parser.add_argument("--idle-exit", type=float, default=None, metavar="SECONDS",
+                        help="exit after this many seconds without messages")
+    parser.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port")
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(args.metrics_port)
+    stop = threading.Event()
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    started = time.monotonic()
+    try:
+        c = run_postgres_sink(Settings(), stop_event=stop, max_idle_s=args.idle_exit)
+    except KeyboardInterrupt:
+        return 130
+    log.info("postgres sink: flushed %d messages in %.1fs (%d undecodable)",
+             c.flushed_messages, time.monotonic() - started, c.undecodable)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
