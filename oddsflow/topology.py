@@ -22,7 +22,7 @@ class TopologyError(ValueError):
 @dataclass(frozen=True)
 class TopicSpec:
     key: str  # the logical key code uses, e.g. "price_updates"
-    base_name: str  # e.g. "feed.prices" (the prefix is added by `name`)
+    base_name: str  # as written in topology.yaml; `name` adds the prefix
     partitions: int
     replication: int
     cleanup: str
