@@ -30,6 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, localcontext
 from enum import StrEnum
+from fractions import Fraction
 
 from oddsflow.domain.errors import OddsError
 from oddsflow.domain.odds import validate_decimal_odds
@@ -82,8 +83,13 @@ def _check_probs(fair_probs: Sequence[Decimal]) -> tuple[Decimal, ...]:
 
 
 def overround(odds: Sequence[Decimal]) -> Decimal:
-    """``sum(1 / o) - 1``: 0 for a fair book, 0.05 for a 5% margin."""
-    return sum((1 / validate_decimal_odds(o) for o in odds), Decimal(0)) - 1
+    """``sum(1 / o) - 1``: 0 for a fair book, 0.05 for a 5% margin.
+
+    Summed exactly as fractions and rounded once (to the context's 28 digits): rounding is
+    monotone, so an overround that is truly >= a target margin is never reported below it.
+    """
+    exact = sum((1 / Fraction(validate_decimal_odds(o)) for o in odds), Fraction(0)) - 1
+    return Decimal(exact.numerator) / Decimal(exact.denominator)
 
 
 def _bisect(g: Callable[[Decimal], Decimal], lo: Decimal, hi: Decimal) -> Decimal:
@@ -230,24 +236,25 @@ class Ladder:
             if not tick > 0 or not upper > lower or (upper - lower) % tick != 0:
                 raise OddsError(f"bad ladder band ({upper}, {tick}) after {lower}")
             lower = upper
-        if not 1 < self.minimum <= self.maximum or self.round_down(self.minimum) != self.minimum:
+        if not 1 < self.minimum < self.maximum or self._snap(self.minimum) != self.minimum:
             raise OddsError(f"ladder minimum must be a tick > 1, got {self.minimum}")
 
     @property
     def maximum(self) -> Decimal:
         return self.bands[-1][0]
 
-    def round_down(self, odds: Decimal) -> Decimal:
-        """The highest tick <= ``odds``; below the minimum, the minimum; above the top, the top."""
-        if odds >= self.maximum:
-            return self.maximum
+    def _snap(self, odds: Decimal) -> Decimal:
+        """The highest tick <= ``odds`` (no minimum clamp), the top for ``odds`` above it."""
         lower = Decimal(1)
         for upper, tick in self.bands:
             if odds < upper:
-                snapped = lower + ((odds - lower) // tick) * tick
-                return max(snapped, self.minimum)
+                return lower + ((odds - lower) // tick) * tick
             lower = upper
-        raise AssertionError("unreachable: odds < maximum")  # pragma: no cover
+        return self.maximum
+
+    def round_down(self, odds: Decimal) -> Decimal:
+        """The highest tick <= ``odds``; below the minimum, the minimum; above the top, the top."""
+        return self.minimum if odds <= self.minimum else self._snap(odds)
 
     def is_tick(self, odds: Decimal) -> bool:
         return odds >= self.minimum and self.round_down(odds) == odds
