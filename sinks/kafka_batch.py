@@ -123,8 +123,11 @@ class BatchConsumer:
                 "isolation.level": "read_committed",
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
-                # a store outage can hold one batch for a long time; do not get evicted for it
-                "max.poll.interval.ms": 900_000,
+                # a crashed sink's partitions move to its replacement within this time (the
+                # broker's minimum); a long store outage may exceed max.poll.interval.ms, which is
+                # safe: the sink rejoins, and offsets in the store only ever move forward
+                "session.timeout.ms": 6000,
+                "heartbeat.interval.ms": 1500,
                 "fetch.max.bytes": 52_428_800,
             })
             self._consumer.subscribe(list(self._by_topic), on_assign=self._on_assign)
@@ -217,6 +220,9 @@ class BatchConsumer:
             while not self.stop_event.is_set():
                 batch = self.poll_batch()
                 if batch is None:
+                    if not self._assigned():
+                        idle_since = time.monotonic()  # waiting for partitions is not idleness
+                        continue
                     if max_idle_s is not None and time.monotonic() - idle_since >= max_idle_s:
                         log.info("%s sink: idle for %.1fs, exiting", self.config.name, max_idle_s)
                         return
@@ -227,6 +233,12 @@ class BatchConsumer:
                 idle_since = time.monotonic()
         finally:
             self.close()
+
+    def _assigned(self) -> bool:
+        try:
+            return bool(self._consumer is not None and self._consumer.assignment())
+        except Exception:
+            return False
 
     def close(self) -> None:
         if self._consumer is not None:

@@ -440,6 +440,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--idle-exit", type=float, default=None, metavar="SECONDS",
                         help="exit after this many seconds without messages")
     parser.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port")
+    parser.add_argument("--batch-size-max", type=int, default=SinkConfig.batch_size_max, help="messages per flush at most")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -453,7 +454,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     started = time.monotonic()
     try:
-        c = run_postgres_sink(Settings(), stop_event=stop, max_idle_s=args.idle_exit)
+        config = SinkConfig(name=SINK_NAME, topic_keys=TOPIC_KEYS, batch_size_max=args.batch_size_max)
+        c = run_postgres_sink(Settings(), stop_event=stop, max_idle_s=args.idle_exit, config=config)
     except KeyboardInterrupt:
         return 130
     log.info("postgres sink: flushed %d messages in %.1fs (%d undecodable)",
