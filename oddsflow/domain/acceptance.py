@@ -221,6 +221,8 @@ _CURRENCY_RE = re.compile(r"[A-Z]{3}")
 def check_request(request: BetRequest) -> RejectReason | None:
     """INVALID_REQUEST for a malformed request: ids, stake type, currency, legs."""
     stake = request.stake_minor
+    if not request.legs or not all(isinstance(leg, Leg) for leg in request.legs):
+        return RejectReason.INVALID_REQUEST
     events = [leg.event_id for leg in request.legs]
     if (
         not request.bet_id
@@ -230,8 +232,6 @@ def check_request(request: BetRequest) -> RejectReason | None:
         or stake <= 0
         or not isinstance(request.currency, str)
         or not _CURRENCY_RE.fullmatch(request.currency)
-        or not request.legs
-        or not all(isinstance(leg, Leg) for leg in request.legs)
         # two legs on one event are related contingencies: their prices are not independent
         or len(set(events)) != len(events)
     ):

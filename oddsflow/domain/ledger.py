@@ -166,7 +166,8 @@ def settle_payout(
     bet_id: str, account_id: str, stake_minor: int, return_minor: int, currency: str
 ) -> Transaction:
     """Settle: open bets -stake, player +return, GGR +(stake - return) (negative on a win)."""
-    _amount(stake_minor, "stake")
+    if _amount(stake_minor, "stake") == 0:
+        raise LedgerError("a stake must be positive")
     _amount(return_minor, "return")
     return _transaction(
         f"{bet_id}:settle",
