@@ -336,10 +336,6 @@ def check_leg(
     return LegVerdict(None, current, None)
 
 
-def _default_limits() -> Limits:
-    return Limits()
-
-
 @dataclass(frozen=True)
 class AcceptanceState:
     """Everything :func:`decide` reads, keyed: markets and liabilities by market id, decisions
@@ -349,7 +345,7 @@ class AcceptanceState:
     markets: Mapping[str, MarketState] = field(default_factory=dict)
     liabilities: Mapping[str, Liability] = field(default_factory=dict)
     decisions: Mapping[str, Decision] = field(default_factory=dict)
-    limits: Limits = field(default_factory=_default_limits)
+    limits: Limits = field(default_factory=Limits)
 
 
 def decide(

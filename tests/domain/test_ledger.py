@@ -152,7 +152,7 @@ step_st = st.one_of(
     st.builds(
         lambda a, s, r: settle_payout("b", a, s, r, "EUR"),
         st.sampled_from(["a1", "a2"]),
-        st.integers(0, 10**9),
+        st.integers(1, 10**9),
         st.integers(0, 10**10),
     ),
     st.builds(
