@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from datetime import datetime
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -119,7 +119,7 @@ def ledger_reconcile(wallets: Path = typer.Option(..., exists=True, help='JSON {
         raise typer.Exit(1)
 
 
-class QueryName(str, Enum):
+class QueryName(StrEnum):
     ggr_by_market_type = "ggr_by_market_type"
     hold_by_hour = "hold_by_hour"
     top_liabilities = "top_liabilities"
@@ -138,7 +138,7 @@ def analytics_query(name: QueryName, market_id: str | None = typer.Option(None, 
     print_table(cols, rows)
 
 
-class SinkName(str, Enum):
+class SinkName(StrEnum):
     postgres = "postgres"
     clickhouse = "clickhouse"
 

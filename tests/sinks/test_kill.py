@@ -44,10 +44,10 @@ def test_sigkill_mid_stream_then_restart(sink_settings, pg_dsn: str, tmp_path) -
     want_abs = sum(abs(p["amount_minor"]) for _, r in book.messages["ledger"] for p in r["postings"])
     cmd = [sys.executable, "-m", "oddsflow.sinks.postgres", "--batch-size-max", "2000", "--log-level", "WARNING"]
 
-    log1 = open(tmp_path / "sink-1.log", "wb")
     started = time.monotonic()
-    proc = subprocess.Popen(cmd, env=_env(sink_settings), cwd=REPO_ROOT, stdout=log1, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    with open(tmp_path / "sink-1.log", "wb") as log1:
+        proc = subprocess.Popen(cmd, env=_env(sink_settings), cwd=REPO_ROOT, stdout=log1, stderr=subprocess.STDOUT,
+                                start_new_session=True)
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -60,7 +60,7 @@ def test_sigkill_mid_stream_then_restart(sink_settings, pg_dsn: str, tmp_path) -
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    postings, _abs, txs, total = _counts(pg_dsn)
+    postings, _abs, _txs, total = _counts(pg_dsn)
     assert 0 < postings < book.postings, "the kill must land mid-stream"
     assert total == 0  # only whole, balanced transactions were committed
 

@@ -18,6 +18,7 @@ from sinks_testdata import BASE_MS, make_book, produce
 from oddsflow.kafka import EventProducer
 from oddsflow.sinks import postgres as pg
 from oddsflow.sinks.cli import ledger_summary
+import contextlib
 
 pytestmark = pytest.mark.integration
 
@@ -177,20 +178,16 @@ class _FlakyProxy:
             pass
         finally:
             for s in (a, b):
-                try:
+                with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
 
     def set_up(self, up: bool) -> None:
         self.up = up
         if not up:
             with self._lock:
                 for s in self._socks:
-                    try:
+                    with contextlib.suppress(OSError):
                         s.shutdown(socket.SHUT_RDWR)
-                    except OSError:
-                        pass
                 self._socks.clear()
 
     def close(self) -> None:
