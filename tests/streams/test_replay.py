@@ -137,3 +137,30 @@ def test_deterministic_and_rebased() -> None:
     timed = list(replay_timed(CSV, limit=5, start_ms=start))
     assert timed[0][0] == start
     assert [ev for _, ev in timed][0][2]["event_id"] == "epl-2009-2010-chelsea-hull-city"
+
+
+@pytest.mark.integration
+def test_replay_produces_to_kafka(kafka_settings) -> None:
+    from oddsflow.kafka import consume_all
+    from oddsflow.streams.replay import replay
+
+    counts = replay(kafka_settings, CSV, limit=3, bets_per_match=2)
+    assert counts["fixtures"] == 3 and counts["bet_requests"] == 6 and counts["deposits"] == 6
+    results = consume_all("results", kafka_settings, expect=3, idle_s=1.0)
+    assert sorted(r["event_id"] for _, r in results) == sorted(
+        rec["event_id"] for tk, _, rec in replay_events(CSV, limit=3) if tk == "results")
+
+
+def test_cli_commands_are_registered() -> None:
+    import typer
+    from typer.testing import CliRunner
+
+    from oddsflow.streams.cli import register
+
+    app = typer.Typer()
+    register(app)
+    runner = CliRunner()
+    out = runner.invoke(app, ["--help"]).output
+    assert "replay" in out and "simulate" in out and "ingest-http" in out
+    assert "--bets-per-match" in runner.invoke(app, ["replay", "--help"]).output
+    assert "--rate" in runner.invoke(app, ["simulate", "--help"]).output
