@@ -38,7 +38,13 @@ from oddsflow.codec import CodecError
 from oddsflow.kafka import EventProducer
 from oddsflow.metrics import DEAD_LETTERS, INGEST_REJECTED, INGESTED, STALE_UPDATES
 from oddsflow.settings import Settings, get_settings
-from oddsflow.streams.normalise import KIND_TOPICS, FeedError, _reject_constant, dedup_key, normalise
+from oddsflow.streams.normalise import (
+    KIND_TOPICS,
+    FeedError,
+    _reject_constant,
+    dedup_key,
+    normalise,
+)
 
 log = logging.getLogger(__name__)
 

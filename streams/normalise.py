@@ -34,7 +34,15 @@ from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any
 
-from oddsflow.domain.markets import LINE_MARKETS, MarketType, Period, line_text, market_id, parse_score_selection, selections
+from oddsflow.domain.markets import (
+    LINE_MARKETS,
+    MarketType,
+    Period,
+    line_text,
+    market_id,
+    parse_score_selection,
+    selections,
+)
 
 ODDS_Q = Decimal("0.0001")  # Avro decimal scale 4
 MAX_ODDS = Decimal(1_000_000)  # Avro precision 12 at scale 4 leaves 8 integer digits; no real price is near
@@ -393,19 +401,18 @@ def _score_pair(item: Mapping[str, Any], period: str) -> tuple[int | None, int |
     if nested is not None:
         if isinstance(nested, str):
             try:
-                h, a = parse_score_selection(nested)
+                return parse_score_selection(nested)
             except ValueError:
                 raise FeedError(f"{period} score must look like '2-1', got {nested!r}", "bad_field") from None
-            return h, a
         if not isinstance(nested, Mapping):
             raise FeedError(f"{period} must be an object {{home, away}}", "bad_field")
         return (integer(_get(nested, "home"), f"{period}.home"), integer(_get(nested, "away"), f"{period}.away"))
-    h, a = item.get(f"{period}_home"), item.get(f"{period}_away")
-    if (h is None) != (a is None):
+    raw_h, raw_a = item.get(f"{period}_home"), item.get(f"{period}_away")
+    if (raw_h is None) != (raw_a is None):
         raise FeedError(f"{period}_home and {period}_away go together", "missing_field")
-    if h is None:
+    if raw_h is None:
         return None, None
-    return integer(h, f"{period}_home"), integer(a, f"{period}_away")
+    return integer(raw_h, f"{period}_home"), integer(raw_a, f"{period}_away")
 
 
 def _result(item: Mapping[str, Any], provider: str) -> dict[str, Any]:

@@ -133,10 +133,7 @@ def read_matches(csv_path: str | Path, limit: int | None = None) -> list[Match]:
 
 def interpolate(open_: Decimal, close: Decimal, k: int, n: int) -> Decimal:
     """Price ``k`` of ``n`` steps from ``open_`` (k=0) to ``close`` (k=n), 2 dp, >= 1.02."""
-    if k >= n:
-        value = close
-    else:
-        value = open_ + (close - open_) * k / n
+    value = close if k >= n else open_ + (close - open_) * k / n
     return max(value.quantize(ODDS_STEP, rounding=ROUND_HALF_EVEN), MIN_ODDS)
 
 

@@ -136,7 +136,7 @@ def test_deterministic_and_rebased() -> None:
     start = 1_800_000_000_000
     timed = list(replay_timed(CSV, limit=5, start_ms=start))
     assert timed[0][0] == start
-    assert [ev for _, ev in timed][0][2]["event_id"] == "epl-2009-2010-chelsea-hull-city"
+    assert next(ev for _, ev in timed)[2]["event_id"] == "epl-2009-2010-chelsea-hull-city"
 
 
 @pytest.mark.integration

@@ -6,7 +6,12 @@ from collections import Counter, defaultdict
 from decimal import Decimal
 
 from oddsflow.codec import Codec
-from oddsflow.streams.simulate import fair_probabilities, provider_odds, simulate_events, simulate_timed
+from oddsflow.streams.simulate import (
+    fair_probabilities,
+    provider_odds,
+    simulate_events,
+    simulate_timed,
+)
 
 SCHEMA = {"fixtures": "fixture", "price_updates": "price_update", "market_status": "market_status", "scores": "score",
           "results": "result", "bet_requests": "bet_request", "deposits": "deposit"}
