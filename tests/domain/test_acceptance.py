@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from decimal import Decimal
 
 import pytest
 from hypothesis import given
@@ -30,7 +31,8 @@ from oddsflow.domain.acceptance import (
 )
 from oddsflow.domain.errors import MoneyError
 from oddsflow.domain.markets import Leg, MarketType, Period
-from tests.domain.conftest import D
+
+D = Decimal
 
 MR = "e1/match_result/FT"
 AH = "e2/asian_handicap/FT/-0.25"

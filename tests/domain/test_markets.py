@@ -16,7 +16,8 @@ from oddsflow.domain.markets import (
     parse_score_selection,
     selections,
 )
-from tests.domain.conftest import D
+
+D = Decimal
 
 
 def test_selections_table() -> None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from oddsflow.domain.errors import OddsError
@@ -16,7 +16,8 @@ from oddsflow.domain.pricing import (
     overround,
     price,
 )
-from tests.domain.conftest import D
+
+D = Decimal
 
 TOL = D("1e-12")
 THREE_WAY = (D("2.10"), D("3.40"), D("3.60"))
@@ -218,6 +219,7 @@ market_st = st.lists(odds_st, min_size=2, max_size=6)
 nonadditive = st.sampled_from([Method.PROPORTIONAL, Method.POWER, Method.SHIN])
 
 
+@settings(deadline=None)  # Decimal solvers are slow per example
 @given(market_st, st.sampled_from(list(Method)))
 def test_zero_margin_remove_apply_is_identity(odds: list[Decimal], method: Method) -> None:
     try:
@@ -231,6 +233,7 @@ def test_zero_margin_remove_apply_is_identity(odds: list[Decimal], method: Metho
     assert all(close(a, b) for a, b in zip(again, fair, strict=True))
 
 
+@settings(deadline=None)  # Decimal solvers are slow per example
 @given(
     st.lists(st.decimals(min_value=D("0.05"), max_value=D(1), places=3), min_size=2, max_size=6),
     st.sampled_from(list(Method)),
@@ -244,6 +247,7 @@ def test_apply_zero_then_remove_is_identity(weights: list[Decimal], method: Meth
     assert all(close(a, b) for a, b in zip(back, fair, strict=True))
 
 
+@settings(deadline=None)  # Decimal solvers are slow per example
 @given(market_st, nonadditive)
 def test_solvers_sum_to_one_and_keep_order(odds: list[Decimal], method: Method) -> None:
     fair = fair_probabilities(odds, method)
@@ -254,6 +258,7 @@ def test_solvers_sum_to_one_and_keep_order(odds: list[Decimal], method: Method) 
                 assert fair[i] > fair[j]
 
 
+@settings(deadline=None)  # Decimal solvers are slow per example
 @given(market_st, st.decimals(min_value=D(0), max_value=D("0.15"), places=3), nonadditive)
 def test_priced_overround_never_below_target(
     odds: list[Decimal], margin: Decimal, method: Method

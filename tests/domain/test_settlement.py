@@ -24,7 +24,8 @@ from oddsflow.domain.settlement import (
     settle_bet,
     settle_leg,
 )
-from tests.domain.conftest import D
+
+D = Decimal
 
 W, L, V, HW, HL = Outcome.WIN, Outcome.LOSE, Outcome.VOID, Outcome.HALF_WIN, Outcome.HALF_LOSE
 MR, DC, DNB, TG, AH, BTTS, CS = (
