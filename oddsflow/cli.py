@@ -17,6 +17,15 @@ app.add_typer(services_app, name="services")
 app.add_typer(topology_app, name="topology")
 
 
+def _register_components() -> None:
+    # Components own their commands; the core CLI only mounts them.
+    from oddsflow.sinks.cli import register as register_sinks
+    from oddsflow.streams.cli import register as register_streams
+
+    register_sinks(app)
+    register_streams(app)
+
+
 def _fail(message: str) -> None:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(1)
@@ -148,6 +157,28 @@ def worker(
     if metrics_port is not None:
         s = s.model_copy(update={"metrics_port": metrics_port})
     run_worker(s, loglevel=loglevel)
+
+
+@app.command()
+def demo(
+    fixtures: int = typer.Option(12, help="simulated fixtures"),
+    accounts: int = typer.Option(150, help="simulated customer accounts"),
+    bets: int = typer.Option(3000, help="simulated bet requests"),
+    workers: int = typer.Option(1, help="worker processes"),
+    source: str = typer.Option("simulate", help="simulate | epl (replay ../shared/data/epl-odds-results.csv)"),
+    epl_limit: int = typer.Option(60, help="matches to replay with --source epl"),
+    seed: int = typer.Option(7),
+) -> None:
+    """The main job: the whole pipeline on local services, then a reconciled summary."""
+    from oddsflow.demo import run_demo
+
+    summary = run_demo(get_settings(), fixtures=fixtures, accounts=accounts, bets=bets, workers=workers,
+                       source=source, epl_limit=epl_limit, seed=seed)
+    if not summary.get("ok"):
+        raise typer.Exit(1)
+
+
+_register_components()
 
 
 def main() -> None:

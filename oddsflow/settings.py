@@ -48,8 +48,10 @@ class Settings(BaseSettings):
     standby_replicas: int = 0
     # With exactly_once, outputs become visible to read_committed consumers when the
     # transaction commits: the commit interval bounds decision latency from below.
-    commit_interval_s: float = 0.05
+    commit_interval_s: float = 0.1
     commit_every: int = 10_000
+    # How long the group waits for a silent (e.g. SIGKILLed) worker before moving its partitions.
+    session_timeout_s: float = 10.0
 
     # The book
     margin: str = "0.05"

@@ -15,6 +15,9 @@ from decimal import Decimal
 from typing import Any
 
 import faust
+from faust.streams import current_event
+from faust.transport.consumer import TransactionManager
+from faust.transport.drivers.aiokafka import Transport as AiokafkaTransport
 
 from oddsflow import metrics, topology
 from oddsflow.codec import Codec, CodecError
@@ -26,6 +29,30 @@ from oddsflow.processors.wallet import WalletHandler
 from oddsflow.settings import Settings
 
 log = logging.getLogger("oddsflow.processors")
+
+class SourcePartitionTransactionManager(TransactionManager):
+    """Faust's exactly_once, fixed for topologies that re-key.
+
+    Faust picks the transactional producer for an output message from the message's
+    *destination* partition, so a message sent to another key's partition (this engine's saga
+    does that on every hop: account -> event -> account) lands in a transaction that commits
+    with some unrelated input offset, or never. We pick it from the partition of the event
+    being processed instead, as Kafka Streams does: every output, changelog write and the
+    input offset of one event then commit or abort together.
+    """
+
+    async def send(self, topic: str, key: bytes | None, value: bytes | None, partition: int | None,
+                   timestamp: float | None, headers: Any, *, transactional_id: str | None = None) -> Any:
+        p = self.consumer.key_partition(topic, key, partition)
+        event = current_event()
+        if event is None:
+            return await super().send(topic, key, value, partition, timestamp, headers)
+        src = event.message.tp
+        tid = f"{self.app.conf.id}-{self.app.assignor.group_for_topic(src.topic)}-{src.partition}"
+        return await self.producer.send(topic, key, value, p, timestamp, headers, transactional_id=tid)
+
+
+AiokafkaTransport.TransactionManager = SourcePartitionTransactionManager
 
 RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
 
@@ -49,6 +76,8 @@ def build_app(settings: Settings, *, limits: Limits | None = None) -> Engine:
     problems = topo.check()
     if problems:
         raise topology.TopologyError("; ".join(problems))
+    datadir = settings.run_dir / "faust" / f"{settings.topic_prefix}{settings.app_id}"
+    datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         f"{settings.topic_prefix}{settings.app_id}",
         broker=f"kafka://{settings.kafka_bootstrap}",
@@ -61,8 +90,10 @@ def build_app(settings: Settings, *, limits: Limits | None = None) -> Engine:
         table_standby_replicas=settings.standby_replicas,
         broker_commit_interval=settings.commit_interval_s,
         broker_commit_every=settings.commit_every,
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
         consumer_auto_offset_reset="earliest",
-        datadir=str(settings.run_dir / "faust" / f"{settings.topic_prefix}{settings.app_id}"),
+        datadir=str(datadir),
         stream_wait_empty=False,
     )
     topics = {key: app.topic(spec.name, partitions=spec.partitions, **RAW) for key, spec in topo.topics.items()}
@@ -70,8 +101,8 @@ def build_app(settings: Settings, *, limits: Limits | None = None) -> Engine:
 
     def table(name: str) -> Store:
         group = topo.tables[name]["group"]
-        t = app.Table(name, default=None, partitions=topo.group_partitions(group), key_type=str,
-                      value_type=bytes, key_serializer="json", value_serializer="raw")
+        t = app.Table(name, default=None, partitions=topo.group_partitions(group),
+                      schema=faust.Schema(key_type=str, value_type=bytes, key_serializer="json", value_serializer="raw"))
         stores[name] = t
         return Store(t)
 
@@ -161,9 +192,19 @@ def build_app(settings: Settings, *, limits: Limits | None = None) -> Engine:
             await handle(event, wallet_handlers, "wallet")
 
     @app.timer(5.0)
-    async def table_sizes() -> None:
+    async def table_sizes_and_lag() -> None:
         for name, t in stores.items():
             metrics.TABLE_SIZE.labels(name).set(len(t))
+        consumer = app.consumer
+        read = getattr(consumer, "_read_offset", {})
+        for tp in consumer.assignment():
+            try:
+                high = consumer.highwater(tp)
+            except Exception:  # not fetched yet for this partition
+                continue
+            pos = read.get(tp)
+            if high is not None:
+                metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, high - ((pos or -1) + 1)))
 
     return engine
 

@@ -34,6 +34,7 @@ from oddsflow.domain.acceptance import (
     RejectReason,
     Wallet,
     check_payout,
+    check_request,
     check_wallet,
 )
 from oddsflow.domain.money import payout_minor
@@ -113,7 +114,7 @@ class WalletHandler:
             self._decide(rec, None, fx, now_ms, RejectReason.INVALID_REQUEST, [])
             return
         wallet = _wallet(self.wallets.get(acct))
-        reason = check_wallet(wallet, request, self.limits)
+        reason = check_request(request) or check_wallet(wallet, request, self.limits)
         if reason is not None:
             self._decide(rec, None, fx, now_ms, reason, [])
             return

@@ -87,12 +87,12 @@ def test_single_accepted_then_settled_with_exact_amounts():
     e.feed("deposits", r.deposit("a1", 100_00))
     e.feed("bet_requests", r.bet("b1", "a1", 10_00, [r.leg("e1", "home", str(home))], policy="none"))
     d = e.decisions()["b1"]
-    assert d["accepted"] and d["bound_odds"] == [str(home)] or d["bound_odds"] == [home]
+    assert d["accepted"] and d["bound_odds"] == [home]
     e.feed("results", r.result("e1", (2, 1), (0, 0)))
     [s] = e.out("settlements")
     assert (s["outcome"], s["return_minor"]) == ("win", payout_minor(10_00, home))
     kinds = [t["kind"] for t in e.out("ledger")]
-    assert kinds == ["deposit", "reserve", "accept", "payout"]
+    assert kinds == ["deposit", "reserve", "accept", "settle"]
     for t in e.out("ledger"):
         assert sum(p["amount_minor"] for p in t["postings"]) == 0
 
@@ -106,7 +106,8 @@ def test_single_accepted_then_settled_with_exact_amounts():
         ("none", {"stake": 1}, "STAKE_TOO_LOW"),
         ("none", {"stake": 1_000_00}, "INSUFFICIENT_FUNDS"),
         ("none", {"event": "nope"}, "MARKET_UNKNOWN"),
-        ("none", {"selection": "banana"}, "SELECTION_UNKNOWN"),
+        ("none", {"selection": "banana"}, "INVALID_REQUEST"),
+        ("none", {"stake": 10_000_001_00}, "STAKE_TOO_HIGH"),
     ],
 )
 def test_rejections_by_reason(setup, bet_kwargs, reason):
@@ -152,14 +153,28 @@ def test_accumulator_waits_for_last_leg_and_releases_on_partial_reject():
     e.feed("results", r.result("e2", (3, 0)))
     [s] = e.out("settlements")
     assert s["return_minor"] == payout_minor(10_00, h1 * h2)
-    # Partial reject: e3 suspended -> the e1 leg's check is released.
+    # Partial reject: e3 is suspended, so the e4 leg that was granted is released.
     market_up(e, "e3")
+    market_up(e, "e4")
     e.feed("market_status", r.status("e3", "suspended", seq=2))
-    e.feed("price_updates", r.prices("e1", seq=5))
-    e.feed("market_status", r.status("e1", "open", seq=50))
-    e.feed("bet_requests", r.bet("acc2", "a1", 5_00, [r.leg("e1", "home", "1.5"), r.leg("e3", "home", "1.5")]))
+    e.feed("bet_requests", r.bet("acc2", "a1", 5_00, [r.leg("e4", "home", "1.5"), r.leg("e3", "home", "1.5")]))
     d = e.decisions()["acc2"]
     assert (d["accepted"], d["reason"]) == (False, "MARKET_SUSPENDED")
+    releases = [c for c in e.out("leg_commands") if c["action"] == "release"]
+    assert [(c["bet_id"], c["leg"]["event_id"]) for c in releases] == [("acc2", "e4")]
+    assert not [k for k in e.state["legs"] if k.startswith("e4|")]
+    # A leg on a market that has settled is closed for betting.
+    e.feed("bet_requests", r.bet("acc3", "a1", 5_00, [r.leg("e1", "home", "1.5"), r.leg("e4", "home", "1.5")]))
+    assert e.decisions()["acc3"]["reason"] == "MARKET_CLOSED"
+
+
+def test_selection_not_priced_is_unknown():
+    e = Engine()
+    e.feed("price_updates", r.prices("e1", ("7.00", "9.00", "11.00"), market_type="correct_score",
+                                     selections=("1-0", "0-0", "0-1")))
+    e.feed("deposits", r.deposit("a1", 100_00))
+    e.feed("bet_requests", r.bet("b1", "a1", 10_00, [r.leg("e1", "5-5", "90.00", market_type="correct_score")]))
+    assert e.decisions()["b1"]["reason"] == "SELECTION_UNKNOWN"
 
 
 def test_duplicate_bet_id_returns_original_decision():

@@ -1,0 +1,356 @@
+"""`oddsflow demo`: the whole pipeline on local services, with a summary a person can check.
+
+Starts Kafka and Postgres, applies the topology into a fresh topic namespace, migrates a fresh
+demo database, starts the workers and both sinks as separate processes, plays a simulated
+match day (or the EPL replay) into Kafka, follows the output topics until every bet has its
+decision and every accepted bet its settlement, then reconciles four views of the money:
+the engine's wallet table (read from its changelog), the ledger topic, the Postgres ledger and
+ClickHouse.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from confluent_kafka import Consumer, KafkaError
+
+from oddsflow import services, topology
+from oddsflow.codec import Codec, CodecError
+from oddsflow.domain.money import format_minor
+from oddsflow.kafka import EventProducer, consumer_config
+from oddsflow.settings import Settings
+
+
+def _say(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def child_env(s: Settings) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({
+        "ODDSFLOW_TOPIC_PREFIX": s.topic_prefix,
+        "ODDSFLOW_KAFKA_BOOTSTRAP": s.kafka_bootstrap,
+        "ODDSFLOW_POSTGRES_DB": s.postgres_db,
+        "ODDSFLOW_POSTGRES_PORT": str(s.postgres_port),
+        "ODDSFLOW_CHDB_PATH": str(s.chdb_path),
+        "ODDSFLOW_PROCESSING_GUARANTEE": s.processing_guarantee,
+        "PYTHONUNBUFFERED": "1",
+    })
+    if s.clickhouse_url:
+        env["ODDSFLOW_CLICKHOUSE_URL"] = s.clickhouse_url
+    return env
+
+
+@dataclass
+class Processes:
+    log_dir: Path
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def start(self, name: str, args: list[str], env: dict[str, str]) -> None:
+        log = open(self.log_dir / f"{name}.log", "wb")
+        self.procs[name] = subprocess.Popen([sys.executable, "-m", "oddsflow.cli", *args], env=env, stdout=log,
+                                            stderr=subprocess.STDOUT, start_new_session=True)
+
+    def check(self) -> None:
+        for name, p in self.procs.items():
+            if p.poll() is not None:
+                raise RuntimeError(f"{name} exited with {p.returncode}; see {self.log_dir / (name + '.log')}")
+
+    def stop(self) -> None:
+        for p in self.procs.values():
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGTERM)
+        for p in self.procs.values():
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+
+
+class Follower:
+    """Reads output topics incrementally (read_committed) and keeps what the summary needs."""
+
+    def __init__(self, s: Settings, keys: Iterable[str]) -> None:
+        topo = topology.load(settings=s)
+        self.by_name = {topo.topic(k).name: k for k in keys}
+        self.codecs = {k: Codec(topo.topic(k).value_schema) for k in keys}
+        self.c = Consumer(consumer_config(f"{s.topic_prefix}demo-follower", s))
+        self.c.subscribe(list(self.by_name))
+        self.records: dict[str, list[dict[str, Any]]] = defaultdict(list)
+
+    def poll(self, budget_s: float = 0.5) -> None:
+        end = time.monotonic() + budget_s
+        while time.monotonic() < end:
+            msgs = self.c.consume(5000, 0.1)
+            for m in msgs:
+                if m.error():
+                    if m.error().code() != KafkaError._PARTITION_EOF:
+                        raise RuntimeError(str(m.error()))
+                    continue
+                key = self.by_name[m.topic()]
+                try:
+                    self.records[key].append(self.codecs[key].decode(m.value()))
+                except CodecError:
+                    pass
+
+    def close(self) -> None:
+        self.c.close()
+
+
+def read_changelog(s: Settings, table: str) -> dict[str, dict[str, Any]]:
+    """The engine's own table state: the latest value per key in the table's changelog topic."""
+    name = f"{s.topic_prefix}{s.app_id}-{table}-changelog"
+    c = Consumer(consumer_config(f"{s.topic_prefix}demo-changelog-{time.monotonic_ns()}", s,
+                                 **{"enable.partition.eof": True}))
+    md = c.list_topics(name, timeout=10)
+    parts = len(md.topics[name].partitions) if name in md.topics and md.topics[name].partitions else 0
+    out: dict[str, dict[str, Any]] = {}
+    if parts:
+        c.subscribe([name])
+        eof: set[int] = set()
+        deadline = time.monotonic() + 60
+        while len(eof) < parts and time.monotonic() < deadline:
+            for m in c.consume(5000, 0.5):
+                if m.error():
+                    if m.error().code() == KafkaError._PARTITION_EOF:
+                        eof.add(m.partition())
+                    continue
+                key = orjson.loads(m.key())
+                if m.value() is None:
+                    out.pop(key, None)
+                else:
+                    out[key] = orjson.loads(m.value())
+    c.close()
+    return out
+
+
+def run_demo(base: Settings, *, fixtures: int = 12, accounts: int = 150, bets: int = 3000, workers: int = 1,
+             source: str = "simulate", epl_limit: int = 60, seed: int = 7, timeout_s: float = 600) -> dict[str, Any]:
+    started = time.monotonic()
+    _say("== oddsflow demo ==")
+    for st in services.up(base):
+        _say(f"  {st.name:<10} up at {st.where} ({st.detail})")
+    run_id = time.strftime("%Y%m%d%H%M%S", time.gmtime())
+    s = base.model_copy(update={
+        "topic_prefix": f"demo{run_id}.", "postgres_db": "oddsflow_demo",
+        "chdb_path": base.run_dir / f"chdb-demo-{run_id}", "metrics_port": 0,
+    })
+    _fresh_database(base, s.postgres_db)
+    actions = topology.apply(topology.load(settings=s), s.kafka_bootstrap)
+    _say(f"  topology applied under prefix {s.topic_prefix!r} ({len(actions)} topics)")
+    from oddsflow.sinks.postgres import migrate
+
+    migrate(s.pg_dsn)
+    _say(f"  ledger database {s.postgres_db!r} migrated")
+
+    log_dir = base.run_dir / "demo" / run_id
+    log_dir.mkdir(parents=True, exist_ok=True)
+    procs = Processes(log_dir)
+    env = child_env(s)
+    for i in range(workers):
+        procs.start(f"worker-{i}", ["worker", "--metrics-port", str(base.metrics_port + i)], env)
+    procs.start("sink-postgres", ["sink", "run", "postgres"], env)
+    procs.start("sink-clickhouse", ["sink", "run", "clickhouse"], env)
+    _say(f"  started {workers} worker(s) and 2 sinks; logs in {log_dir}")
+    _say(f"  metrics: http://127.0.0.1:{base.metrics_port}/metrics")
+
+    try:
+        produced = _produce(s, source=source, fixtures=fixtures, accounts=accounts, bets=bets, seed=seed, epl_limit=epl_limit)
+        summary = _follow(s, procs, produced, timeout_s=timeout_s)
+    finally:
+        procs.stop()
+    summary["elapsed_s"] = round(time.monotonic() - started, 1)
+    _print_summary(summary)
+    return summary
+
+
+def _fresh_database(base: Settings, db: str) -> None:
+    import psycopg
+
+    admin_dsn = base.pg_dsn.replace(f"dbname={base.postgres_db}", "dbname=postgres")
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{db}"')
+
+
+def _produce(s: Settings, *, source: str, fixtures: int, accounts: int, bets: int, seed: int, epl_limit: int) -> dict[str, Any]:
+    if source == "epl":
+        from oddsflow.streams.replay import replay_with_bets
+
+        events = replay_with_bets(limit=epl_limit, seed=seed)
+    else:
+        from oddsflow.streams.simulate import simulate_events
+
+        events = simulate_events(fixtures=fixtures, accounts=accounts, bets=bets, seed=seed)
+    p = EventProducer(s)
+    counts: Counter[str] = Counter()
+    bet_ids: set[str] = set()
+    bad = 0
+    t0 = time.monotonic()
+    for topic_key, key, record in events:
+        if isinstance(record, bytes | bytearray):
+            p.send_raw(topic_key, key, bytes(record))  # deliberately malformed input
+            bad += 1
+        else:
+            p.send(topic_key, key, record)
+            if topic_key == "bet_requests":
+                bet_ids.add(record["bet_id"])
+        counts[topic_key] += 1
+        if sum(counts.values()) % 2000 == 0:
+            _say(f"  ingesting... {sum(counts.values())} events")
+    p.flush()
+    _say(f"  ingested {sum(counts.values())} events in {time.monotonic() - t0:.1f}s: "
+         + ", ".join(f"{k}={v}" for k, v in sorted(counts.items())))
+    return {"counts": counts, "bet_ids": bet_ids, "malformed": bad}
+
+
+def _follow(s: Settings, procs: Processes, produced: dict[str, Any], *, timeout_s: float) -> dict[str, Any]:
+    f = Follower(s, ["priced_markets", "bet_decisions", "settlements", "ledger", "dead_letters"])
+    bet_ids: set[str] = produced["bet_ids"]
+    deadline = time.monotonic() + timeout_s
+    last_print = 0.0
+    try:
+        while True:
+            procs.check()
+            f.poll(1.0)
+            decided = {d["bet_id"] for d in f.records["bet_decisions"]}
+            accepted = {d["bet_id"] for d in f.records["bet_decisions"] if d["accepted"]}
+            settled = {x["bet_id"] for x in f.records["settlements"]}
+            done = bet_ids <= decided and accepted <= settled
+            if time.monotonic() - last_print > 2 or done:
+                last_print = time.monotonic()
+                _say(f"  progress: priced {len(f.records['priced_markets'])}, decisions {len(decided)}/{len(bet_ids)}, "
+                     f"settled {len(settled)}/{len(accepted)}, ledger tx {len(f.records['ledger'])}, "
+                     f"dead letters {len(f.records['dead_letters'])}")
+            if done:
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError("the pipeline did not finish in time; see the worker logs")
+        f.poll(2.0)  # settle any trailing resettlements
+    finally:
+        f.close()
+    return _summarise(s, procs, produced, f.records)
+
+
+def _summarise(s: Settings, procs: Processes, produced: dict[str, Any], rec: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    from oddsflow.sinks import cli as sinks_cli
+
+    decisions = {d["bet_id"]: d for d in rec["bet_decisions"]}
+    reasons = Counter(d["reason"] for d in decisions.values() if not d["accepted"])
+    accepted = [d for d in decisions.values() if d["accepted"]]
+    final_settlement: dict[str, dict[str, Any]] = {}
+    for x in rec["settlements"]:
+        if x["bet_id"] not in final_settlement or x["revision"] > final_settlement[x["bet_id"]]["revision"]:
+            final_settlement[x["bet_id"]] = x
+    turnover = sum(d["stake_minor"] for d in accepted)
+    payouts = sum(x["return_minor"] for x in final_settlement.values())
+    balances: dict[str, int] = defaultdict(int)
+    unbalanced = 0
+    tx_ids = [t["tx_id"] for t in rec["ledger"]]
+    for t in rec["ledger"]:
+        total = 0
+        for p in t["postings"]:
+            balances[p["account"]] += p["amount_minor"]
+            total += p["amount_minor"]
+        unbalanced += total != 0
+    engine_wallets = read_changelog(s, "wallets")
+    wallet_mismatch = [
+        a for a, w in engine_wallets.items()
+        if w["balance_minor"] - w["reserved_minor"] != balances.get(f"player:{a}:available", 0)
+    ]
+    # Wait for the sinks to catch up with the ledger topic, then compare.
+    pg: dict[str, Any] = {}
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        procs.check()
+        pg = sinks_cli.ledger_summary(s.pg_dsn)
+        if pg.get("transactions", -1) >= len(set(tx_ids)):
+            break
+        time.sleep(1)
+    ch_ggr = None
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            ch_ggr = sinks_cli.clickhouse_ggr(s)
+        except Exception:  # the sink may still be creating its tables
+            ch_ggr = None
+        if ch_ggr == balances.get("book:ggr", 0):
+            break
+        time.sleep(1)
+    pg_mismatch = [m for m in _pg_reconcile(s, engine_wallets)]
+    return {
+        "events_ingested": sum(produced["counts"].values()),
+        "ingested_by_topic": dict(produced["counts"]),
+        "markets_priced": len({m["market_id"] for m in rec["priced_markets"]}),
+        "price_publications": len(rec["priced_markets"]),
+        "bet_requests": produced["counts"].get("bet_requests", 0),
+        "bets_decided": len(decisions),
+        "bets_accepted": len(accepted),
+        "bets_rejected": len(decisions) - len(accepted),
+        "rejected_by_reason": dict(reasons.most_common()),
+        "bets_settled": len(final_settlement),
+        "resettlements": sum(1 for x in rec["settlements"] if x["revision"] > 0),
+        "turnover_minor": turnover,
+        "payouts_minor": payouts,
+        "book_result_minor": turnover - payouts,
+        "ledger_transactions": len(tx_ids),
+        "ledger_duplicate_tx": len(tx_ids) - len(set(tx_ids)),
+        "ledger_unbalanced_tx": unbalanced,
+        "ledger_ggr_minor": balances.get("book:ggr", 0),
+        "trial_balance_minor": sum(balances.values()),
+        "wallets": len(engine_wallets),
+        "wallets_not_matching_topic": len(wallet_mismatch),
+        "wallets_not_matching_postgres": len(pg_mismatch),
+        "postgres": pg,
+        "clickhouse_ggr_minor": ch_ggr,
+        "dead_letters": len(rec["dead_letters"]),
+        "malformed_sent": produced["malformed"],
+    }
+
+
+def _pg_reconcile(s: Settings, engine_wallets: dict[str, dict[str, Any]]) -> list[Any]:
+    from oddsflow.sinks.postgres import reconcile
+
+    wallets = {f"player:{a}:available": w["balance_minor"] - w["reserved_minor"] for a, w in engine_wallets.items()}
+    return list(reconcile(s.pg_dsn, wallets))
+
+
+def _print_summary(x: dict[str, Any]) -> None:
+    ok = (x["trial_balance_minor"] == 0 and x["ledger_unbalanced_tx"] == 0 and x["ledger_duplicate_tx"] == 0
+          and x["wallets_not_matching_topic"] == 0 and x["wallets_not_matching_postgres"] == 0
+          and x["book_result_minor"] == x["ledger_ggr_minor"] and x["clickhouse_ggr_minor"] == x["ledger_ggr_minor"]
+          and x["dead_letters"] >= x["malformed_sent"])
+    lines = [
+        "",
+        "== summary ==",
+        f"events ingested        {x['events_ingested']}",
+        f"markets priced         {x['markets_priced']} ({x['price_publications']} price publications)",
+        f"bet requests           {x['bet_requests']} -> {x['bets_decided']} distinct bets decided",
+        f"  accepted             {x['bets_accepted']}",
+        f"  rejected             {x['bets_rejected']}  " + ", ".join(f"{k}={v}" for k, v in x["rejected_by_reason"].items()),
+        f"bets settled           {x['bets_settled']} (resettlements {x['resettlements']})",
+        f"turnover               {format_minor(x['turnover_minor'])}",
+        f"payouts                {format_minor(x['payouts_minor'])}",
+        f"book result (GGR)      {format_minor(x['book_result_minor'])}",
+        f"ledger                 {x['ledger_transactions']} transactions, unbalanced {x['ledger_unbalanced_tx']}, "
+        f"duplicates {x['ledger_duplicate_tx']}, trial balance {format_minor(x['trial_balance_minor'])}",
+        f"ledger GGR             {format_minor(x['ledger_ggr_minor'])} (Postgres: {x['postgres'].get('ggr_minor')}, "
+        f"ClickHouse: {x['clickhouse_ggr_minor']})",
+        f"wallets reconcile      {x['wallets']} wallets; mismatches vs ledger topic {x['wallets_not_matching_topic']}, "
+        f"vs Postgres {x['wallets_not_matching_postgres']}",
+        f"dead letters           {x['dead_letters']} (malformed inputs sent: {x['malformed_sent']})",
+        f"elapsed                {x['elapsed_s']} s",
+        f"RESULT                 {'OK: the books balance' if ok else 'MISMATCH: see above'}",
+    ]
+    _say("\n".join(lines))
+    x["ok"] = ok

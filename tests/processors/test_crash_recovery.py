@@ -1,0 +1,128 @@
+"""Kill workers with SIGKILL mid-stream: no decision, settlement or posting is lost or doubled.
+
+Inputs are plain lists; the checks read the output topics with read_committed and the
+engine's own wallet table from its changelog.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import Counter, defaultdict
+
+import pytest
+
+from oddsflow.demo import read_changelog
+from oddsflow.kafka import EventProducer, consume_all
+from tests.conftest import wait_for
+from tests.processors import records as r
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+EVENTS = [f"e{i}" for i in range(12)]
+ACCOUNTS = [f"a{i}" for i in range(60)]
+
+
+def feed_and_bets(n_bets: int, seed: int = 1):
+    rng = random.Random(seed)
+    inputs = []
+    for i, e in enumerate(EVENTS):
+        inputs += [("fixtures", e, r.fixture(e)), ("market_status", e, r.status(e, "open", 1)),
+                   ("price_updates", e, r.prices(e, ("2.10", "3.40", "3.60") if i % 2 else ("1.80", "3.80", "4.50")))]
+    inputs += [("deposits", a, r.deposit(a, 1_000_00)) for a in ACCOUNTS]
+    for n in range(n_bets):
+        a = rng.choice(ACCOUNTS)
+        if n % 10 == 0:  # accumulators across two events
+            e1, e2 = rng.sample(EVENTS, 2)
+            legs = [r.leg(e1, "home", "1.5"), r.leg(e2, "away", "1.5")]
+        else:
+            legs = [r.leg(rng.choice(EVENTS), rng.choice(["home", "draw", "away"]), "1.5")]
+        inputs.append(("bet_requests", a, r.bet(f"bet{n}", a, rng.choice([100, 250, 1000, 2500]), legs)))
+    return inputs
+
+
+def results():
+    rng = random.Random(2)
+    return [("results", e, r.result(e, (rng.randint(0, 3), rng.randint(0, 3)), (0, 0))) for e in EVENTS]
+
+
+def produce(s, inputs):
+    p = EventProducer(s)
+    for topic, key, rec in inputs:
+        p.send(topic, key, rec)
+    p.flush()
+
+
+def count(s, topic):
+    return len(consume_all(topic, s, idle_s=0.5, timeout_s=30))
+
+
+def check_books(s, n_bets):
+    decisions = [v for _, v in consume_all("bet_decisions", s, idle_s=2)]
+    per_bet = Counter(d["bet_id"] for d in decisions)
+    assert len(per_bet) == n_bets, "a bet request has no decision"
+    assert max(per_bet.values()) == 1, f"duplicated decisions: {[b for b, c in per_bet.items() if c > 1][:5]}"
+    accepted = {d["bet_id"] for d in decisions if d["accepted"]}
+    assert len(accepted) > n_bets // 2
+    settlements = [v for _, v in consume_all("settlements", s, idle_s=2)]
+    per_settled = Counter(x["bet_id"] for x in settlements)
+    assert set(per_settled) == accepted, "an accepted bet has no settlement"
+    assert max(per_settled.values()) == 1, "a bet was settled twice"
+    txs = [v for _, v in consume_all("ledger", s, idle_s=2)]
+    ids = Counter(t["tx_id"] for t in txs)
+    assert max(ids.values()) == 1, f"duplicated postings: {[i for i, c in ids.items() if c > 1][:5]}"
+    balances: dict[str, int] = defaultdict(int)
+    for t in txs:
+        assert sum(p["amount_minor"] for p in t["postings"]) == 0
+        for p in t["postings"]:
+            balances[p["account"]] += p["amount_minor"]
+    assert sum(balances.values()) == 0
+    assert len([t for t in txs if t["kind"] == "settle"]) == len(accepted)
+    wallets = read_changelog(s, "wallets")
+    assert set(wallets) == set(ACCOUNTS)
+    for a, w in wallets.items():
+        assert w["reserved_minor"] == 0
+        assert w["balance_minor"] == balances[f"player:{a}:available"], a
+    stakes = sum(d["stake_minor"] for d in decisions if d["accepted"])
+    returns = sum(x["return_minor"] for x in settlements)
+    assert balances["book:ggr"] == stakes - returns
+
+
+def test_sigkill_mid_stream_loses_and_doubles_nothing(kafka_settings, worker_factory):
+    s = kafka_settings
+    n_bets = 1500
+    w = worker_factory(s).start()
+    produce(s, feed_and_bets(n_bets))
+    wait_for(lambda: count(s, "bet_decisions") >= 200, 120, 0.5, "first decisions")
+    w.kill()  # mid-stream, in the middle of open transactions
+    before = count(s, "bet_decisions")
+    assert before < n_bets, "the worker finished before it could be killed; raise n_bets"
+    w.start()
+    wait_for(lambda: count(s, "bet_decisions") >= n_bets, 240, 2, "all decisions after restart")
+    produce(s, results())
+    wait_for(lambda: count(s, "settlements") >= 50, 120, 0.5, "first settlements")
+    w.kill()
+    w.start()
+    accepted = {v["bet_id"] for _, v in consume_all("bet_decisions", s, idle_s=1) if v["accepted"]}
+    wait_for(lambda: count(s, "settlements") >= len(accepted), 240, 2, "all settlements after restart")
+    time.sleep(3)  # anything doubled would show up now
+    check_books(s, n_bets)
+    assert "Traceback" not in w.log_text()
+
+
+def test_scale_out_two_workers_and_failover(kafka_settings, worker_factory):
+    s = kafka_settings
+    n_bets = 1200
+    w1 = worker_factory(s, "w1").start()
+    w2 = worker_factory(s, "w2").start()
+    time.sleep(8)  # let both join the group so the partitions are split
+    produce(s, feed_and_bets(n_bets, seed=3))
+    wait_for(lambda: count(s, "bet_decisions") >= 200, 120, 0.5, "first decisions")
+    w2.kill()  # its partitions and table state move to w1 (changelog recovery)
+    wait_for(lambda: count(s, "bet_decisions") >= n_bets, 240, 2, "all decisions after failover")
+    produce(s, results())
+    accepted = {v["bet_id"] for _, v in consume_all("bet_decisions", s, idle_s=1) if v["accepted"]}
+    wait_for(lambda: count(s, "settlements") >= len(accepted), 240, 2, "all settlements")
+    time.sleep(3)
+    check_books(s, n_bets)
+    assert w1.alive()
