@@ -24,7 +24,7 @@ from oddsflow.codec import Codec, CodecError
 from oddsflow.domain.acceptance import Limits
 from oddsflow.domain.pricing import Method
 from oddsflow.processors.markets import Book, InputError, MarketsHandler
-from oddsflow.processors.state import Effects, Store
+from oddsflow.processors.state import Effects, Journal, Store
 from oddsflow.processors.wallet import WalletHandler
 from oddsflow.settings import Settings
 
@@ -104,9 +104,12 @@ def build_app(settings: Settings, *, limits: Limits | None = None) -> Engine:
         t = app.Table(name, default=None, partitions=topo.group_partitions(group),
                       schema=faust.Schema(key_type=str, value_type=bytes, key_serializer="json", value_serializer="raw"))
         stores[name] = t
-        return Store(t)
+        store = Store(t.data, table=t)
+        store.journal = journal
+        return store
 
     stores: dict[str, Any] = {}
+    journal = Journal()
     book = Book(margin=Decimal(settings.margin), method=Method(settings.pricing_method), limits=limits or Limits())
     markets = MarketsHandler(table("markets"), table("event_state"), table("open_legs"), table("liabilities"), book)
     wallet = WalletHandler(table("wallets"), table("bets"), book.limits)
@@ -144,17 +147,26 @@ def build_app(settings: Settings, *, limits: Limits | None = None) -> Engine:
         key = name_to_key[event.message.topic]
         metrics.EVENTS_IN.labels(agent, key).inc()
         started = time.perf_counter()
+        journal.writes.clear()
         try:
             record = codecs[key].decode(event.value)
             fx = Effects()
             handlers[key](record, fx, now_ms(), **kw)
         except (CodecError, InputError) as exc:
+            journal.rollback()
             await dead_letter(event, exc, agent)
             return
         except Exception as exc:  # a bug or an input no rule foresaw: park it, keep running
+            journal.rollback()
             log.exception("unexpected error in %s", agent)
             await dead_letter(event, exc, agent)
             return
+        writes, journal.writes = journal.writes, []
+        partition = event.message.partition
+        for store, k, value, _ in writes:
+            # Inside this event's transaction (see SourcePartitionTransactionManager).
+            await store.table.changelog_topic.send(key=k, value=value, partition=partition,
+                                                   key_serializer="json", value_serializer="raw")
         await produce(fx, agent)
         metrics.PROCESSING_SECONDS.labels(agent).observe(time.perf_counter() - started)
 

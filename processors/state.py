@@ -1,8 +1,15 @@
 """State access for processors: a tiny key -> dict store interface.
 
-Agents back it with Faust tables (changelogged, recovered after a restart); agent tests
-back it with plain dicts. Values are stored as orjson bytes so a value read after a
-changelog recovery is exactly the value written (Decimals travel as strings).
+Agents back it with Faust tables, agent tests with plain dicts. Values are stored as orjson
+bytes so a value read after a changelog recovery is the value written (Decimals travel as
+strings).
+
+Why a journal: Faust writes a table's changelog through its plain producer, outside the
+exactly_once transaction, so after a crash the recovered table can be ahead of (or behind)
+the outputs that were committed. Here writes go to the table's local store directly and are
+journaled; the agent then sends the journal to the changelog topic *inside* the event's
+transaction, together with the outputs and the input offset. Either all of them commit or
+none does, and a handler that fails half-way is rolled back in memory.
 """
 
 from __future__ import annotations
@@ -13,29 +20,62 @@ from typing import Any
 
 import orjson
 
+_MISSING = object()
+
+
+def _load(raw: Any) -> dict[str, Any]:
+    # Faust's changelog recovery hands values back JSON-decoded: the same dict.
+    if isinstance(raw, dict):
+        return raw
+    return orjson.loads(raw)
+
+
+@dataclass
+class Journal:
+    """Table writes made while handling one event: (store, key, new bytes or None, old value)."""
+
+    writes: list[tuple[Store, str, bytes | None, Any]] = field(default_factory=list)
+
+    def rollback(self) -> None:
+        for store, key, _, old in reversed(self.writes):
+            if old is _MISSING:
+                store._b.pop(key, None)
+            else:
+                store._b[key] = old
+        self.writes.clear()
+
 
 class Store:
-    def __init__(self, backing: MutableMapping[str, bytes]) -> None:
+    def __init__(self, backing: MutableMapping[str, Any], table: Any = None) -> None:
         self._b = backing
+        self.table = table  # the Faust table whose changelog receives the journal, if any
+        self.journal: Journal | None = None
 
     def get(self, key: str) -> dict[str, Any] | None:
         raw = self._b.get(key)
-        return None if raw is None else orjson.loads(raw)
+        return None if raw is None else _load(raw)
+
+    def _record(self, key: str, value: bytes | None) -> None:
+        if self.journal is not None:
+            self.journal.writes.append((self, key, value, self._b.get(key, _MISSING)))
 
     def put(self, key: str, value: dict[str, Any]) -> None:
-        self._b[key] = orjson.dumps(value, default=str)
+        raw = orjson.dumps(value, default=str)
+        self._record(key, raw)
+        self._b[key] = raw
 
     def delete(self, key: str) -> None:
         if key in self._b:
+            self._record(key, None)
             del self._b[key]
 
     def with_prefix(self, prefix: str) -> Iterator[tuple[str, dict[str, Any]]]:
         # Faust tables have no range scan; a prefix scan over this worker's keys is
-        # O(keys on the worker), which is fine for the once-per-event settlement scan.
+        # O(keys on the worker), which is fine for the once-per-result settlement scan.
         for key in [k for k in list(self._b.keys()) if k.startswith(prefix)]:
             raw = self._b.get(key)
             if raw is not None:
-                yield key, orjson.loads(raw)
+                yield key, _load(raw)
 
     def __len__(self) -> int:
         return len(self._b)
