@@ -1,0 +1,27 @@
+"""`oddsflow bench [--quick] [--scenario NAME ...]`, mounted by :func:`register`."""
+
+from __future__ import annotations
+
+import typer
+
+from oddsflow.bench.run import ORDER
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("bench")
+    def bench(
+        quick: bool = typer.Option(False, "--quick", help="small sizes, one repetition (~4 min)"),
+        scenario: list[str] = typer.Option(None, "--scenario", "-s",
+                                           help=f"run only these (repeatable): {', '.join(ORDER)}"),
+    ) -> None:
+        """Benchmark the engine against a plain Kafka passthrough; writes bench/results/."""
+        from oddsflow.bench.run import run_bench
+        from oddsflow.settings import get_settings
+
+        try:
+            doc = run_bench(get_settings(), quick=quick, scenarios=scenario or None)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from exc
+        if doc.get("errors"):
+            raise typer.Exit(1)
+

@@ -1,0 +1,287 @@
+"""Benchmark plumbing: isolated topic namespaces, worker subprocesses, a paced producer and an
+output collector that timestamps every message as it is consumed.
+
+Timing conventions
+  * Every time is wall-clock epoch milliseconds (``time.time()``): the producer stamps records
+    (``provider_ts`` / ``placed_at``) with it and the collector stamps consumption with it, so
+    latency = consume time - stamp, both on this machine's clock.
+  * The collector only stores (consume time, raw bytes) in its thread; decoding happens after a
+    measurement, so the load generator's own CPU use during the run stays small (the broker,
+    the worker and the load generator share 2 cores).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+
+from oddsflow import topology
+from oddsflow.codec import Codec
+from oddsflow.kafka import producer_config
+from oddsflow.settings import REPO_ROOT, Settings
+
+
+def now_ms() -> float:
+    return time.time() * 1000.0
+
+
+def fresh_settings(base: Settings, tag: str, **overrides: Any) -> Settings:
+    """Settings with a new topic prefix (and anything else overridden); topics are created."""
+    prefix = f"bench{uuid.uuid4().hex[:8]}{tag}."
+    s = base.model_copy(update={"topic_prefix": prefix, "metrics_port": 0, **overrides})
+    topology.apply(topology.load(settings=s), s.kafka_bootstrap)
+    return s
+
+
+def delete_topics(s: Settings) -> None:
+    """Best effort: remove a scenario's topics (and the worker's changelogs) afterwards."""
+    from confluent_kafka.admin import AdminClient
+
+    try:
+        admin = AdminClient({"bootstrap.servers": s.kafka_bootstrap})
+        names = [t for t in admin.list_topics(timeout=10).topics if t.startswith(s.topic_prefix)]
+        if names:
+            for f in admin.delete_topics(names, operation_timeout=30).values():
+                try:
+                    f.result(30)
+                except Exception:
+                    pass
+    except Exception:
+        pass
+
+
+# ------------------------------------------------------------------------------------ worker
+def worker_env(s: Settings) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({
+        "ODDSFLOW_TOPIC_PREFIX": s.topic_prefix,
+        "ODDSFLOW_KAFKA_BOOTSTRAP": s.kafka_bootstrap,
+        "ODDSFLOW_METRICS_PORT": str(s.metrics_port),
+        "ODDSFLOW_PROCESSING_GUARANTEE": s.processing_guarantee,
+        "ODDSFLOW_STANDBY_REPLICAS": str(s.standby_replicas),
+        "ODDSFLOW_COMMIT_INTERVAL_S": str(s.commit_interval_s),
+        "PYTHONUNBUFFERED": "1",
+    })
+    return env
+
+
+class Worker:
+    """One `oddsflow worker` subprocess (its own session, so it is stopped as a group)."""
+
+    def __init__(self, s: Settings, log_dir: Path, name: str = "worker") -> None:
+        self.s = s
+        self.log_path = log_dir / f"{name}-{s.topic_prefix.rstrip('.')}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Worker:
+        log = open(self.log_path, "wb")  # noqa: SIM115 - handed to the child
+        self.proc = subprocess.Popen([sys.executable, "-m", "oddsflow.cli", "worker", "-l", "warn"],
+                                     env=worker_env(self.s), stdout=log, stderr=subprocess.STDOUT,
+                                     cwd=REPO_ROOT, start_new_session=True)
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(20)
+        except (subprocess.TimeoutExpired, ProcessLookupError):
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait(10)
+
+    def log_tail(self, n: int = 2000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-n:]
+        except OSError:
+            return ""
+
+
+# --------------------------------------------------------------------------------- collector
+class Collector:
+    """Consumes whole topics (every partition, from the beginning, read_committed) in a
+    thread and keeps (consume time ms, value bytes) per message in arrival order."""
+
+    def __init__(self, s: Settings, topic_names: Sequence[str], partitions: int = 4) -> None:
+        self.c = Consumer({
+            "bootstrap.servers": s.kafka_bootstrap,
+            "group.id": f"bench-collector-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+            "fetch.wait.max.ms": 5,
+            "fetch.min.bytes": 1,
+            "enable.partition.eof": False,
+        })
+        self.c.assign([TopicPartition(t, p, OFFSET_BEGINNING) for t in topic_names for p in range(partitions)])
+        self.times: list[float] = []
+        self.values: list[bytes] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="bench-collector")
+        self._thread.start()
+
+    def _run(self) -> None:
+        times, values = self.times, self.values
+        while not self._stop.is_set():
+            # consume(n, timeout) waits for n messages or the timeout: poll for the first one
+            # (returns as soon as it is there), then drain what is already buffered
+            first = self.c.poll(0.05)
+            if first is None:
+                continue
+            msgs = [first, *self.c.consume(10_000, timeout=0)]
+            t = now_ms()
+            for m in msgs:
+                if m.error() is None:
+                    values.append(m.value())
+                    times.append(t)
+        self.c.close()
+
+    def count(self) -> int:
+        return len(self.times)
+
+    def wait_count(self, n: int, timeout_s: float, alive: Callable[[], bool] | None = None) -> bool:
+        """Wait until at least n messages arrived; False on timeout or when `alive()` turns False."""
+        deadline = time.monotonic() + timeout_s
+        while len(self.times) < n:
+            if time.monotonic() > deadline or (alive is not None and not alive()):
+                return False
+            time.sleep(0.005)
+        return True
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
+# ------------------------------------------------------------------------ fast stamped encode
+def zigzag_varint(n: int) -> bytes:
+    """Avro's long encoding (zig-zag, then base-128 varint)."""
+    z = (n << 1) ^ (n >> 63)
+    out = bytearray()
+    while z > 0x7F:
+        out.append((z & 0x7F) | 0x80)
+        z >>= 7
+    out.append(z)
+    return bytes(out)
+
+
+_MARKER = 1_234_567_890_123  # an epoch-ms value no benchmark record carries otherwise
+
+
+@dataclass(frozen=True)
+class Stamped:
+    """An encoded record whose one timestamp field is filled in at send time: the Avro body is
+    prefix + varint(ts) + suffix (Avro is self-delimiting, so any varint length is valid)."""
+
+    key: bytes
+    prefix: bytes
+    suffix: bytes
+
+    def value(self, ts_ms: int) -> bytes:
+        return self.prefix + zigzag_varint(ts_ms) + self.suffix
+
+
+def stamped(codec: Codec, key: str, record: dict[str, Any], ts_field: str) -> Stamped:
+    data = codec.encode({**record, ts_field: _MARKER})
+    marker = zigzag_varint(_MARKER)
+    at = data.find(marker)
+    if at < 0 or data.find(marker, at + 1) >= 0:
+        raise ValueError(f"cannot locate {ts_field} in the encoded {codec.name}")
+    return Stamped(key.encode(), data[:at], data[at + len(marker):])
+
+
+# -------------------------------------------------------------------------------- producing
+@dataclass
+class SendResult:
+    first_ms: float
+    last_ms: float
+    sent: int
+    behind_ms: float = 0.0  # how far the pacer fell behind its schedule at worst
+
+
+@dataclass
+class LoadProducer:
+    """A confluent-kafka producer for offered load: closed loop (as fast as possible) or open
+    loop at a fixed rate (messages are stamped with the time they are handed to the client)."""
+
+    s: Settings
+    overrides: dict[str, Any] = field(default_factory=lambda: {"linger.ms": 1})
+
+    def __post_init__(self) -> None:
+        self.p = Producer(producer_config(self.s, **self.overrides))
+
+    def _produce(self, topic: str, key: bytes, value: bytes) -> None:
+        while True:
+            try:
+                self.p.produce(topic, value=value, key=key)
+                return
+            except BufferError:
+                self.p.poll(0.01)
+
+    def send(self, topic: str, items: Sequence[Stamped], rate: float | None = None) -> SendResult:
+        n = len(items)
+        if n == 0:
+            t = now_ms()
+            return SendResult(t, t, 0)
+        produce, poll = self._produce, self.p.poll
+        start = time.perf_counter()
+        first = now_ms()
+        behind = 0.0
+        i = 0
+        if rate is None:
+            ts = int(first)
+            for i, it in enumerate(items):
+                if i % 256 == 0:
+                    ts = int(now_ms())
+                    poll(0)
+                produce(topic, it.key, it.value(ts))
+        else:
+            while i < n:
+                elapsed = time.perf_counter() - start
+                due = min(n, int(elapsed * rate) + 1)
+                if due > i:
+                    behind = max(behind, (elapsed - i / rate) * 1000)
+                    ts = int(now_ms())
+                    for j in range(i, due):
+                        produce(topic, items[j].key, items[j].value(ts))
+                    i = due
+                    poll(0)
+                if i < n:
+                    wait = start + i / rate - time.perf_counter()
+                    if wait > 0:
+                        time.sleep(min(wait, 0.002))
+        last = now_ms()
+        self.p.flush(60)
+        return SendResult(first, last, n, behind)
+
+    def send_records(self, codec: Codec, topic: str, records: Sequence[tuple[str, dict[str, Any]]]) -> None:
+        for key, rec in records:
+            self._produce(topic, key.encode(), codec.encode(rec))
+            self.p.poll(0)
+        self.p.flush(60)
+
+
+def tmp_dir(prefix: str = "oddsflow-bench-") -> Path:
+    return Path(tempfile.mkdtemp(prefix=prefix))
