@@ -37,6 +37,18 @@ def now_ms() -> float:
     return time.time() * 1000.0
 
 
+def cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU seconds a process has used so far (Linux /proc), None if unknown."""
+    if pid is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def fresh_settings(base: Settings, tag: str, **overrides: Any) -> Settings:
     """Settings with a new topic prefix (and anything else overridden); topics are created."""
     prefix = f"bench{uuid.uuid4().hex[:8]}{tag}."

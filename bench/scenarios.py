@@ -46,15 +46,17 @@ class Plan:
 
     @classmethod
     def make(cls, quick: bool) -> Plan:
+        # Sized for the measured engine (hundreds of decisions/s on 2 cores): over-capacity rates
+        # run briefly, since the backlog they build has to drain before the next measurement.
         if quick:
-            return cls(quick=True, reps=1, warmup=500, price_closed_n=5_000, price_rates=(1_000, 5_000), open_s=3.0,
-                       price_guarantees=("exactly_once",), bet_rates=(250, 1_000), bet_closed_n=3_000,
-                       settle_n=5_000, settle_reps=1, sink_n=20_000, raw_n=50_000, baseline_n=40_000,
+            return cls(quick=True, reps=1, warmup=300, price_closed_n=2_000, price_rates=(1_000, 5_000), open_s=1.5,
+                       price_guarantees=("exactly_once",), bet_rates=(250, 1_000), bet_closed_n=1_000,
+                       settle_n=2_000, settle_reps=1, sink_n=20_000, raw_n=50_000, baseline_n=40_000,
                        profile=False, profile_s=10.0)
-        return cls(quick=False, reps=3, warmup=2_000, price_closed_n=20_000, price_rates=(1_000, 5_000), open_s=5.0,
-                   price_guarantees=("exactly_once", "at_least_once"), bet_rates=(250, 500, 1_000),
-                   bet_closed_n=8_000, settle_n=20_000, settle_reps=1, sink_n=50_000, raw_n=200_000,
-                   baseline_n=100_000, profile=True, profile_s=20.0)
+        return cls(quick=False, reps=3, warmup=1_000, price_closed_n=5_000, price_rates=(250, 1_000, 5_000),
+                   open_s=2.0, price_guarantees=("exactly_once", "at_least_once"), bet_rates=(100, 250, 1_000),
+                   bet_closed_n=2_000, settle_n=10_000, settle_reps=1, sink_n=50_000, raw_n=200_000,
+                   baseline_n=100_000, profile=True, profile_s=15.0)
 
 
 @dataclass
@@ -141,13 +143,16 @@ def decode_field(codec: Codec, values: list[bytes], fld: str) -> list[int]:
 
 def measure_open(prod: h.LoadProducer, topic: str, items: list[h.Stamped], rate_per_s: float | None,
                  out: h.Collector, codec: Codec, ts_field: str, alive: Callable[[], bool],
-                 timeout_s: float) -> dict[str, Any]:
+                 timeout_s: float, cpu_pid: int | None = None) -> dict[str, Any]:
     """Send `items` (open loop at `rate_per_s`, or closed loop when None), wait for one output per
-    input, and return throughput and latency (output consume time - stamped produce time)."""
+    input, and return throughput and latency (output consume time - stamped produce time), and
+    the CPU time the engine process used per input (``cpu_pid``)."""
     start = out.count()
     n = len(items)
+    cpu0, t0 = h.cpu_seconds(cpu_pid), time.monotonic()
     sent = prod.send(topic, items, rate_per_s)
     ok = out.wait_count(start + n, timeout_s, alive)
+    cpu1, t1 = h.cpu_seconds(cpu_pid), time.monotonic()
     got = out.count() - start
     times = out.times[start:start + n]
     values = out.values[start:start + n]
@@ -163,6 +168,10 @@ def measure_open(prod: h.LoadProducer, topic: str, items: list[h.Stamped], rate_
         "pacer_behind_ms": round(sent.behind_ms, 1) if rate_per_s else None,
         **latency_summary(lat),
     }
+    if cpu0 is not None and cpu1 is not None:
+        res["engine_cpu_s"] = round(cpu1 - cpu0, 2)
+        res["engine_cpu_util"] = round((cpu1 - cpu0) / max(1e-9, t1 - t0), 3)  # 1.0 = one core
+        res["engine_cpu_ms_per_input"] = round(1000 * (cpu1 - cpu0) / max(1, n), 3)
     return res
 
 
@@ -194,14 +203,14 @@ def scenario_prices(ctx: Ctx) -> dict[str, Any]:
         prices = Prices([f"e{i}" for i in range(200)])
         try:
             # warm-up: the first outputs also tell us the worker is up
-            r = measure_open(prod, topo_in, prices.make(plan.warmup), None, col, codec, "provider_ts", w.alive, 180)
+            r = measure_open(prod, topo_in, prices.make(plan.warmup), None, col, codec, "provider_ts", w.alive, 180, w.pid)
             _check(r["complete"], "warm-up priced markets", w)
             g: dict[str, Any] = {}
             if guarantee == plan.price_guarantees[0]:
                 reps = []
                 for i in range(plan.reps):
                     r = measure_open(prod, topo_in, prices.make(plan.price_closed_n), None, col, codec, "provider_ts",
-                                     w.alive, 120)
+                                     w.alive, 120, w.pid)
                     ctx.say(f"  prices {guarantee} closed loop rep {i + 1}: {r['throughput_per_s']}/s")
                     reps.append(r)
                 g["closed_loop"] = {"n": plan.price_closed_n, "reps": reps, **_reps_summary(reps)}
@@ -209,7 +218,7 @@ def scenario_prices(ctx: Ctx) -> dict[str, Any]:
                 reps = []
                 for i in range(plan.reps):
                     r = measure_open(prod, topo_in, prices.make(int(rt * plan.open_s)), rt, col, codec, "provider_ts",
-                                     w.alive, 120)
+                                     w.alive, 120, w.pid)
                     ctx.say(f"  prices {guarantee} @{rt}/s rep {i + 1}: lag p50 {r['p50_ms']} p99 {r['p99_ms']} ms")
                     reps.append(r)
                 g[f"open_{rt}"] = {"offered_per_s": rt, "seconds": plan.open_s, "reps": reps, **_reps_summary(reps)}
@@ -259,7 +268,7 @@ def scenario_bets(ctx: Ctx) -> dict[str, Any]:
             col = h.Collector(s, [t_out])
             codec = Codec("bet_decision")
             bets = Bets(s, accounts, events)
-            r = measure_open(prod, t_in, bets.make(plan.warmup), None, col, codec, "requested_at", w.alive, 180)
+            r = measure_open(prod, t_in, bets.make(plan.warmup), None, col, codec, "requested_at", w.alive, 180, w.pid)
             _check(r["complete"], "warm-up decisions", w)
             g: dict[str, Any] = {}
             for rt in plan.bet_rates:
@@ -267,14 +276,15 @@ def scenario_bets(ctx: Ctx) -> dict[str, Any]:
                 for i in range(plan.reps):
                     n = int(rt * plan.open_s)
                     r = measure_open(prod, t_in, bets.make(n), rt, col, codec, "requested_at", w.alive,
-                                     max(60, 4 * n / rt + 30))
+                                     max(120, n / 20), w.pid)
                     ctx.say(f"  bets {guarantee} @{rt}/s rep {i + 1}: {r['throughput_per_s']}/s, "
                             f"p50 {r['p50_ms']} p99 {r['p99_ms']} ms")
                     reps.append(r)
                 g[f"open_{rt}"] = {"offered_per_s": rt, "seconds": plan.open_s, "reps": reps, **_reps_summary(reps)}
             reps = []
             for i in range(plan.reps):
-                r = measure_open(prod, t_in, bets.make(plan.bet_closed_n), None, col, codec, "requested_at", w.alive, 240)
+                r = measure_open(prod, t_in, bets.make(plan.bet_closed_n), None, col, codec, "requested_at", w.alive,
+                                 max(240, plan.bet_closed_n / 20), w.pid)
                 ctx.say(f"  bets {guarantee} closed loop rep {i + 1}: {r['throughput_per_s']}/s")
                 reps.append(r)
             g["closed_loop"] = {"n": plan.bet_closed_n, "reps": reps, **_reps_summary(reps)}
@@ -329,7 +339,7 @@ def scenario_settlement_burst(ctx: Ctx) -> dict[str, Any]:
             n = plan.settle_n
             t0 = time.monotonic()
             r = measure_open(prod, s.topic("bets.requests"), bets.make(n, ev), None, col_d, Codec("bet_decision"),
-                             "requested_at", w.alive, max(300, n / 50))
+                             "requested_at", w.alive, max(300, n / 20), w.pid)
             _check(r["complete"], "burst bets decided", w)
             accepted = _accepted(col_d.values[-n:])
             expect_ledger = accounts + 2 * n * (i + 1)  # deposits + (reserve, accept) per bet
@@ -580,12 +590,12 @@ def scenario_baseline(ctx: Ctx) -> dict[str, Any]:
                 reps = []
                 for _ in range(plan.reps):
                     reps.append(measure_open(prod, s.topic(topic), mk(plan.baseline_n), None, col, codec, fld,
-                                             lambda: pt.poll() is None, 120))
+                                             lambda: pt.poll() is None, 120, pt.pid))
                 g[f"{name}_closed_loop"] = {"n": plan.baseline_n, "reps": reps, **_reps_summary(reps)}
                 reps = []
                 for _ in range(plan.reps):
                     reps.append(measure_open(prod, s.topic(topic), mk(int(rt * plan.open_s)), rt, col, codec, fld,
-                                             lambda: pt.poll() is None, 120))
+                                             lambda: pt.poll() is None, 120, pt.pid))
                 g[f"{name}_open_{rt}"] = {"offered_per_s": rt, "reps": reps, **_reps_summary(reps)}
                 ctx.say(f"  passthrough {mode} {name}: {g[f'{name}_closed_loop']['throughput_per_s']['median']}/s, "
                         f"p99 @{rt}/s {g[f'{name}_open_{rt}']['p99_ms']['median']} ms")
