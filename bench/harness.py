@@ -12,6 +12,7 @@ Timing conventions
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -66,10 +67,8 @@ def delete_topics(s: Settings) -> None:
         names = [t for t in admin.list_topics(timeout=10).topics if t.startswith(s.topic_prefix)]
         if names:
             for f in admin.delete_topics(names, operation_timeout=30).values():
-                try:
+                with contextlib.suppress(Exception):
                     f.result(30)
-                except Exception:
-                    pass
     except Exception:
         pass
 
@@ -119,10 +118,8 @@ class Worker:
             os.killpg(self.proc.pid, signal.SIGTERM)
             self.proc.wait(20)
         except (subprocess.TimeoutExpired, ProcessLookupError):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             self.proc.wait(10)
 
     def log_tail(self, n: int = 2000) -> str:

@@ -12,6 +12,7 @@ committed asynchronously at the same interval (at_least_once).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import subprocess
@@ -115,10 +116,8 @@ def run(prefix: str, bootstrap: str, transactional: bool, commit_interval_s: flo
             last_commit = time.monotonic()
             pending = False
     if transactional:
-        try:
+        with contextlib.suppress(KafkaException):
             p.abort_transaction(10)
-        except KafkaException:
-            pass
     p.flush(10)
     c.close()
 

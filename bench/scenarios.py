@@ -6,6 +6,7 @@ prefix; the engine runs as a real ``oddsflow worker`` subprocess.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import uuid
@@ -176,7 +177,13 @@ def measure_open(prod: h.LoadProducer, topic: str, items: list[h.Stamped], rate_
 
 
 def _reps_summary(reps: list[dict[str, Any]]) -> dict[str, Any]:
-    return {k: spread(r.get(k) for r in reps) for k in ("throughput_per_s", "p50_ms", "p95_ms", "p99_ms", "max_ms")}
+    """Medians over the complete repetitions only: a repetition whose outputs did not all arrive
+    (the engine stalled or died) has no valid latency or throughput; it is counted instead."""
+    ok = [r for r in reps if r.get("complete")]
+    out: dict[str, Any] = {k: spread(r.get(k) for r in ok) for k in ("throughput_per_s", "p50_ms", "p95_ms", "p99_ms",
+                                                                     "max_ms", "engine_cpu_ms_per_input")}
+    out["incomplete_reps"] = len(reps) - len(ok)
+    return out
 
 
 def _start_worker(ctx: Ctx, s: Settings, name: str) -> h.Worker:
@@ -289,6 +296,9 @@ def scenario_bets(ctx: Ctx) -> dict[str, Any]:
                 reps.append(r)
             g["closed_loop"] = {"n": plan.bet_closed_n, "reps": reps, **_reps_summary(reps)}
             g["accepted_fraction"] = round(_accepted(col.values) / max(1, col.count()), 4)
+            g["worker_alive_at_end"] = w.alive()
+            if not w.alive():
+                g["worker_log_tail"] = w.log_tail(1500)
             if plan.profile and guarantee == "exactly_once":
                 g["profile"] = _profile_bets(ctx, w, prod, t_in, bets, col, codec, g["closed_loop"])
             out[guarantee] = g
@@ -304,7 +314,9 @@ def _profile_bets(ctx: Ctx, w: h.Worker, prod: h.LoadProducer, t_in: str, bets: 
                   codec: Codec, closed: dict[str, Any]) -> dict[str, Any]:
     """py-spy the worker while it decides a closed-loop batch sized to keep it busy for the
     whole sampling window (the figures of this extra run are not counted)."""
-    per_s = closed["throughput_per_s"]["median"] or 1000
+    if not w.alive():
+        return {"error": "the worker was no longer running"}
+    per_s = closed["throughput_per_s"]["median"] or 200
     n = int(per_s * (ctx.plan.profile_s + 2))
     items = bets.make(n)
     ctx.say(f"  profiling the worker (py-spy, {ctx.plan.profile_s:.0f} s, {n} bets)")
@@ -451,9 +463,9 @@ def scenario_sinks(ctx: Ctx) -> dict[str, Any]:
             n = plan.sink_n if i else max(1000, plan.sink_n // 10)
             s = h.fresh_settings(pg_base, "k")
             postings = _produce_ledger(s, n)
-            holder: dict[str, BatchConsumer] = {}
+            holder: dict[str, Any] = {}
 
-            def run(stop: threading.Event, s: Settings = s) -> None:
+            def run(stop: threading.Event, s: Settings = s, holder: dict[str, Any] = holder) -> None:
                 cfg = SinkConfig(name=pg.SINK_NAME, topic_keys=("ledger",))
                 consumer = BatchConsumer(s, cfg, load_offsets=lambda tps: {}, flush=lambda b: None, stop_event=stop)
                 store = pg.PostgresLedgerStore(s.pg_dsn, consumer.group_id)
@@ -464,7 +476,7 @@ def scenario_sinks(ctx: Ctx) -> dict[str, Any]:
                 finally:
                     store.close()
 
-            r = _watch_sink(run, lambda: holder["c"].flushed_messages if "c" in holder else 0, n)
+            r = _watch_sink(run, lambda holder=holder: holder["c"].flushed_messages if "c" in holder else 0, n)
             r["postings"] = postings
             r["postings_per_s"] = round(r["msgs_per_s"] * postings / n, 1) if r["msgs_per_s"] else None
             h.delete_topics(s)
@@ -497,7 +509,7 @@ def _clickhouse(ctx: Ctx, base: Settings) -> dict[str, Any]:
         postings = _produce_ledger(s, n)
         holder: dict[str, Any] = {}
 
-        def run(stop: threading.Event, s: Settings = s) -> None:
+        def run(stop: threading.Event, s: Settings = s, holder: dict[str, Any] = holder) -> None:
             with ch.open_backend(s) as sch:
                 cfg = SinkConfig(name=ch.SINK_NAME, topic_keys=("ledger",))
                 consumer = BatchConsumer(s, cfg, load_offsets=lambda tps: {}, flush=lambda b: None, stop_event=stop)
@@ -506,15 +518,13 @@ def _clickhouse(ctx: Ctx, base: Settings) -> dict[str, Any]:
                 holder["c"] = consumer
                 consumer.run()
 
-        r = _watch_sink(run, lambda: holder["c"].flushed_messages if "c" in holder else 0, n)
+        r = _watch_sink(run, lambda holder=holder: holder["c"].flushed_messages if "c" in holder else 0, n)
         rows_per_msg = sum(len(v) for v in ch.rows_for(_sample_record(s)).values())
         r["rows"] = n * rows_per_msg
         r["rows_per_s"] = round(r["msgs_per_s"] * rows_per_msg, 1) if r["msgs_per_s"] else None
         r["postings"] = postings
-        try:
+        with contextlib.suppress(Exception):
             ch.drop_database(s)
-        except Exception:
-            pass
         h.delete_topics(s)
         if i:
             ctx.say(f"  clickhouse ({'server' if base.clickhouse_url else 'chdb'}) rep {i}: "
@@ -527,7 +537,7 @@ def _clickhouse(ctx: Ctx, base: Settings) -> dict[str, Any]:
 def _sample_record(s: Settings) -> Any:
     from oddsflow.sinks.kafka_batch import Record
 
-    key, rec = _ledger_records(1, "sample")[0]
+    _key, rec = _ledger_records(1, "sample")[0]
     return Record("ledger", s.topic("ledger.transactions"), 0, 0, rec, b"")
 
 
@@ -580,9 +590,13 @@ def scenario_baseline(ctx: Ctx) -> dict[str, Any]:
         bets = Bets(s, 1000, [f"e{i}" for i in range(50)])
         prices = Prices([f"e{i}" for i in range(200)])
         g: dict[str, Any] = {}
+
+        def alive(pt: Any = pt) -> bool:
+            return pt.poll() is None
+
         try:
             r = measure_open(prod, s.topic("bets.requests"), bets.make(plan.warmup), None, col_b, bcodec, "placed_at",
-                             lambda: pt.poll() is None, 60)
+                             alive, 60)
             _check(r["complete"], "passthrough warm-up")
             for name, topic, col, codec, fld, mk, rt in (
                     ("bets", "bets.requests", col_b, bcodec, "placed_at", bets.make, 1_000),
@@ -590,12 +604,12 @@ def scenario_baseline(ctx: Ctx) -> dict[str, Any]:
                 reps = []
                 for _ in range(plan.reps):
                     reps.append(measure_open(prod, s.topic(topic), mk(plan.baseline_n), None, col, codec, fld,
-                                             lambda: pt.poll() is None, 120, pt.pid))
+                                             alive, 120, pt.pid))
                 g[f"{name}_closed_loop"] = {"n": plan.baseline_n, "reps": reps, **_reps_summary(reps)}
                 reps = []
                 for _ in range(plan.reps):
                     reps.append(measure_open(prod, s.topic(topic), mk(int(rt * plan.open_s)), rt, col, codec, fld,
-                                             lambda: pt.poll() is None, 120, pt.pid))
+                                             alive, 120, pt.pid))
                 g[f"{name}_open_{rt}"] = {"offered_per_s": rt, "reps": reps, **_reps_summary(reps)}
                 ctx.say(f"  passthrough {mode} {name}: {g[f'{name}_closed_loop']['throughput_per_s']['median']}/s, "
                         f"p99 @{rt}/s {g[f'{name}_open_{rt}']['p99_ms']['median']} ms")
