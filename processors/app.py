@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import uuid
+from collections import defaultdict
 import time
 from dataclasses import dataclass
 from decimal import Decimal
@@ -17,6 +20,8 @@ from typing import Any
 import faust
 from faust.streams import current_event
 from faust.transport.consumer import TransactionManager
+from aiokafka.errors import ProducerFenced
+from faust.transport.drivers.aiokafka import Producer as AiokafkaProducer
 from faust.transport.drivers.aiokafka import Transport as AiokafkaTransport
 
 from oddsflow import metrics, topology
@@ -29,30 +34,82 @@ from oddsflow.processors.wallet import WalletHandler
 from oddsflow.settings import Settings
 
 log = logging.getLogger("oddsflow.processors")
+TRACE = open(os.environ["ODDSFLOW_TRACE"], "a") if os.environ.get("ODDSFLOW_TRACE") else None
+
+# One id per worker process: transactional ids never repeat across restarts (see below).
+INCARNATION = uuid.uuid4().hex[:8]
+
+
+def _transactional_id(app: faust.App, topic: str, partition: int) -> str:
+    return f"{app.conf.id}-{INCARNATION}-{app.assignor.group_for_topic(topic)}-{partition}"
+
 
 class SourcePartitionTransactionManager(TransactionManager):
     """Faust's exactly_once, fixed for topologies that re-key.
 
-    Faust picks the transactional producer for an output message from the message's
-    *destination* partition, so a message sent to another key's partition (this engine's saga
-    does that on every hop: account -> event -> account) lands in a transaction that commits
-    with some unrelated input offset, or never. We pick it from the partition of the event
-    being processed instead, as Kafka Streams does: every output, changelog write and the
-    input offset of one event then commit or abort together.
+    1. Faust picks the transactional producer for an output from the message's *destination*
+       partition, so a message sent to another key's partition (this saga does that on every
+       hop: account -> event -> account) lands in a transaction that commits with some
+       unrelated input offset, or never. We pick it from the partition of the event being
+       processed, as Kafka Streams does: the outputs, the changelog writes (see
+       ``processors.state``) and the input offset of one event commit or abort together.
+    2. An event's sends and the periodic commit are serialised by a lock, so one event's
+       writes are never split across two transactions.
+    3. Transactional ids carry a per-process incarnation. With Faust's fixed ids, a restarted
+       worker reuses the killed worker's producer ids, and aiokafka's read_committed fetcher
+       then skipped committed records after the restart (measured: decisions lost in the
+       SIGKILL test). A killed worker's open transactions are instead aborted by the broker
+       after ``transaction_timeout_s``; consumers wait for that, then carry on.
     """
+
+    transactional_id_format = "{group_id}-" + INCARNATION + "-{tpg.group}-{tpg.partition}"
+    _lock: asyncio.Lock | None = None
+
+    @classmethod
+    def emit_lock(cls) -> asyncio.Lock:
+        if cls._lock is None:
+            cls._lock = asyncio.Lock()
+        return cls._lock
+
+    async def commit(self, offsets: Any, start_new_transaction: bool = True) -> bool:
+        async with self.emit_lock():
+            by_tid: dict[str, dict[Any, int]] = defaultdict(dict)
+            for tp, offset in offsets.items():
+                by_tid[_transactional_id(self.app, tp.topic, tp.partition)][tp] = offset
+            if by_tid:
+                try:
+                    await self.producer.commit_transactions(
+                        by_tid, self.app.conf.id, start_new_transaction=start_new_transaction)
+                except ProducerFenced as exc:
+                    log.warning("producer fenced: %s", exc)
+                    await self.app.crash(exc)
+            return True
 
     async def send(self, topic: str, key: bytes | None, value: bytes | None, partition: int | None,
                    timestamp: float | None, headers: Any, *, transactional_id: str | None = None) -> Any:
         p = self.consumer.key_partition(topic, key, partition)
         event = current_event()
         if event is None:
-            return await super().send(topic, key, value, partition, timestamp, headers)
+            raise RuntimeError("exactly_once sends must happen while processing an event")
         src = event.message.tp
-        tid = f"{self.app.conf.id}-{self.app.assignor.group_for_topic(src.topic)}-{src.partition}"
+        tid = _transactional_id(self.app, src.topic, src.partition)
         return await self.producer.send(topic, key, value, p, timestamp, headers, transactional_id=tid)
 
 
 AiokafkaTransport.TransactionManager = SourcePartitionTransactionManager
+_faust_producer_settings = AiokafkaProducer._settings_default
+
+
+def _producer_settings(self: Any) -> Any:
+    # A killed worker's open transaction blocks read_committed readers until the broker
+    # aborts it: keep that short. linger batches the many small sends of one commit.
+    settings = dict(_faust_producer_settings(self))
+    settings["transaction_timeout_ms"] = int(float(os.environ.get("ODDSFLOW_TRANSACTION_TIMEOUT_S", "10")) * 1000)
+    settings["linger_ms"] = 5
+    return settings
+
+
+AiokafkaProducer._settings_default = _producer_settings
 
 RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
 
@@ -148,6 +205,9 @@ def build_app(settings: Settings, *, limits: Limits | None = None) -> Engine:
         metrics.EVENTS_IN.labels(agent, key).inc()
         started = time.perf_counter()
         journal.writes.clear()
+        if TRACE:
+            TRACE.write(f"{agent} {event.message.topic}[{event.message.partition}]@{event.message.offset} ce={current_event() is event}\n")
+            TRACE.flush()
         try:
             record = codecs[key].decode(event.value)
             fx = Effects()
@@ -163,11 +223,12 @@ def build_app(settings: Settings, *, limits: Limits | None = None) -> Engine:
             return
         writes, journal.writes = journal.writes, []
         partition = event.message.partition
-        for store, k, value, _ in writes:
-            # Inside this event's transaction (see SourcePartitionTransactionManager).
-            await store.table.changelog_topic.send(key=k, value=value, partition=partition,
-                                                   key_serializer="json", value_serializer="raw")
-        await produce(fx, agent)
+        async with SourcePartitionTransactionManager.emit_lock():
+            for store, k, value, _ in writes:
+                # Inside this event's transaction (see SourcePartitionTransactionManager).
+                await store.table.changelog_topic.send(key=k, value=value, partition=partition,
+                                                       key_serializer="json", value_serializer="raw")
+            await produce(fx, agent)
         metrics.PROCESSING_SECONDS.labels(agent).observe(time.perf_counter() - started)
 
     feed_topic = app.topic(*(topo.topic(k).name for k in feed_handlers), **RAW)

@@ -7,6 +7,7 @@ engine's own wallet table from its changelog.
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections import Counter, defaultdict
 
@@ -46,15 +47,28 @@ def results():
     return [("results", e, r.result(e, (rng.randint(0, 3), rng.randint(0, 3)), (0, 0))) for e in EVENTS]
 
 
-def produce(s, inputs):
+def produce(s, inputs, rate_per_s: float = 0.0):
+    """Produce the inputs, paced at rate_per_s (0: as fast as possible)."""
     p = EventProducer(s)
-    for topic, key, rec in inputs:
+    t0 = time.monotonic()
+    for n, (topic, key, rec) in enumerate(inputs):
         p.send(topic, key, rec)
+        if rate_per_s and n % 50 == 0:
+            p.producer.flush()
+            ahead = n / rate_per_s - (time.monotonic() - t0)
+            if ahead > 0:
+                time.sleep(ahead)
     p.flush()
 
 
+def produce_in_background(s, inputs, rate_per_s):
+    t = threading.Thread(target=produce, args=(s, inputs, rate_per_s), daemon=True)
+    t.start()
+    return t
+
+
 def count(s, topic):
-    return len(consume_all(topic, s, idle_s=0.5, timeout_s=30))
+    return len(consume_all(topic, s, idle_s=0.3, timeout_s=30))
 
 
 def check_books(s, n_bets):
@@ -88,21 +102,29 @@ def check_books(s, n_bets):
     assert balances["book:ggr"] == stakes - returns
 
 
-def test_sigkill_mid_stream_loses_and_doubles_nothing(kafka_settings, worker_factory):
-    s = kafka_settings
-    n_bets = 1500
+@pytest.mark.parametrize("guarantee", ["exactly_once", "at_least_once"])
+def test_sigkill_mid_stream_loses_and_doubles_nothing(kafka_settings, worker_factory, guarantee):
+    s = kafka_settings.model_copy(update={"processing_guarantee": guarantee})
+    n_bets = 3000
     w = worker_factory(s).start()
-    produce(s, feed_and_bets(n_bets))
-    wait_for(lambda: count(s, "bet_decisions") >= 200, 120, 0.5, "first decisions")
-    w.kill()  # mid-stream, in the middle of open transactions
+    inputs = feed_and_bets(n_bets)
+    n_setup = len(EVENTS) * 3 + len(ACCOUNTS)
+    produce(s, inputs[:n_setup])
+    wait_for(lambda: count(s, "priced_markets") >= len(EVENTS), 120, 0.5, "markets priced")
+    feeder = produce_in_background(s, inputs[n_setup:], rate_per_s=300)  # ~10 s of bets
+    time.sleep(4)
+    w.kill()  # mid-stream, with transactions open
     before = count(s, "bet_decisions")
-    assert before < n_bets, "the worker finished before it could be killed; raise n_bets"
+    assert 0 < before < n_bets
+    time.sleep(2)  # bets keep arriving while no worker runs
     w.start()
+    feeder.join()
     wait_for(lambda: count(s, "bet_decisions") >= n_bets, 240, 2, "all decisions after restart")
-    produce(s, results())
-    wait_for(lambda: count(s, "settlements") >= 50, 120, 0.5, "first settlements")
-    w.kill()
+    feeder = produce_in_background(s, results(), rate_per_s=0)
+    time.sleep(1.5)
+    w.kill()  # in the middle of settling
     w.start()
+    feeder.join()
     accepted = {v["bet_id"] for _, v in consume_all("bet_decisions", s, idle_s=1) if v["accepted"]}
     wait_for(lambda: count(s, "settlements") >= len(accepted), 240, 2, "all settlements after restart")
     time.sleep(3)  # anything doubled would show up now
@@ -112,13 +134,18 @@ def test_sigkill_mid_stream_loses_and_doubles_nothing(kafka_settings, worker_fac
 
 def test_scale_out_two_workers_and_failover(kafka_settings, worker_factory):
     s = kafka_settings
-    n_bets = 1200
+    n_bets = 3000
     w1 = worker_factory(s, "w1").start()
     w2 = worker_factory(s, "w2").start()
-    time.sleep(8)  # let both join the group so the partitions are split
-    produce(s, feed_and_bets(n_bets, seed=3))
-    wait_for(lambda: count(s, "bet_decisions") >= 200, 120, 0.5, "first decisions")
+    inputs = feed_and_bets(n_bets, seed=3)
+    n_setup = len(EVENTS) * 3 + len(ACCOUNTS)
+    produce(s, inputs[:n_setup])
+    wait_for(lambda: count(s, "priced_markets") >= len(EVENTS), 120, 0.5, "markets priced")
+    feeder = produce_in_background(s, inputs[n_setup:], rate_per_s=300)
+    time.sleep(4)
     w2.kill()  # its partitions and table state move to w1 (changelog recovery)
+    assert count(s, "bet_decisions") < n_bets
+    feeder.join()
     wait_for(lambda: count(s, "bet_decisions") >= n_bets, 240, 2, "all decisions after failover")
     produce(s, results())
     accepted = {v["bet_id"] for _, v in consume_all("bet_decisions", s, idle_s=1) if v["accepted"]}
