@@ -20,10 +20,12 @@ app.add_typer(topology_app, name="topology")
 def _register_components() -> None:
     # Components own their commands; the core CLI only mounts them.
     from oddsflow.sinks.cli import register as register_sinks
+    from oddsflow.bench.cli import register as register_bench
     from oddsflow.streams.cli import register as register_streams
 
     register_sinks(app)
     register_streams(app)
+    register_bench(app)
 
 
 def _fail(message: str) -> None:
@@ -168,12 +170,13 @@ def demo(
     source: str = typer.Option("simulate", help="simulate | epl (replay ../shared/data/epl-odds-results.csv)"),
     epl_limit: int = typer.Option(60, help="matches to replay with --source epl"),
     seed: int = typer.Option(7),
+    duration_s: float = typer.Option(60.0, "--duration", help="seconds the compressed match day lasts"),
 ) -> None:
     """The main job: the whole pipeline on local services, then a reconciled summary."""
     from oddsflow.demo import run_demo
 
     summary = run_demo(get_settings(), fixtures=fixtures, accounts=accounts, bets=bets, workers=workers,
-                       source=source, epl_limit=epl_limit, seed=seed)
+                       source=source, epl_limit=epl_limit, seed=seed, duration_s=duration_s)
     if not summary.get("ok"):
         raise typer.Exit(1)
 

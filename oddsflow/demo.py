@@ -63,7 +63,7 @@ class Processes:
 
     def check(self) -> None:
         for name, p in self.procs.items():
-            if p.poll() is not None:
+            if p.poll() is not None and not (name == "sink-clickhouse" and p.returncode == 0):
                 raise RuntimeError(f"{name} exited with {p.returncode}; see {self.log_dir / (name + '.log')}")
 
     def stop(self) -> None:
@@ -135,7 +135,8 @@ def read_changelog(s: Settings, table: str) -> dict[str, dict[str, Any]]:
 
 
 def run_demo(base: Settings, *, fixtures: int = 12, accounts: int = 150, bets: int = 3000, workers: int = 1,
-             source: str = "simulate", epl_limit: int = 60, seed: int = 7, timeout_s: float = 600) -> dict[str, Any]:
+             source: str = "simulate", epl_limit: int = 60, seed: int = 7, timeout_s: float = 600,
+             duration_s: float = 60.0) -> dict[str, Any]:
     started = time.monotonic()
     _say("== oddsflow demo ==")
     for st in services.up(base):
@@ -160,12 +161,12 @@ def run_demo(base: Settings, *, fixtures: int = 12, accounts: int = 150, bets: i
     for i in range(workers):
         procs.start(f"worker-{i}", ["worker", "--metrics-port", str(base.metrics_port + i)], env)
     procs.start("sink-postgres", ["sink", "run", "postgres"], env)
-    procs.start("sink-clickhouse", ["sink", "run", "clickhouse"], env)
-    _say(f"  started {workers} worker(s) and 2 sinks; logs in {log_dir}")
+    _say(f"  started {workers} worker(s) and the Postgres ledger sink; logs in {log_dir}")
     _say(f"  metrics: http://127.0.0.1:{base.metrics_port}/metrics")
 
     try:
-        produced = _produce(s, source=source, fixtures=fixtures, accounts=accounts, bets=bets, seed=seed, epl_limit=epl_limit)
+        produced = _produce(s, source=source, fixtures=fixtures, accounts=accounts, bets=bets, seed=seed,
+                            epl_limit=epl_limit, duration_s=duration_s)
         summary = _follow(s, procs, produced, timeout_s=timeout_s)
     finally:
         procs.stop()
@@ -183,21 +184,35 @@ def _fresh_database(base: Settings, db: str) -> None:
         conn.execute(f'CREATE DATABASE "{db}"')
 
 
-def _produce(s: Settings, *, source: str, fixtures: int, accounts: int, bets: int, seed: int, epl_limit: int) -> dict[str, Any]:
+def _produce(s: Settings, *, source: str, fixtures: int, accounts: int, bets: int, seed: int, epl_limit: int,
+             duration_s: float) -> dict[str, Any]:
+    """Play the feed in timeline order, compressed so the whole day lasts about duration_s."""
+    stats: Counter[str] = Counter()
     if source == "epl":
-        from oddsflow.streams.replay import replay_with_bets
+        from oddsflow.settings import REPO_ROOT
+        from oddsflow.streams.replay import replay_timed
 
-        events = replay_with_bets(limit=epl_limit, seed=seed)
+        csv = Path(os.environ.get("ODDSFLOW_EPL_CSV", REPO_ROOT.parent / "shared" / "data" / "epl-odds-results.csv"))
+        timed = list(replay_timed(csv, limit=epl_limit, bets_per_match=max(1, bets // max(1, epl_limit)), accounts=accounts))
     else:
-        from oddsflow.streams.simulate import simulate_events
+        from oddsflow.streams.simulate import simulate_timed
 
-        events = simulate_events(fixtures=fixtures, accounts=accounts, bets=bets, seed=seed)
+        timed = simulate_timed(fixtures=fixtures, accounts=accounts, bets=bets, seed=seed, stats=stats)
+    span_ms = max(1, timed[-1][0] - timed[0][0]) if timed else 1
+    speedup = span_ms / (duration_s * 1000)
+    _say(f"  playing {len(timed)} feed events spanning {span_ms / 3_600_000:.1f} h at {speedup:.0f}x (~{duration_s:.0f} s)")
     p = EventProducer(s)
     counts: Counter[str] = Counter()
     bet_ids: set[str] = set()
     bad = 0
     t0 = time.monotonic()
-    for topic_key, key, record in events:
+    first_ts = timed[0][0] if timed else 0
+    last_say = t0
+    for ts, (topic_key, key, record) in timed:
+        due = (ts - first_ts) / 1000 / speedup - (time.monotonic() - t0)
+        if due > 0.005:
+            p.producer.flush(due)
+            time.sleep(max(0.0, (ts - first_ts) / 1000 / speedup - (time.monotonic() - t0)))
         if isinstance(record, bytes | bytearray):
             p.send_raw(topic_key, key, bytes(record))  # deliberately malformed input
             bad += 1
@@ -206,12 +221,15 @@ def _produce(s: Settings, *, source: str, fixtures: int, accounts: int, bets: in
             if topic_key == "bet_requests":
                 bet_ids.add(record["bet_id"])
         counts[topic_key] += 1
-        if sum(counts.values()) % 2000 == 0:
-            _say(f"  ingesting... {sum(counts.values())} events")
+        if time.monotonic() - last_say > 5:
+            last_say = time.monotonic()
+            _say(f"  ingesting... {sum(counts.values())}/{len(timed)} events")
     p.flush()
     _say(f"  ingested {sum(counts.values())} events in {time.monotonic() - t0:.1f}s: "
          + ", ".join(f"{k}={v}" for k, v in sorted(counts.items())))
-    return {"counts": counts, "bet_ids": bet_ids, "malformed": bad}
+    # The simulator's malformed feed records (bad prices, a final result without a score)
+    # must reach the dead-letter topic; its malformed bets get INVALID_REQUEST decisions.
+    return {"counts": counts, "bet_ids": bet_ids, "malformed": bad + stats.get("malformed", 0), "stats": stats}
 
 
 def _follow(s: Settings, procs: Processes, produced: dict[str, Any], *, timeout_s: float) -> dict[str, Any]:
@@ -277,16 +295,15 @@ def _summarise(s: Settings, procs: Processes, produced: dict[str, Any], rec: dic
         if pg.get("transactions", -1) >= len(set(tx_ids)):
             break
         time.sleep(1)
-    ch_ggr = None
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            ch_ggr = sinks_cli.clickhouse_ggr(s)
-        except Exception:  # the sink may still be creating its tables
-            ch_ggr = None
-        if ch_ggr == balances.get("book:ggr", 0):
-            break
-        time.sleep(1)
+    # chdb lets one process own a data path: the ClickHouse sink exits once idle, then we read.
+    _say("  running the ClickHouse sink over the output topics (chdb: one process per data path)")
+    procs.start("sink-clickhouse", ["sink", "run", "clickhouse", "--idle-exit", "5"], child_env(s))
+    ch_proc = procs.procs["sink-clickhouse"]
+    try:
+        ch_proc.wait(180)
+        ch_ggr = sinks_cli.clickhouse_ggr(s)
+    except subprocess.TimeoutExpired:
+        ch_ggr = None
     pg_mismatch = [m for m in _pg_reconcile(s, engine_wallets)]
     return {
         "events_ingested": sum(produced["counts"].values()),
@@ -329,7 +346,7 @@ def _print_summary(x: dict[str, Any]) -> None:
     ok = (x["trial_balance_minor"] == 0 and x["ledger_unbalanced_tx"] == 0 and x["ledger_duplicate_tx"] == 0
           and x["wallets_not_matching_topic"] == 0 and x["wallets_not_matching_postgres"] == 0
           and x["book_result_minor"] == x["ledger_ggr_minor"] and x["clickhouse_ggr_minor"] == x["ledger_ggr_minor"]
-          and x["dead_letters"] >= x["malformed_sent"])
+          and x["dead_letters"] + x["rejected_by_reason"].get("INVALID_REQUEST", 0) >= x["malformed_sent"])
     lines = [
         "",
         "== summary ==",
@@ -348,7 +365,8 @@ def _print_summary(x: dict[str, Any]) -> None:
         f"ClickHouse: {x['clickhouse_ggr_minor']})",
         f"wallets reconcile      {x['wallets']} wallets; mismatches vs ledger topic {x['wallets_not_matching_topic']}, "
         f"vs Postgres {x['wallets_not_matching_postgres']}",
-        f"dead letters           {x['dead_letters']} (malformed inputs sent: {x['malformed_sent']})",
+        f"dead letters           {x['dead_letters']} (+{x['rejected_by_reason'].get('INVALID_REQUEST', 0)} invalid bets rejected;"
+        f" malformed inputs sent: {x['malformed_sent']})",
         f"elapsed                {x['elapsed_s']} s",
         f"RESULT                 {'OK: the books balance' if ok else 'MISMATCH: see above'}",
     ]
