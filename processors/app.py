@@ -29,6 +29,7 @@ from oddsflow.codec import Codec, CodecError
 from oddsflow.domain.acceptance import Limits
 from oddsflow.domain.pricing import Method
 from oddsflow.processors.markets import Book, InputError, MarketsHandler
+from oddsflow.processors.recovery import read_changelogs
 from oddsflow.processors.state import Effects, Journal, Store
 from oddsflow.processors.wallet import WalletHandler
 from oddsflow.settings import Settings
@@ -263,6 +264,26 @@ def build_app(settings: Settings, *, limits: Limits | None = None) -> Engine:
     async def wallet_agent(stream: Any) -> None:
         async for event in stream.events():
             await handle(event, wallet_handlers, "wallet")
+
+    @app.on_rebalance_complete.connect
+    async def recover_tables(sender: Any = None, **kwargs: Any) -> None:
+        # Runs before Faust resumes the streams (see processors.recovery for why).
+        assigned = app.consumer.assignment()
+        by_group: dict[str, set[int]] = {}
+        for group, keys in topo.copartition_groups.items():
+            names = {topo.topic(k).name for k in keys}
+            by_group[group] = {tp.partition for tp in assigned if tp.topic in names}
+        wanted = {t.changelog_topic.get_topic_name(): by_group[topo.tables[name]["group"]] for name, t in stores.items()}
+        started = time.monotonic()
+        loop = asyncio.get_running_loop()
+        recovered = await loop.run_in_executor(None, read_changelogs, settings.kafka_bootstrap, wanted)
+        for name, t in stores.items():
+            data = recovered[t.changelog_topic.get_topic_name()]
+            t.data.clear()
+            for k, v in data.items():
+                t.data[k] = v
+        log.warning("recovered %s keys for partitions %s in %.1fs",
+                    {n: len(t.data) for n, t in stores.items()}, by_group, time.monotonic() - started)
 
     @app.timer(5.0)
     async def table_sizes_and_lag() -> None:

@@ -1,0 +1,65 @@
+"""Table recovery that does not trust Faust's.
+
+Measured here: after a SIGKILL, Faust's recovery built its changelog "highwaters" as -1 for
+every partition and resumed the streams with empty tables (and at other times aiokafka's
+read_committed fetcher skipped committed records), so decisions were lost. Before the
+streams resume, this module rebuilds every table's assigned partitions from the changelog
+topics with librdkafka (read_committed), waiting until the last stable offset has reached the
+high watermark, i.e. until any transaction a killed worker left open has been aborted.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+from confluent_kafka import Consumer, KafkaError, TopicPartition
+
+log = logging.getLogger("oddsflow.recovery")
+
+
+def read_changelogs(bootstrap: str, wanted: Mapping[str, set[int]], timeout_s: float = 60.0) -> dict[str, dict[str, Any]]:
+    """{changelog topic: partitions} -> {changelog topic: {key: value bytes}} (latest per key)."""
+    out: dict[str, dict[str, Any]] = {topic: {} for topic in wanted}
+    tps = [TopicPartition(t, p, 0) for t, parts in wanted.items() for p in sorted(parts)]
+    if not tps:
+        return out
+    c = Consumer({
+        "bootstrap.servers": bootstrap, "group.id": "oddsflow-recovery", "enable.auto.commit": False,
+        "isolation.level": "read_committed", "enable.partition.eof": True, "auto.offset.reset": "earliest",
+    })
+    try:
+        c.assign(tps)
+        pending = {(tp.topic, tp.partition) for tp in tps}
+        deadline = time.monotonic() + timeout_s
+        while pending and time.monotonic() < deadline:
+            for m in c.consume(5000, 0.2):
+                err = m.error()
+                if err is not None:
+                    if err.code() != KafkaError._PARTITION_EOF:
+                        raise RuntimeError(f"changelog recovery: {err}")
+                    key = (m.topic(), m.partition())
+                    _, high = c.get_watermark_offsets(TopicPartition(*key), timeout=10, cached=False)
+                    if m.offset() >= high:  # the stable offset has caught up: nothing open
+                        pending.discard(key)
+                    continue
+                table = out[m.topic()]
+                k = orjson.loads(m.key())
+                if m.value() is None:
+                    table.pop(k, None)
+                else:
+                    table[k] = m.value()
+            if pending:
+                for topic, part in list(pending):
+                    _, high = c.get_watermark_offsets(TopicPartition(topic, part), timeout=10, cached=False)
+                    pos = c.position([TopicPartition(topic, part)])[0].offset
+                    if high == 0 or pos >= high:
+                        pending.discard((topic, part))
+        if pending:
+            log.warning("changelog recovery timed out waiting for %s", sorted(pending))
+    finally:
+        c.close()
+    return out
