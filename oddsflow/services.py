@@ -140,6 +140,9 @@ class Kafka:
                     "transaction.state.log.replication.factor=1",
                     "transaction.state.log.min.isr=1",
                     "min.insync.replicas=1",
+                    # A killed worker's open transaction blocks read_committed readers until
+                    # it is aborted: look for timed-out transactions every second, not 10 s.
+                    "transaction.abort.timed.out.transaction.cleanup.interval.ms=1000",
                     "group.initial.rebalance.delay.ms=0",
                     "auto.create.topics.enable=false",
                     "log.retention.hours=168",

@@ -20,6 +20,8 @@ from typing import Any
 import faust
 from faust.streams import current_event
 from faust.transport.consumer import TransactionManager
+import aiokafka
+import faust.transport.drivers.aiokafka as _faust_aiokafka
 from aiokafka.errors import ProducerFenced
 from faust.transport.drivers.aiokafka import Producer as AiokafkaProducer
 from faust.transport.drivers.aiokafka import Transport as AiokafkaTransport
@@ -35,7 +37,7 @@ from oddsflow.processors.wallet import WalletHandler
 from oddsflow.settings import Settings
 
 log = logging.getLogger("oddsflow.processors")
-TRACE = open(os.environ["ODDSFLOW_TRACE"], "a") if os.environ.get("ODDSFLOW_TRACE") else None
+
 
 # One id per worker process: transactional ids never repeat across restarts (see below).
 INCARNATION = uuid.uuid4().hex[:8]
@@ -111,6 +113,17 @@ def _producer_settings(self: Any) -> Any:
 
 
 AiokafkaProducer._settings_default = _producer_settings
+
+
+class _LowWaitConsumer(aiokafka.AIOKafkaConsumer):
+    # Faust hard-codes fetch_max_wait_ms=1500 for its worker consumer; a sportsbook wants
+    # an idle partition's next bet picked up in milliseconds, not up to 1.5 s.
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["fetch_max_wait_ms"] = int(os.environ.get("ODDSFLOW_FETCH_MAX_WAIT_MS", "10"))
+        super().__init__(*args, **kwargs)
+
+
+_faust_aiokafka.aiokafka = type("aiokafka_shim", (), {**vars(aiokafka), "AIOKafkaConsumer": _LowWaitConsumer})
 
 RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
 
@@ -206,9 +219,6 @@ def build_app(settings: Settings, *, limits: Limits | None = None) -> Engine:
         metrics.EVENTS_IN.labels(agent, key).inc()
         started = time.perf_counter()
         journal.writes.clear()
-        if TRACE:
-            TRACE.write(f"{agent} {event.message.topic}[{event.message.partition}]@{event.message.offset} ce={current_event() is event}\n")
-            TRACE.flush()
         try:
             record = codecs[key].decode(event.value)
             fx = Effects()
@@ -264,6 +274,12 @@ def build_app(settings: Settings, *, limits: Limits | None = None) -> Engine:
     async def wallet_agent(stream: Any) -> None:
         async for event in stream.events():
             await handle(event, wallet_handlers, "wallet")
+
+    @app.task
+    async def quiet_client_logs() -> None:
+        # Faust/aiokafka build debug records on hot paths; nobody reads them at -l warn.
+        for name in ("aiokafka", "faust", "mode"):
+            logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))
 
     @app.on_rebalance_complete.connect
     async def recover_tables(sender: Any = None, **kwargs: Any) -> None:

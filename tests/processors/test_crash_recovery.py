@@ -102,9 +102,8 @@ def check_books(s, n_bets):
     assert balances["book:ggr"] == stakes - returns
 
 
-@pytest.mark.parametrize("guarantee", ["exactly_once", "at_least_once"])
-def test_sigkill_mid_stream_loses_and_doubles_nothing(kafka_settings, worker_factory, guarantee):
-    s = kafka_settings.model_copy(update={"processing_guarantee": guarantee})
+def test_sigkill_mid_stream_loses_and_doubles_nothing(kafka_settings, worker_factory):
+    s = kafka_settings
     n_bets = 3000
     w = worker_factory(s).start()
     inputs = feed_and_bets(n_bets)
