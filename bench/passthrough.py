@@ -20,12 +20,20 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Producer
 
 from oddsflow.settings import REPO_ROOT, Settings
 
-INPUTS = ("bets.requests", "feed.prices")
+INPUTS = ("bet_requests", "price_updates")  # topology keys
+
+
+def tname(s: Any, key: str) -> str:
+    """A topic's name from topology.yaml (code never hard-codes topic names)."""
+    from oddsflow import topology
+
+    return topology.load(settings=s).topic(key).name
 
 
 def copy_topic(s: Settings, name: str) -> str:
@@ -84,7 +92,7 @@ def run(prefix: str, bootstrap: str, transactional: bool, commit_interval_s: flo
     if transactional:
         pcfg["transactional.id"] = f"{prefix}bench-passthrough-{uuid.uuid4().hex[:6]}"
     p = Producer(pcfg)
-    out = {s.topic(n): copy_topic(s, n) for n in INPUTS}
+    out = {tname(s, n): copy_topic(s, n) for n in INPUTS}
     c.subscribe(list(out))
     if transactional:
         p.init_transactions(30)

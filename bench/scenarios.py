@@ -23,6 +23,13 @@ from oddsflow.codec import Codec
 from oddsflow.domain import ledger
 from oddsflow.settings import Settings
 
+
+def tname(s: Settings, key: str) -> str:
+    """A topic's name from topology.yaml (code never hard-codes topic names)."""
+    from oddsflow import topology
+
+    return topology.load(settings=s).topic(key).name
+
 ODDS = ("2.10", "3.40", "3.60")
 
 
@@ -202,7 +209,7 @@ def scenario_prices(ctx: Ctx) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for guarantee in plan.price_guarantees:
         s = h.fresh_settings(ctx.base, "p", processing_guarantee=guarantee)
-        topo_in, topo_out = s.topic("feed.prices"), s.topic("markets.priced")
+        topo_in, topo_out = tname(s, "price_updates"), tname(s, "priced_markets")
         w = _start_worker(ctx, s, "prices")
         col = h.Collector(s, [topo_out])
         prod = h.LoadProducer(s)
@@ -240,12 +247,12 @@ def scenario_prices(ctx: Ctx) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------- bets
 def _preload(ctx: Ctx, s: Settings, w: h.Worker, prod: h.LoadProducer, events: list[str], accounts: int,
              balance_minor: int) -> None:
-    col_p = h.Collector(s, [s.topic("markets.priced")])
-    col_l = h.Collector(s, [s.topic("ledger.transactions")])
+    col_p = h.Collector(s, [tname(s, "priced_markets")])
+    col_l = h.Collector(s, [tname(s, "ledger")])
     try:
-        prod.send_records(Codec("price_update"), s.topic("feed.prices"),
+        prod.send_records(Codec("price_update"), tname(s, "price_updates"),
                           [(e, {**price_update(e, 1), "provider_ts": int(h.now_ms())}) for e in events])
-        prod.send_records(Codec("deposit"), s.topic("wallet.deposits"),
+        prod.send_records(Codec("deposit"), tname(s, "deposits"),
                           [(f"a{i}", deposit(f"a{i}", balance_minor)) for i in range(accounts)])
         _check(col_p.wait_count(len(events), 180, w.alive), "pre-loaded markets", w)
         _check(col_l.wait_count(accounts, 120, w.alive), "pre-loaded deposits", w)
@@ -264,7 +271,7 @@ def scenario_bets(ctx: Ctx) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for guarantee in ("exactly_once", "at_least_once"):
         s = h.fresh_settings(ctx.base, "b", processing_guarantee=guarantee)
-        t_in, t_out = s.topic("bets.requests"), s.topic("bets.decisions")
+        t_in, t_out = tname(s, "bet_requests"), tname(s, "bet_decisions")
         w = _start_worker(ctx, s, "bets")
         prod = h.LoadProducer(s)
         events = [f"e{i}" for i in range(50)]
@@ -341,16 +348,16 @@ def scenario_settlement_burst(ctx: Ctx) -> dict[str, Any]:
     cols: list[h.Collector] = []
     try:
         _preload(ctx, s, w, prod, events, accounts, 10_000_000_00)
-        col_d = h.Collector(s, [s.topic("bets.decisions")])
-        col_s = h.Collector(s, [s.topic("bets.settlements")])
-        col_l = h.Collector(s, [s.topic("ledger.transactions")])
+        col_d = h.Collector(s, [tname(s, "bet_decisions")])
+        col_s = h.Collector(s, [tname(s, "settlements")])
+        col_l = h.Collector(s, [tname(s, "ledger")])
         cols = [col_d, col_s, col_l]
         bets = Bets(s, accounts, events)
         reps = []
         for i, ev in enumerate(events):
             n = plan.settle_n
             t0 = time.monotonic()
-            r = measure_open(prod, s.topic("bets.requests"), bets.make(n, ev), None, col_d, Codec("bet_decision"),
+            r = measure_open(prod, tname(s, "bet_requests"), bets.make(n, ev), None, col_d, Codec("bet_decision"),
                              "requested_at", w.alive, max(300, n / 20), w.pid)
             _check(r["complete"], "burst bets decided", w)
             accepted = _accepted(col_d.values[-n:])
@@ -359,7 +366,7 @@ def scenario_settlement_burst(ctx: Ctx) -> dict[str, Any]:
             place_s = time.monotonic() - t0
             s0, l0 = col_s.count(), col_l.count()
             sent_ms = h.now_ms()
-            prod.send_records(Codec("result"), s.topic("feed.results"), [(ev, result(ev))])
+            prod.send_records(Codec("result"), tname(s, "results"), [(ev, result(ev))])
             ok = col_s.wait_count(s0 + accepted, max(600, n / 20), w.alive) and \
                 col_l.wait_count(l0 + accepted, 120, w.alive)
             _check(ok, "every settlement and settle transaction", w)
@@ -401,7 +408,7 @@ def _ledger_records(n: int, tag: str) -> list[tuple[str, dict[str, Any]]]:
 def _produce_ledger(s: Settings, n: int) -> int:
     recs = _ledger_records(n, uuid.uuid4().hex[:8])
     prod = h.LoadProducer(s, {"linger.ms": 20})
-    prod.send_records(Codec("ledger_transaction"), s.topic("ledger.transactions"), recs)
+    prod.send_records(Codec("ledger_transaction"), tname(s, "ledger"), recs)
     return sum(len(r["postings"]) for _, r in recs)
 
 
@@ -538,7 +545,7 @@ def _sample_record(s: Settings) -> Any:
     from oddsflow.sinks.kafka_batch import Record
 
     _key, rec = _ledger_records(1, "sample")[0]
-    return Record("ledger", s.topic("ledger.transactions"), 0, 0, rec, b"")
+    return Record("ledger", tname(s, "ledger"), 0, 0, rec, b"")
 
 
 # ----------------------------------------------------------------------------------- baseline
@@ -561,7 +568,7 @@ def scenario_baseline(ctx: Ctx) -> dict[str, Any]:
 
         from oddsflow.kafka import producer_config
         p = Producer(producer_config(s))
-        topic = s.topic("bets.requests")
+        topic = tname(s, "bet_requests")
         t0 = time.perf_counter()
         for k in range(plan.raw_n):
             key, val = payload[k % len(payload)]
@@ -583,8 +590,8 @@ def scenario_baseline(ctx: Ctx) -> dict[str, Any]:
         s = h.fresh_settings(ctx.base, "t")
         pt = passthrough.start(s, ctx.log_dir, transactional=(mode == "transactional"),
                                commit_interval_s=s.commit_interval_s)
-        col_b = h.Collector(s, [passthrough.copy_topic(s, "bets.requests")])
-        col_p = h.Collector(s, [passthrough.copy_topic(s, "feed.prices")])
+        col_b = h.Collector(s, [passthrough.copy_topic(s, "bet_requests")])
+        col_p = h.Collector(s, [passthrough.copy_topic(s, "price_updates")])
         bcodec, pcodec = Codec("bet_request"), Codec("price_update")
         prod = h.LoadProducer(s)
         bets = Bets(s, 1000, [f"e{i}" for i in range(50)])
@@ -595,20 +602,20 @@ def scenario_baseline(ctx: Ctx) -> dict[str, Any]:
             return pt.poll() is None
 
         try:
-            r = measure_open(prod, s.topic("bets.requests"), bets.make(plan.warmup), None, col_b, bcodec, "placed_at",
+            r = measure_open(prod, tname(s, "bet_requests"), bets.make(plan.warmup), None, col_b, bcodec, "placed_at",
                              alive, 60)
             _check(r["complete"], "passthrough warm-up")
             for name, topic, col, codec, fld, mk, rt in (
-                    ("bets", "bets.requests", col_b, bcodec, "placed_at", bets.make, 1_000),
-                    ("prices", "feed.prices", col_p, pcodec, "provider_ts", prices.make, 5_000)):
+                    ("bets", "bet_requests", col_b, bcodec, "placed_at", bets.make, 1_000),
+                    ("prices", "price_updates", col_p, pcodec, "provider_ts", prices.make, 5_000)):
                 reps = []
                 for _ in range(plan.reps):
-                    reps.append(measure_open(prod, s.topic(topic), mk(plan.baseline_n), None, col, codec, fld,
+                    reps.append(measure_open(prod, tname(s, topic), mk(plan.baseline_n), None, col, codec, fld,
                                              alive, 120, pt.pid))
                 g[f"{name}_closed_loop"] = {"n": plan.baseline_n, "reps": reps, **_reps_summary(reps)}
                 reps = []
                 for _ in range(plan.reps):
-                    reps.append(measure_open(prod, s.topic(topic), mk(int(rt * plan.open_s)), rt, col, codec, fld,
+                    reps.append(measure_open(prod, tname(s, topic), mk(int(rt * plan.open_s)), rt, col, codec, fld,
                                              alive, 120, pt.pid))
                 g[f"{name}_open_{rt}"] = {"offered_per_s": rt, "reps": reps, **_reps_summary(reps)}
                 ctx.say(f"  passthrough {mode} {name}: {g[f'{name}_closed_loop']['throughput_per_s']['median']}/s, "
