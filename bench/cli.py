@@ -11,8 +11,9 @@ def register(app: typer.Typer) -> None:
     @app.command("bench")
     def bench(
         quick: bool = typer.Option(False, "--quick", help="small sizes, one repetition (~4 min)"),
-        scenario: list[str] = typer.Option(None, "--scenario", "-s",
-                                           help=f"run only these (repeatable): {', '.join(ORDER)}"),
+        scenario: list[str] = typer.Option(
+            None, "--scenario", "-s", help=f"run only these (repeatable): {', '.join(ORDER)}"
+        ),
     ) -> None:
         """Benchmark the engine against a plain Kafka passthrough; writes bench/results/."""
         from oddsflow.bench.run import run_bench
@@ -24,4 +25,3 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter(str(exc)) from exc
         if doc.get("errors"):
             raise typer.Exit(1)
-

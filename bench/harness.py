@@ -75,17 +75,7 @@ def delete_topics(s: Settings) -> None:
 
 # ------------------------------------------------------------------------------------ worker
 def worker_env(s: Settings) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update({
-        "ODDSFLOW_TOPIC_PREFIX": s.topic_prefix,
-        "ODDSFLOW_KAFKA_BOOTSTRAP": s.kafka_bootstrap,
-        "ODDSFLOW_METRICS_PORT": str(s.metrics_port),
-        "ODDSFLOW_PROCESSING_GUARANTEE": s.processing_guarantee,
-        "ODDSFLOW_STANDBY_REPLICAS": str(s.standby_replicas),
-        "ODDSFLOW_COMMIT_INTERVAL_S": str(s.commit_interval_s),
-        "PYTHONUNBUFFERED": "1",
-    })
-    return env
+    return s.child_env()
 
 
 class Worker:
@@ -98,9 +88,14 @@ class Worker:
 
     def start(self) -> Worker:
         log = open(self.log_path, "wb")  # noqa: SIM115 - handed to the child
-        self.proc = subprocess.Popen([sys.executable, "-m", "oddsflow.cli", "worker", "-l", "warn"],
-                                     env=worker_env(self.s), stdout=log, stderr=subprocess.STDOUT,
-                                     cwd=REPO_ROOT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "oddsflow.cli", "worker", "-l", "warn"],
+            env=worker_env(self.s),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO_ROOT,
+            start_new_session=True,
+        )
         return self
 
     @property
@@ -135,16 +130,20 @@ class Collector:
     thread and keeps (consume time ms, value bytes) per message in arrival order."""
 
     def __init__(self, s: Settings, topic_names: Sequence[str], partitions: int = 4) -> None:
-        self.c = Consumer({
-            "bootstrap.servers": s.kafka_bootstrap,
-            "group.id": f"bench-collector-{uuid.uuid4().hex[:8]}",
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-            "fetch.wait.max.ms": 5,
-            "fetch.min.bytes": 1,
-            "enable.partition.eof": False,
-        })
-        self.c.assign([TopicPartition(t, p, OFFSET_BEGINNING) for t in topic_names for p in range(partitions)])
+        self.c = Consumer(
+            {
+                "bootstrap.servers": s.kafka_bootstrap,
+                "group.id": f"bench-collector-{uuid.uuid4().hex[:8]}",
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+                "fetch.wait.max.ms": 5,
+                "fetch.min.bytes": 1,
+                "enable.partition.eof": False,
+            }
+        )
+        self.c.assign(
+            [TopicPartition(t, p, OFFSET_BEGINNING) for t in topic_names for p in range(partitions)]
+        )
         self.times: list[float] = []
         self.values: list[bytes] = []
         self._stop = threading.Event()
@@ -218,7 +217,7 @@ def stamped(codec: Codec, key: str, record: dict[str, Any], ts_field: str) -> St
     at = data.find(marker)
     if at < 0 or data.find(marker, at + 1) >= 0:
         raise ValueError(f"cannot locate {ts_field} in the encoded {codec.name}")
-    return Stamped(key.encode(), data[:at], data[at + len(marker):])
+    return Stamped(key.encode(), data[:at], data[at + len(marker) :])
 
 
 # -------------------------------------------------------------------------------- producing
@@ -285,7 +284,9 @@ class LoadProducer:
         self.p.flush(60)
         return SendResult(first, last, n, behind)
 
-    def send_records(self, codec: Codec, topic: str, records: Sequence[tuple[str, dict[str, Any]]]) -> None:
+    def send_records(
+        self, codec: Codec, topic: str, records: Sequence[tuple[str, dict[str, Any]]]
+    ) -> None:
         for key, rec in records:
             self._produce(topic, key.encode(), codec.encode(rec))
             self.p.poll(0)

@@ -53,15 +53,31 @@ def create_copy_topics(s: Settings, partitions: int = 4) -> None:
                 raise
 
 
-def start(s: Settings, log_dir: Path, *, transactional: bool, commit_interval_s: float) -> subprocess.Popen[bytes]:
+def start(
+    s: Settings, log_dir: Path, *, transactional: bool, commit_interval_s: float
+) -> subprocess.Popen[bytes]:
     create_copy_topics(s)
-    args = [sys.executable, "-m", "oddsflow.bench.passthrough", s.topic_prefix, "--bootstrap", s.kafka_bootstrap,
-            "--commit-interval", str(commit_interval_s)]
+    args = [
+        sys.executable,
+        "-m",
+        "oddsflow.bench.passthrough",
+        s.topic_prefix,
+        "--bootstrap",
+        s.kafka_bootstrap,
+        "--commit-interval",
+        str(commit_interval_s),
+    ]
     if transactional:
         args.append("--transactional")
     log = open(log_dir / f"passthrough-{s.topic_prefix.rstrip('.')}.log", "wb")  # noqa: SIM115
-    return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT, start_new_session=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    return subprocess.Popen(
+        args,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=REPO_ROOT,
+        start_new_session=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -84,11 +100,23 @@ def run(prefix: str, bootstrap: str, transactional: bool, commit_interval_s: flo
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
     s = Settings(topic_prefix=prefix, kafka_bootstrap=bootstrap)
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{prefix}bench-passthrough",
-                  "enable.auto.commit": False, "auto.offset.reset": "earliest",
-                  "isolation.level": "read_committed", "fetch.wait.max.ms": 5})
-    pcfg = {"bootstrap.servers": bootstrap, "linger.ms": 1, "compression.type": "lz4", "acks": "all",
-            "enable.idempotence": True}
+    c = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"{prefix}bench-passthrough",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+            "fetch.wait.max.ms": 5,
+        }
+    )
+    pcfg = {
+        "bootstrap.servers": bootstrap,
+        "linger.ms": 1,
+        "compression.type": "lz4",
+        "acks": "all",
+        "enable.idempotence": True,
+    }
     if transactional:
         pcfg["transactional.id"] = f"{prefix}bench-passthrough-{uuid.uuid4().hex[:6]}"
     p = Producer(pcfg)
@@ -115,7 +143,9 @@ def run(prefix: str, bootstrap: str, transactional: bool, commit_interval_s: flo
         p.poll(0)
         if pending and time.monotonic() - last_commit >= commit_interval_s:
             if transactional:
-                p.send_offsets_to_transaction(c.position(c.assignment()), c.consumer_group_metadata(), 30)
+                p.send_offsets_to_transaction(
+                    c.position(c.assignment()), c.consumer_group_metadata(), 30
+                )
                 p.commit_transaction(30)
                 p.begin_transaction()
             else:

@@ -14,11 +14,21 @@ from typing import Any
 _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^():]+)(?::(?P<line>\d+))?\)$")
 
 PACKAGES = (
-    ("oddsflow/domain", "oddsflow domain"), ("processors/", "oddsflow processors"), ("oddsflow/", "oddsflow"),
-    ("fastavro", "fastavro (codec)"), ("faust/", "faust"), ("mode/", "mode (faust runtime)"),
-    ("aiokafka", "aiokafka (client)"), ("kafka/", "kafka-python (aiokafka deps)"), ("orjson", "orjson"),
-    ("prometheus_client", "prometheus_client"), ("asyncio", "asyncio"), ("uvloop", "uvloop"),
-    ("decimal", "decimal"), ("lz4", "lz4"), ("croniter", "other"),
+    ("oddsflow/domain", "oddsflow domain"),
+    ("processors/", "oddsflow processors"),
+    ("oddsflow/", "oddsflow"),
+    ("fastavro", "fastavro (codec)"),
+    ("faust/", "faust"),
+    ("mode/", "mode (faust runtime)"),
+    ("aiokafka", "aiokafka (client)"),
+    ("kafka/", "kafka-python (aiokafka deps)"),
+    ("orjson", "orjson"),
+    ("prometheus_client", "prometheus_client"),
+    ("asyncio", "asyncio"),
+    ("uvloop", "uvloop"),
+    ("decimal", "decimal"),
+    ("lz4", "lz4"),
+    ("croniter", "other"),
 )
 
 
@@ -77,10 +87,18 @@ def summarize_collapsed(text: str, top: int = 15) -> dict[str, Any]:
             incl_c[name] += count
 
     def pct(c: Counter[str], n: int) -> list[dict[str, Any]]:
-        return [{"name": k, "pct": round(100 * v / total, 1)} for k, v in c.most_common(n)] if total else []
+        return (
+            [{"name": k, "pct": round(100 * v / total, 1)} for k, v in c.most_common(n)]
+            if total
+            else []
+        )
 
-    return {"samples": total, "self": pct(self_c, top), "inclusive": pct(incl_c, top + 10),
-            "by_package": pct(pkg_c, 20)}
+    return {
+        "samples": total,
+        "self": pct(self_c, top),
+        "inclusive": pct(incl_c, top + 10),
+        "by_package": pct(pkg_c, 20),
+    }
 
 
 class PySpy:
@@ -95,9 +113,24 @@ class PySpy:
             self.error = "py-spy not installed (pip install py-spy)"
             return False
         self.proc = subprocess.Popen(
-            [exe, "record", "-p", str(self.pid), "-d", str(int(self.duration_s)), "-r", str(self.rate_hz),
-             "-f", "raw", "-o", str(self.out), "--nonblocking"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            [
+                exe,
+                "record",
+                "-p",
+                str(self.pid),
+                "-d",
+                str(int(self.duration_s)),
+                "-r",
+                str(self.rate_hz),
+                "-f",
+                "raw",
+                "-o",
+                str(self.out),
+                "--nonblocking",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
         return True
 
     def wait(self) -> None:
@@ -109,13 +142,19 @@ class PySpy:
             self.proc.kill()
             outp, _ = self.proc.communicate()
         if self.proc.returncode != 0 or not self.out.exists():
-            self.error = f"py-spy exited {self.proc.returncode}: {outp.decode(errors='replace')[-500:]}"
+            self.error = (
+                f"py-spy exited {self.proc.returncode}: {outp.decode(errors='replace')[-500:]}"
+            )
 
     def summary(self) -> dict[str, Any]:
         if self.error:
             return {"error": self.error}
         res = summarize_collapsed(self.out.read_text(errors="replace"))
-        res.update(tool="py-spy record --nonblocking", rate_hz=self.rate_hz, seconds=self.duration_s,
-                   collapsed_file=str(self.out),
-                   busy_fraction=round(res["samples"] / (self.rate_hz * self.duration_s), 3))
+        res.update(
+            tool="py-spy record --nonblocking",
+            rate_hz=self.rate_hz,
+            seconds=self.duration_s,
+            collapsed_file=str(self.out),
+            busy_fraction=round(res["samples"] / (self.rate_hz * self.duration_s), 3),
+        )
         return res

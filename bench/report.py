@@ -6,7 +6,10 @@ from typing import Any
 
 from oddsflow.bench.stats import ratio
 
-GUARANTEE_BASELINE = {"exactly_once": "passthrough_transactional", "at_least_once": "passthrough_plain"}
+GUARANTEE_BASELINE = {
+    "exactly_once": "passthrough_transactional",
+    "at_least_once": "passthrough_plain",
+}
 
 
 def dig(d: Any, *path: str) -> Any:
@@ -47,13 +50,27 @@ def _rows(sc: dict[str, Any]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     b = sc.get("baseline") or {}
 
-    def add(scn: str, metric: str, src: Any, path: tuple[str, ...], unit: str,
-            base: tuple[Any, tuple[str, ...], str] | None = None) -> None:
+    def add(
+        scn: str,
+        metric: str,
+        src: Any,
+        path: tuple[str, ...],
+        unit: str,
+        base: tuple[Any, tuple[str, ...], str] | None = None,
+    ) -> None:
         v = med(src, *path)
         if v is None and dig(src, *path) is None:
             return
-        row = {"scenario": scn, "metric": metric, "median": v, "spread": _sp(src, *path), "unit": unit,
-               "baseline": None, "baseline_name": None, "ratio": None}
+        row = {
+            "scenario": scn,
+            "metric": metric,
+            "median": v,
+            "spread": _sp(src, *path),
+            "unit": unit,
+            "baseline": None,
+            "baseline_name": None,
+            "ratio": None,
+        }
         if base is not None:
             bsrc, bpath, bname = base
             bv = med(bsrc, *bpath)
@@ -64,61 +81,151 @@ def _rows(sc: dict[str, Any]) -> list[dict[str, Any]]:
         add("baseline", "raw producer", b, ("raw_producer", "msgs_per_s"), "msgs/s")
         for mode in ("transactional", "plain"):
             g = b.get(f"passthrough_{mode}") or {}
-            add("baseline", f"passthrough {mode}: bets copied (closed loop)", g,
-                ("bets_closed_loop", "throughput_per_s"), "msgs/s")
-            add("baseline", f"passthrough {mode}: bet p99 @1,000/s", g, ("bets_open_1000", "p99_ms"), "ms")
-            add("baseline", f"passthrough {mode}: prices copied (closed loop)", g,
-                ("prices_closed_loop", "throughput_per_s"), "msgs/s")
-            add("baseline", f"passthrough {mode}: price p99 @5,000/s", g, ("prices_open_5000", "p99_ms"), "ms")
+            add(
+                "baseline",
+                f"passthrough {mode}: bets copied (closed loop)",
+                g,
+                ("bets_closed_loop", "throughput_per_s"),
+                "msgs/s",
+            )
+            add(
+                "baseline",
+                f"passthrough {mode}: bet p99 @1,000/s",
+                g,
+                ("bets_open_1000", "p99_ms"),
+                "ms",
+            )
+            add(
+                "baseline",
+                f"passthrough {mode}: prices copied (closed loop)",
+                g,
+                ("prices_closed_loop", "throughput_per_s"),
+                "msgs/s",
+            )
+            add(
+                "baseline",
+                f"passthrough {mode}: price p99 @5,000/s",
+                g,
+                ("prices_open_5000", "p99_ms"),
+                "ms",
+            )
 
     for guarantee, g in (sc.get("prices") or {}).items():
         bk = GUARANTEE_BASELINE[guarantee]
         bg = b.get(bk)
-        add("prices", f"{guarantee}: updates/s (closed loop)", g, ("closed_loop", "throughput_per_s"), "upd/s",
-            (bg, ("prices_closed_loop", "throughput_per_s"), bk))
+        add(
+            "prices",
+            f"{guarantee}: updates/s (closed loop)",
+            g,
+            ("closed_loop", "throughput_per_s"),
+            "upd/s",
+            (bg, ("prices_closed_loop", "throughput_per_s"), bk),
+        )
         for key in sorted((k for k in g if k.startswith("open_")), key=lambda k: int(k[5:])):
             rt = int(key[5:])
             for q in ("p50", "p95", "p99"):
                 base = (bg, ("prices_open_5000", f"{q}_ms"), bk) if rt == 5000 else None
-                add("prices", f"{guarantee}: publish lag {q} @{rt:,}/s", g, (key, f"{q}_ms"), "ms", base)
+                add(
+                    "prices",
+                    f"{guarantee}: publish lag {q} @{rt:,}/s",
+                    g,
+                    (key, f"{q}_ms"),
+                    "ms",
+                    base,
+                )
 
     for guarantee, g in (sc.get("bets") or {}).items():
         bk = GUARANTEE_BASELINE[guarantee]
         bg = b.get(bk)
         for key in sorted((k for k in g if k.startswith("open_")), key=lambda k: int(k[5:])):
             rt = int(key[5:])
-            add("bets", f"{guarantee}: decisions/s @{rt:,}/s offered", g, (key, "throughput_per_s"), "dec/s")
+            add(
+                "bets",
+                f"{guarantee}: decisions/s @{rt:,}/s offered",
+                g,
+                (key, "throughput_per_s"),
+                "dec/s",
+            )
             for q in ("p50", "p95", "p99"):
                 base = (bg, ("bets_open_1000", f"{q}_ms"), bk) if rt == 1000 else None
                 add("bets", f"{guarantee}: decision {q} @{rt:,}/s", g, (key, f"{q}_ms"), "ms", base)
-        add("bets", f"{guarantee}: max decisions/s (closed loop)", g, ("closed_loop", "throughput_per_s"), "dec/s",
-            (bg, ("bets_closed_loop", "throughput_per_s"), bk))
+        add(
+            "bets",
+            f"{guarantee}: max decisions/s (closed loop)",
+            g,
+            ("closed_loop", "throughput_per_s"),
+            "dec/s",
+            (bg, ("bets_closed_loop", "throughput_per_s"), bk),
+        )
 
     st = sc.get("settlement_burst")
     if st:
         bg = b.get("passthrough_transactional")
-        add("settlement_burst", f"burst of {st.get('n'):,} bets: all settled + posted", st, ("burst_s",), "s")
-        add("settlement_burst", "settlements/s in the burst", st, ("settlements_per_s",), "bets/s",
-            (bg, ("bets_closed_loop", "throughput_per_s"), "passthrough_transactional"))
-        add("settlement_burst", "100,000-bet burst (extrapolated)", st, ("extrapolated_100k_s",), "s")
+        add(
+            "settlement_burst",
+            f"burst of {st.get('n'):,} bets: all settled + posted",
+            st,
+            ("burst_s",),
+            "s",
+        )
+        add(
+            "settlement_burst",
+            "settlements/s in the burst",
+            st,
+            ("settlements_per_s",),
+            "bets/s",
+            (bg, ("bets_closed_loop", "throughput_per_s"), "passthrough_transactional"),
+        )
+        add(
+            "settlement_burst",
+            "100,000-bet burst (extrapolated)",
+            st,
+            ("extrapolated_100k_s",),
+            "s",
+        )
 
     sk = sc.get("sinks")
     if sk:
         bg = b.get("passthrough_plain")
         base = (bg, ("bets_closed_loop", "throughput_per_s"), "passthrough_plain")
-        add("sinks", "postgres: ledger transactions/s", sk, ("postgres", "msgs_per_s"), "tx/s", base)
+        add(
+            "sinks", "postgres: ledger transactions/s", sk, ("postgres", "msgs_per_s"), "tx/s", base
+        )
         add("sinks", "postgres: postings/s", sk, ("postgres", "postings_per_s"), "postings/s")
-        add("sinks", "clickhouse (chdb): messages/s", sk, ("clickhouse_chdb", "msgs_per_s"), "msgs/s", base)
+        add(
+            "sinks",
+            "clickhouse (chdb): messages/s",
+            sk,
+            ("clickhouse_chdb", "msgs_per_s"),
+            "msgs/s",
+            base,
+        )
         add("sinks", "clickhouse (chdb): rows/s", sk, ("clickhouse_chdb", "rows_per_s"), "rows/s")
         if "msgs_per_s" in (sk.get("clickhouse_server") or {}):
-            add("sinks", "clickhouse (server): messages/s", sk, ("clickhouse_server", "msgs_per_s"), "msgs/s", base)
-            add("sinks", "clickhouse (server): rows/s", sk, ("clickhouse_server", "rows_per_s"), "rows/s")
+            add(
+                "sinks",
+                "clickhouse (server): messages/s",
+                sk,
+                ("clickhouse_server", "msgs_per_s"),
+                "msgs/s",
+                base,
+            )
+            add(
+                "sinks",
+                "clickhouse (server): rows/s",
+                sk,
+                ("clickhouse_server", "rows_per_s"),
+                "rows/s",
+            )
     return rows
 
 
 def ratios(sc: dict[str, Any]) -> list[dict[str, Any]]:
-    return [{k: r[k] for k in ("scenario", "metric", "median", "baseline", "baseline_name", "ratio")}
-            for r in _rows(sc) if r["ratio"] is not None]
+    return [
+        {k: r[k] for k in ("scenario", "metric", "median", "baseline", "baseline_name", "ratio")}
+        for r in _rows(sc)
+        if r["ratio"] is not None
+    ]
 
 
 def table_rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
@@ -126,45 +233,108 @@ def table_rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 # ----------------------------------------------------------------------------------- targets
-def targets(sc: dict[str, Any], _ratios: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+def targets(
+    sc: dict[str, Any], _ratios: list[dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     b = sc.get("baseline") or {}
 
     def t(name: str, value: float | None, op: str, bound: float, unit: str, note: str = "") -> None:
         met = None if value is None else (value >= bound if op == ">=" else value <= bound)
-        out.append({"target": name, "value": value, "op": op, "bound": bound, "unit": unit,
-                    "status": "not measured" if met is None else ("met" if met else "missed"), "note": note})
+        out.append(
+            {
+                "target": name,
+                "value": value,
+                "op": op,
+                "bound": bound,
+                "unit": unit,
+                "status": "not measured" if met is None else ("met" if met else "missed"),
+                "note": note,
+            }
+        )
 
     bets = sc.get("bets") or {}
     prices = sc.get("prices") or {}
     if bets:
         alive = dig(bets, "exactly_once", "worker_alive_at_end")
-        t("bet decisions/s sustained, exactly_once", med(bets, "exactly_once", "closed_loop", "throughput_per_s"),
-          ">=", 5000, "dec/s", "" if alive is not False else "the exactly_once worker exited during the run; "
-          f"at_least_once max: {_fmt(med(bets, 'at_least_once', 'closed_loop', 'throughput_per_s'))} dec/s")
-        t("decision p99 @1,000 bets/s offered (exactly_once)", med(bets, "exactly_once", "open_1000", "p99_ms"),
-          "<=", 50, "ms", f"at_least_once: {_fmt(med(bets, 'at_least_once', 'open_1000', 'p99_ms'))} ms")
+        t(
+            "bet decisions/s sustained, exactly_once",
+            med(bets, "exactly_once", "closed_loop", "throughput_per_s"),
+            ">=",
+            5000,
+            "dec/s",
+            ""
+            if alive is not False
+            else "the exactly_once worker exited during the run; "
+            f"at_least_once max: {_fmt(med(bets, 'at_least_once', 'closed_loop', 'throughput_per_s'))} dec/s",
+        )
+        t(
+            "decision p99 @1,000 bets/s offered (exactly_once)",
+            med(bets, "exactly_once", "open_1000", "p99_ms"),
+            "<=",
+            50,
+            "ms",
+            f"at_least_once: {_fmt(med(bets, 'at_least_once', 'open_1000', 'p99_ms'))} ms",
+        )
     if prices:
-        t("price updates/s priced (exactly_once)", med(prices, "exactly_once", "closed_loop", "throughput_per_s"),
-          ">=", 20000, "upd/s")
-        t("publish lag p99 @5,000/s (exactly_once)", med(prices, "exactly_once", "open_5000", "p99_ms"),
-          "<=", 20, "ms", f"at_least_once: {_fmt(med(prices, 'at_least_once', 'open_5000', 'p99_ms'))} ms")
+        t(
+            "price updates/s priced (exactly_once)",
+            med(prices, "exactly_once", "closed_loop", "throughput_per_s"),
+            ">=",
+            20000,
+            "upd/s",
+        )
+        t(
+            "publish lag p99 @5,000/s (exactly_once)",
+            med(prices, "exactly_once", "open_5000", "p99_ms"),
+            "<=",
+            20,
+            "ms",
+            f"at_least_once: {_fmt(med(prices, 'at_least_once', 'open_5000', 'p99_ms'))} ms",
+        )
     st = sc.get("settlement_burst")
     if st:
         measured = st.get("n") == 100_000
-        t("100,000-bet settlement burst", med(st, "burst_s" if measured else "extrapolated_100k_s"), "<=", 10, "s",
-          "measured" if measured else f"extrapolated from {st.get('n'):,} bets "
-          f"({_fmt(med(st, 'burst_s'))} s measured)")
+        t(
+            "100,000-bet settlement burst",
+            med(st, "burst_s" if measured else "extrapolated_100k_s"),
+            "<=",
+            10,
+            "s",
+            "measured"
+            if measured
+            else f"extrapolated from {st.get('n'):,} bets ({_fmt(med(st, 'burst_s'))} s measured)",
+        )
     if sc.get("sinks"):
-        t("postings/s into Postgres", med(sc["sinks"], "postgres", "postings_per_s"), ">=", 50000, "postings/s")
+        t(
+            "postings/s into Postgres",
+            med(sc["sinks"], "postgres", "postings_per_s"),
+            ">=",
+            50000,
+            "postings/s",
+        )
     if b and bets:
-        t("engine / passthrough (bets, exactly_once vs transactional)",
-          ratio(med(bets, "exactly_once", "closed_loop", "throughput_per_s"),
-                med(b, "passthrough_transactional", "bets_closed_loop", "throughput_per_s")), ">=", 0.5, "x")
+        t(
+            "engine / passthrough (bets, exactly_once vs transactional)",
+            ratio(
+                med(bets, "exactly_once", "closed_loop", "throughput_per_s"),
+                med(b, "passthrough_transactional", "bets_closed_loop", "throughput_per_s"),
+            ),
+            ">=",
+            0.5,
+            "x",
+        )
     if b and prices:
-        t("engine / passthrough (prices, exactly_once vs transactional)",
-          ratio(med(prices, "exactly_once", "closed_loop", "throughput_per_s"),
-                med(b, "passthrough_transactional", "prices_closed_loop", "throughput_per_s")), ">=", 0.5, "x")
+        t(
+            "engine / passthrough (prices, exactly_once vs transactional)",
+            ratio(
+                med(prices, "exactly_once", "closed_loop", "throughput_per_s"),
+                med(b, "passthrough_transactional", "prices_closed_loop", "throughput_per_s"),
+            ),
+            ">=",
+            0.5,
+            "x",
+        )
     return out
 
 
@@ -172,16 +342,31 @@ def targets(sc: dict[str, Any], _ratios: list[dict[str, Any]] | None = None) -> 
 def text_table(doc: dict[str, Any]) -> str:
     rows = doc["table"]
     head = ("scenario", "metric", "median", "min-max", "unit", "x baseline")
-    body = [(r["scenario"], r["metric"], _fmt(r["median"]), r["spread"], r["unit"],
-             "" if r["ratio"] is None else f"{r['ratio']:.3f}") for r in rows]
-    widths = [max(len(str(x)) for x in col) for col in zip(head, *body, strict=False)] if body else [len(x) for x in head]
+    body = [
+        (
+            r["scenario"],
+            r["metric"],
+            _fmt(r["median"]),
+            r["spread"],
+            r["unit"],
+            "" if r["ratio"] is None else f"{r['ratio']:.3f}",
+        )
+        for r in rows
+    ]
+    widths = (
+        [max(len(str(x)) for x in col) for col in zip(head, *body, strict=False)]
+        if body
+        else [len(x) for x in head]
+    )
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(head, widths, strict=True))]
     lines.append("  ".join("-" * w for w in widths))
     lines += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) for r in body]
     lines.append("")
     for tg in doc["targets"]:
-        lines.append(f"[{tg['status']:>12}] {tg['target']}: {_fmt(tg['value'])} {tg['unit']} "
-                     f"(target {tg['op']} {_fmt(tg['bound'])}) {tg['note']}")
+        lines.append(
+            f"[{tg['status']:>12}] {tg['target']}: {_fmt(tg['value'])} {tg['unit']} "
+            f"(target {tg['op']} {_fmt(tg['bound'])}) {tg['note']}"
+        )
     for name, err in doc.get("errors", {}).items():
         lines.append(f"[      error ] {name}: {err.strip().splitlines()[-1]}")
     return "\n".join(lines)
@@ -193,11 +378,17 @@ def _profile_md(doc: dict[str, Any]) -> list[str]:
         return []
     if "error" in p:
         return ["", f"Profile: not taken ({p['error']})."]
-    out = ["", "## Worker profile under the bets load (exactly_once, closed loop)", "",
-           *([p["note"], ""] if p.get("note") else []),
-           f"{p.get('tool')}, {p.get('rate_hz')} Hz for {p.get('seconds')} s: {p['samples']} samples "
-           f"(worker busy {100 * p.get('busy_fraction', 0):.0f}% of one core).", "",
-           "| self time by package | % |", "|---|---:|"]
+    out = [
+        "",
+        "## Worker profile under the bets load (exactly_once, closed loop)",
+        "",
+        *([p["note"], ""] if p.get("note") else []),
+        f"{p.get('tool')}, {p.get('rate_hz')} Hz for {p.get('seconds')} s: {p['samples']} samples "
+        f"(worker busy {100 * p.get('busy_fraction', 0):.0f}% of one core).",
+        "",
+        "| self time by package | % |",
+        "|---|---:|",
+    ]
     out += [f"| {x['name']} | {x['pct']} |" for x in p["by_package"][:12]]
     out += ["", "| top functions, self time | % |", "|---|---:|"]
     out += [f"| `{x['name']}` | {x['pct']} |" for x in p["self"][:12]]
@@ -209,30 +400,43 @@ def _profile_md(doc: dict[str, Any]) -> list[str]:
 def markdown(doc: dict[str, Any], json_name: str) -> str:
     m = doc["machine"]
     out = [
-        "# oddsflow benchmark: latest results", "",
+        "# oddsflow benchmark: latest results",
+        "",
         f"Run {doc['started_at']} ({'quick' if doc['quick'] else 'full'}; {doc['wall_s']} s wall) on "
         f"`{m.get('hostname')}`: {m.get('cores')} cores ({m.get('cpu')}), {m.get('memory_gib')} GiB, "
         f"Python {m.get('python')}, Kafka {m.get('kafka_broker')} (broker on the same machine: "
         f"{m.get('broker_on_same_machine')}), faust {m.get('faust')}, aiokafka {m.get('aiokafka')}, "
         f"confluent-kafka {m.get('confluent_kafka')} (librdkafka {m.get('librdkafka')}), "
-        f"commit `{(m.get('git_commit') or '')[:10]}`{' (dirty)' if m.get('git_dirty') else ''}.", "",
+        f"commit `{(m.get('git_commit') or '')[:10]}`{' (dirty)' if m.get('git_dirty') else ''}.",
+        "",
         f"Generated by `python -m oddsflow.bench{' --quick' if doc['quick'] else ''}`; full data in "
         f"[`{json_name}`]({json_name}). Medians over {doc['plan']['reps']} repetition(s) after a warm-up; "
-        "min-max is the spread of the repetitions; \"x baseline\" is engine / baseline (for latencies: how "
+        'min-max is the spread of the repetitions; "x baseline" is engine / baseline (for latencies: how '
         "many times the baseline's). Latency = consume time of the output minus the produce-time stamp "
         "in the input record (`placed_at`, `provider_ts`); throughput = N / (last output consumed - first "
-        "input produced).", "",
+        "input produced).",
+        "",
         "| scenario | metric | median | min-max | unit | baseline | x baseline |",
         "|---|---|---:|---:|---|---:|---:|",
     ]
     for r in doc["table"]:
         rt = "" if r["ratio"] is None else f"{r['ratio']:.3f}"
-        out.append(f"| {r['scenario']} | {r['metric']} | {_fmt(r['median'])} | {r['spread']} | {r['unit']} | "
-                   f"{_fmt(r['baseline'])} | {rt} |")
-    out += ["", "## Targets (issue 6)", "", "| target | measured | bound | status | note |", "|---|---:|---:|---|---|"]
+        out.append(
+            f"| {r['scenario']} | {r['metric']} | {_fmt(r['median'])} | {r['spread']} | {r['unit']} | "
+            f"{_fmt(r['baseline'])} | {rt} |"
+        )
+    out += [
+        "",
+        "## Targets (issue 6)",
+        "",
+        "| target | measured | bound | status | note |",
+        "|---|---:|---:|---|---|",
+    ]
     for tg in doc["targets"]:
-        out.append(f"| {tg['target']} | {_fmt(tg['value'])} {tg['unit']} | {tg['op']} {_fmt(tg['bound'])} | "
-                   f"**{tg['status']}** | {tg['note']} |")
+        out.append(
+            f"| {tg['target']} | {_fmt(tg['value'])} {tg['unit']} | {tg['op']} {_fmt(tg['bound'])} | "
+            f"**{tg['status']}** | {tg['note']} |"
+        )
     if doc.get("errors"):
         out += ["", "## Errors", ""]
         out += [f"- `{k}`: {v.strip().splitlines()[-1]}" for k, v in doc["errors"].items()]
@@ -256,7 +460,11 @@ def rebuild(path: Any, profile_file: Any = None, profile_note: str = "") -> dict
 
     def walk(node: Any) -> None:
         if isinstance(node, dict):
-            if isinstance(node.get("reps"), list) and node["reps"] and "complete" in node["reps"][0]:
+            if (
+                isinstance(node.get("reps"), list)
+                and node["reps"]
+                and "complete" in node["reps"][0]
+            ):
                 node.update(_reps_summary(node["reps"]))
             for v in node.values():
                 walk(v)
@@ -264,8 +472,14 @@ def rebuild(path: Any, profile_file: Any = None, profile_note: str = "") -> dict
     walk(doc["scenarios"])
     if profile_file is not None:
         prof = summarize_collapsed(Path(profile_file).read_text(errors="replace"))
-        prof.update(tool="py-spy record --nonblocking", rate_hz=100, seconds=15, collapsed_file=str(profile_file),
-                    busy_fraction=round(prof["samples"] / 1500, 3), note=profile_note)
+        prof.update(
+            tool="py-spy record --nonblocking",
+            rate_hz=100,
+            seconds=15,
+            collapsed_file=str(profile_file),
+            busy_fraction=round(prof["samples"] / 1500, 3),
+            note=profile_note,
+        )
         eo = doc["scenarios"].setdefault("bets", {}).setdefault("exactly_once", {})
         eo["profile_in_run"] = eo.get("profile")
         eo["profile"] = prof
@@ -273,6 +487,8 @@ def rebuild(path: Any, profile_file: Any = None, profile_note: str = "") -> dict
     doc["targets"] = targets(doc["scenarios"], doc["ratios"])
     doc["table"] = table_rows(doc)
     doc["rebuilt"] = "summaries recomputed from the stored repetitions by bench.report.rebuild"
-    path.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS, default=str))
+    path.write_bytes(
+        orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS, default=str)
+    )
     (path.parent / "LATEST.md").write_text(markdown(doc, path.name))
     return doc

@@ -67,26 +67,44 @@ def machine_info(s: Settings) -> dict[str, Any]:
 
     def git(*args: str) -> str | None:
         try:
-            return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
+            return subprocess.run(
+                ["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10
+            ).stdout.strip()
         except Exception:
             return None
 
     return {
-        "hostname": platform.node(), "cores": os.cpu_count(), "memory_gib": mem, "cpu": cpu,
-        "platform": platform.platform(), "python": sys.version.split()[0],
-        "kafka_broker": _kafka_version(s), "kafka_bootstrap": s.kafka_bootstrap,
-        "faust": _version("faust-streaming") or _version("faust"), "aiokafka": _version("aiokafka"),
-        "confluent_kafka": confluent_kafka.version()[0], "librdkafka": confluent_kafka.libversion()[0],
-        "fastavro": _version("fastavro"), "uvloop": _version("uvloop"), "chdb": _version("chdb"),
+        "hostname": platform.node(),
+        "cores": os.cpu_count(),
+        "memory_gib": mem,
+        "cpu": cpu,
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "kafka_broker": _kafka_version(s),
+        "kafka_bootstrap": s.kafka_bootstrap,
+        "faust": _version("faust-streaming") or _version("faust"),
+        "aiokafka": _version("aiokafka"),
+        "confluent_kafka": confluent_kafka.version()[0],
+        "librdkafka": confluent_kafka.libversion()[0],
+        "fastavro": _version("fastavro"),
+        "uvloop": _version("uvloop"),
+        "chdb": _version("chdb"),
         "psycopg": _version("psycopg"),
-        "git_commit": git("rev-parse", "HEAD"), "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+        "git_commit": git("rev-parse", "HEAD"),
+        "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
         "broker_on_same_machine": s.kafka_bootstrap.startswith(("127.", "localhost")),
     }
 
 
-def run_bench(settings: Settings, quick: bool, scenarios: list[str] | None = None, *,
-              results_dir: Path | None = None, write_latest: bool = True,
-              say: Callable[[str], None] | None = None) -> dict[str, Any]:
+def run_bench(
+    settings: Settings,
+    quick: bool,
+    scenarios: list[str] | None = None,
+    *,
+    results_dir: Path | None = None,
+    write_latest: bool = True,
+    say: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
     """Run the benchmark and return the results document (also written to results_dir)."""
     say = say or (lambda m: print(m, flush=True))
     names = list(ORDER) if not scenarios else [n for n in ORDER if n in scenarios]
@@ -97,8 +115,13 @@ def run_bench(settings: Settings, quick: bool, scenarios: list[str] | None = Non
     ctx = Ctx(settings, plan, h.tmp_dir(), say)
     started = datetime.now(UTC)
     doc: dict[str, Any] = {
-        "started_at": started.isoformat(timespec="seconds"), "quick": quick, "scenarios_run": names,
-        "plan": plan.__dict__, "machine": machine_info(settings), "scenarios": {}, "errors": {},
+        "started_at": started.isoformat(timespec="seconds"),
+        "quick": quick,
+        "scenarios_run": names,
+        "plan": plan.__dict__,
+        "machine": machine_info(settings),
+        "scenarios": {},
+        "errors": {},
         "log_dir": str(ctx.log_dir),
     }
     t0 = time.monotonic()
@@ -118,7 +141,9 @@ def run_bench(settings: Settings, quick: bool, scenarios: list[str] | None = Non
     out_dir = results_dir or RESULTS_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{started.strftime('%Y%m%dT%H%M%SZ')}{'-quick' if quick else ''}.json"
-    path.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS, default=str))
+    path.write_bytes(
+        orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS, default=str)
+    )
     doc["results_file"] = str(path)
     md = report.markdown(doc, path.name)
     say("")

@@ -30,6 +30,7 @@ def tname(s: Settings, key: str) -> str:
 
     return topology.load(settings=s).topic(key).name
 
+
 ODDS = ("2.10", "3.40", "3.60")
 
 
@@ -57,14 +58,42 @@ class Plan:
         # Sized for the measured engine (hundreds of decisions/s on 2 cores): over-capacity rates
         # run briefly, since the backlog they build has to drain before the next measurement.
         if quick:
-            return cls(quick=True, reps=1, warmup=300, price_closed_n=2_000, price_rates=(1_000, 5_000), open_s=1.5,
-                       price_guarantees=("exactly_once",), bet_rates=(250, 1_000), bet_closed_n=1_000,
-                       settle_n=2_000, settle_reps=1, sink_n=20_000, raw_n=50_000, baseline_n=40_000,
-                       profile=False, profile_s=10.0)
-        return cls(quick=False, reps=3, warmup=1_000, price_closed_n=5_000, price_rates=(250, 1_000, 5_000),
-                   open_s=2.0, price_guarantees=("exactly_once", "at_least_once"), bet_rates=(100, 250, 1_000),
-                   bet_closed_n=2_000, settle_n=10_000, settle_reps=1, sink_n=50_000, raw_n=200_000,
-                   baseline_n=100_000, profile=True, profile_s=15.0)
+            return cls(
+                quick=True,
+                reps=1,
+                warmup=300,
+                price_closed_n=2_000,
+                price_rates=(1_000, 5_000),
+                open_s=1.5,
+                price_guarantees=("exactly_once",),
+                bet_rates=(250, 1_000),
+                bet_closed_n=1_000,
+                settle_n=2_000,
+                settle_reps=1,
+                sink_n=20_000,
+                raw_n=50_000,
+                baseline_n=40_000,
+                profile=False,
+                profile_s=10.0,
+            )
+        return cls(
+            quick=False,
+            reps=3,
+            warmup=1_000,
+            price_closed_n=5_000,
+            price_rates=(250, 1_000, 5_000),
+            open_s=2.0,
+            price_guarantees=("exactly_once", "at_least_once"),
+            bet_rates=(100, 250, 1_000),
+            bet_closed_n=2_000,
+            settle_n=10_000,
+            settle_reps=1,
+            sink_n=50_000,
+            raw_n=200_000,
+            baseline_n=100_000,
+            profile=True,
+            profile_s=15.0,
+        )
 
 
 @dataclass
@@ -81,28 +110,67 @@ class BenchError(RuntimeError):
 
 # ------------------------------------------------------------------------------ record builders
 def price_update(event_id: str, seq: int, odds: tuple[str, ...] = ODDS) -> dict[str, Any]:
-    return {"event_id": event_id, "provider": "bench", "seq": seq, "market_id": "", "market_type": "match_result",
-            "period": "FT", "line": None,
-            "selections": [{"selection": s, "odds": Decimal(o)} for s, o in zip(("home", "draw", "away"), odds, strict=True)],
-            "provider_ts": 0}
+    return {
+        "event_id": event_id,
+        "provider": "bench",
+        "seq": seq,
+        "market_id": "",
+        "market_type": "match_result",
+        "period": "FT",
+        "line": None,
+        "selections": [
+            {"selection": s, "odds": Decimal(o)}
+            for s, o in zip(("home", "draw", "away"), odds, strict=True)
+        ],
+        "provider_ts": 0,
+    }
 
 
 def deposit(account_id: str, amount_minor: int) -> dict[str, Any]:
-    return {"ref": f"dep-{account_id}", "account_id": account_id, "amount_minor": amount_minor, "currency": "GBP",
-            "created_at": int(h.now_ms())}
+    return {
+        "ref": f"dep-{account_id}",
+        "account_id": account_id,
+        "amount_minor": amount_minor,
+        "currency": "GBP",
+        "created_at": int(h.now_ms()),
+    }
 
 
 def bet(bet_id: str, account_id: str, event_id: str, stake_minor: int = 100) -> dict[str, Any]:
-    return {"bet_id": bet_id, "account_id": account_id, "stake_minor": stake_minor, "currency": "GBP",
-            "price_policy": "any",
-            "legs": [{"event_id": event_id, "market_type": "match_result", "period": "FT", "line": None,
-                      "selection": "home", "odds": Decimal("2.00")}],
-            "placed_at": 0, "channel": "bench"}
+    return {
+        "bet_id": bet_id,
+        "account_id": account_id,
+        "stake_minor": stake_minor,
+        "currency": "GBP",
+        "price_policy": "any",
+        "legs": [
+            {
+                "event_id": event_id,
+                "market_type": "match_result",
+                "period": "FT",
+                "line": None,
+                "selection": "home",
+                "odds": Decimal("2.00"),
+            }
+        ],
+        "placed_at": 0,
+        "channel": "bench",
+    }
 
 
 def result(event_id: str) -> dict[str, Any]:
-    return {"event_id": event_id, "provider": "bench", "seq": 1_000_000, "status": "final", "ft_home": 2, "ft_away": 1,
-            "ht_home": 1, "ht_away": 0, "revision": 0, "provider_ts": int(h.now_ms())}
+    return {
+        "event_id": event_id,
+        "provider": "bench",
+        "seq": 1_000_000,
+        "status": "final",
+        "ft_home": 2,
+        "ft_away": 1,
+        "ht_home": 1,
+        "ht_away": 0,
+        "revision": 0,
+        "provider_ts": int(h.now_ms()),
+    }
 
 
 class Bets:
@@ -141,7 +209,14 @@ class Prices:
             if k % E == 0:
                 self.seq += 1
             ev = self.events[k % E]
-            out.append(h.stamped(self.codec, ev, price_update(ev, self.seq, self._odds[self.seq % 3]), "provider_ts"))
+            out.append(
+                h.stamped(
+                    self.codec,
+                    ev,
+                    price_update(ev, self.seq, self._odds[self.seq % 3]),
+                    "provider_ts",
+                )
+            )
         return out
 
 
@@ -149,9 +224,18 @@ def decode_field(codec: Codec, values: list[bytes], fld: str) -> list[int]:
     return [codec.decode(v)[fld] for v in values]
 
 
-def measure_open(prod: h.LoadProducer, topic: str, items: list[h.Stamped], rate_per_s: float | None,
-                 out: h.Collector, codec: Codec, ts_field: str, alive: Callable[[], bool],
-                 timeout_s: float, cpu_pid: int | None = None) -> dict[str, Any]:
+def measure_open(
+    prod: h.LoadProducer,
+    topic: str,
+    items: list[h.Stamped],
+    rate_per_s: float | None,
+    out: h.Collector,
+    codec: Codec,
+    ts_field: str,
+    alive: Callable[[], bool],
+    timeout_s: float,
+    cpu_pid: int | None = None,
+) -> dict[str, Any]:
     """Send `items` (open loop at `rate_per_s`, or closed loop when None), wait for one output per
     input, and return throughput and latency (output consume time - stamped produce time), and
     the CPU time the engine process used per input (``cpu_pid``)."""
@@ -162,14 +246,17 @@ def measure_open(prod: h.LoadProducer, topic: str, items: list[h.Stamped], rate_
     ok = out.wait_count(start + n, timeout_s, alive)
     cpu1, t1 = h.cpu_seconds(cpu_pid), time.monotonic()
     got = out.count() - start
-    times = out.times[start:start + n]
-    values = out.values[start:start + n]
+    times = out.times[start : start + n]
+    values = out.values[start : start + n]
     stamps = decode_field(codec, values, ts_field)
     lat = [t - s for t, s in zip(times, stamps, strict=True)]
     last = max(times) if times else None
     dur_s = (last - sent.first_ms) / 1000 if last is not None else None
     res: dict[str, Any] = {
-        "offered_per_s": rate_per_s, "sent": n, "received": got, "complete": ok,
+        "offered_per_s": rate_per_s,
+        "sent": n,
+        "received": got,
+        "complete": ok,
         "send_s": round((sent.last_ms - sent.first_ms) / 1000, 3),
         "duration_s": round(dur_s, 3) if dur_s else None,
         "throughput_per_s": round(rate(min(got, n), dur_s) or 0, 1) if ok else None,
@@ -187,8 +274,17 @@ def _reps_summary(reps: list[dict[str, Any]]) -> dict[str, Any]:
     """Medians over the complete repetitions only: a repetition whose outputs did not all arrive
     (the engine stalled or died) has no valid latency or throughput; it is counted instead."""
     ok = [r for r in reps if r.get("complete")]
-    out: dict[str, Any] = {k: spread(r.get(k) for r in ok) for k in ("throughput_per_s", "p50_ms", "p95_ms", "p99_ms",
-                                                                     "max_ms", "engine_cpu_ms_per_input")}
+    out: dict[str, Any] = {
+        k: spread(r.get(k) for r in ok)
+        for k in (
+            "throughput_per_s",
+            "p50_ms",
+            "p95_ms",
+            "p99_ms",
+            "max_ms",
+            "engine_cpu_ms_per_input",
+        )
+    }
     out["incomplete_reps"] = len(reps) - len(ok)
     return out
 
@@ -200,7 +296,9 @@ def _start_worker(ctx: Ctx, s: Settings, name: str) -> h.Worker:
 
 def _check(ok: bool, what: str, w: h.Worker | None = None) -> None:
     if not ok:
-        raise BenchError(f"timed out waiting for {what}" + (f"; worker log tail:\n{w.log_tail()}" if w else ""))
+        raise BenchError(
+            f"timed out waiting for {what}" + (f"; worker log tail:\n{w.log_tail()}" if w else "")
+        )
 
 
 # ------------------------------------------------------------------------------------- prices
@@ -217,25 +315,65 @@ def scenario_prices(ctx: Ctx) -> dict[str, Any]:
         prices = Prices([f"e{i}" for i in range(200)])
         try:
             # warm-up: the first outputs also tell us the worker is up
-            r = measure_open(prod, topo_in, prices.make(plan.warmup), None, col, codec, "provider_ts", w.alive, 180, w.pid)
+            r = measure_open(
+                prod,
+                topo_in,
+                prices.make(plan.warmup),
+                None,
+                col,
+                codec,
+                "provider_ts",
+                w.alive,
+                180,
+                w.pid,
+            )
             _check(r["complete"], "warm-up priced markets", w)
             g: dict[str, Any] = {}
             if guarantee == plan.price_guarantees[0]:
                 reps = []
                 for i in range(plan.reps):
-                    r = measure_open(prod, topo_in, prices.make(plan.price_closed_n), None, col, codec, "provider_ts",
-                                     w.alive, 120, w.pid)
-                    ctx.say(f"  prices {guarantee} closed loop rep {i + 1}: {r['throughput_per_s']}/s")
+                    r = measure_open(
+                        prod,
+                        topo_in,
+                        prices.make(plan.price_closed_n),
+                        None,
+                        col,
+                        codec,
+                        "provider_ts",
+                        w.alive,
+                        120,
+                        w.pid,
+                    )
+                    ctx.say(
+                        f"  prices {guarantee} closed loop rep {i + 1}: {r['throughput_per_s']}/s"
+                    )
                     reps.append(r)
                 g["closed_loop"] = {"n": plan.price_closed_n, "reps": reps, **_reps_summary(reps)}
             for rt in plan.price_rates:
                 reps = []
                 for i in range(plan.reps):
-                    r = measure_open(prod, topo_in, prices.make(int(rt * plan.open_s)), rt, col, codec, "provider_ts",
-                                     w.alive, 120, w.pid)
-                    ctx.say(f"  prices {guarantee} @{rt}/s rep {i + 1}: lag p50 {r['p50_ms']} p99 {r['p99_ms']} ms")
+                    r = measure_open(
+                        prod,
+                        topo_in,
+                        prices.make(int(rt * plan.open_s)),
+                        rt,
+                        col,
+                        codec,
+                        "provider_ts",
+                        w.alive,
+                        120,
+                        w.pid,
+                    )
+                    ctx.say(
+                        f"  prices {guarantee} @{rt}/s rep {i + 1}: lag p50 {r['p50_ms']} p99 {r['p99_ms']} ms"
+                    )
                     reps.append(r)
-                g[f"open_{rt}"] = {"offered_per_s": rt, "seconds": plan.open_s, "reps": reps, **_reps_summary(reps)}
+                g[f"open_{rt}"] = {
+                    "offered_per_s": rt,
+                    "seconds": plan.open_s,
+                    "reps": reps,
+                    **_reps_summary(reps),
+                }
             out[guarantee] = g
         finally:
             col.stop()
@@ -245,15 +383,28 @@ def scenario_prices(ctx: Ctx) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------------- bets
-def _preload(ctx: Ctx, s: Settings, w: h.Worker, prod: h.LoadProducer, events: list[str], accounts: int,
-             balance_minor: int) -> None:
+def _preload(
+    ctx: Ctx,
+    s: Settings,
+    w: h.Worker,
+    prod: h.LoadProducer,
+    events: list[str],
+    accounts: int,
+    balance_minor: int,
+) -> None:
     col_p = h.Collector(s, [tname(s, "priced_markets")])
     col_l = h.Collector(s, [tname(s, "ledger")])
     try:
-        prod.send_records(Codec("price_update"), tname(s, "price_updates"),
-                          [(e, {**price_update(e, 1), "provider_ts": int(h.now_ms())}) for e in events])
-        prod.send_records(Codec("deposit"), tname(s, "deposits"),
-                          [(f"a{i}", deposit(f"a{i}", balance_minor)) for i in range(accounts)])
+        prod.send_records(
+            Codec("price_update"),
+            tname(s, "price_updates"),
+            [(e, {**price_update(e, 1), "provider_ts": int(h.now_ms())}) for e in events],
+        )
+        prod.send_records(
+            Codec("deposit"),
+            tname(s, "deposits"),
+            [(f"a{i}", deposit(f"a{i}", balance_minor)) for i in range(accounts)],
+        )
         _check(col_p.wait_count(len(events), 180, w.alive), "pre-loaded markets", w)
         _check(col_l.wait_count(accounts, 120, w.alive), "pre-loaded deposits", w)
     finally:
@@ -282,23 +433,61 @@ def scenario_bets(ctx: Ctx) -> dict[str, Any]:
             col = h.Collector(s, [t_out])
             codec = Codec("bet_decision")
             bets = Bets(s, accounts, events)
-            r = measure_open(prod, t_in, bets.make(plan.warmup), None, col, codec, "requested_at", w.alive, 180, w.pid)
+            r = measure_open(
+                prod,
+                t_in,
+                bets.make(plan.warmup),
+                None,
+                col,
+                codec,
+                "requested_at",
+                w.alive,
+                180,
+                w.pid,
+            )
             _check(r["complete"], "warm-up decisions", w)
             g: dict[str, Any] = {}
             for rt in plan.bet_rates:
                 reps = []
                 for i in range(plan.reps):
                     n = int(rt * plan.open_s)
-                    r = measure_open(prod, t_in, bets.make(n), rt, col, codec, "requested_at", w.alive,
-                                     max(120, n / 20), w.pid)
-                    ctx.say(f"  bets {guarantee} @{rt}/s rep {i + 1}: {r['throughput_per_s']}/s, "
-                            f"p50 {r['p50_ms']} p99 {r['p99_ms']} ms")
+                    r = measure_open(
+                        prod,
+                        t_in,
+                        bets.make(n),
+                        rt,
+                        col,
+                        codec,
+                        "requested_at",
+                        w.alive,
+                        max(120, n / 20),
+                        w.pid,
+                    )
+                    ctx.say(
+                        f"  bets {guarantee} @{rt}/s rep {i + 1}: {r['throughput_per_s']}/s, "
+                        f"p50 {r['p50_ms']} p99 {r['p99_ms']} ms"
+                    )
                     reps.append(r)
-                g[f"open_{rt}"] = {"offered_per_s": rt, "seconds": plan.open_s, "reps": reps, **_reps_summary(reps)}
+                g[f"open_{rt}"] = {
+                    "offered_per_s": rt,
+                    "seconds": plan.open_s,
+                    "reps": reps,
+                    **_reps_summary(reps),
+                }
             reps = []
             for i in range(plan.reps):
-                r = measure_open(prod, t_in, bets.make(plan.bet_closed_n), None, col, codec, "requested_at", w.alive,
-                                 max(240, plan.bet_closed_n / 20), w.pid)
+                r = measure_open(
+                    prod,
+                    t_in,
+                    bets.make(plan.bet_closed_n),
+                    None,
+                    col,
+                    codec,
+                    "requested_at",
+                    w.alive,
+                    max(240, plan.bet_closed_n / 20),
+                    w.pid,
+                )
                 ctx.say(f"  bets {guarantee} closed loop rep {i + 1}: {r['throughput_per_s']}/s")
                 reps.append(r)
             g["closed_loop"] = {"n": plan.bet_closed_n, "reps": reps, **_reps_summary(reps)}
@@ -317,8 +506,16 @@ def scenario_bets(ctx: Ctx) -> dict[str, Any]:
     return out
 
 
-def _profile_bets(ctx: Ctx, w: h.Worker, prod: h.LoadProducer, t_in: str, bets: Bets, col: h.Collector,
-                  codec: Codec, closed: dict[str, Any]) -> dict[str, Any]:
+def _profile_bets(
+    ctx: Ctx,
+    w: h.Worker,
+    prod: h.LoadProducer,
+    t_in: str,
+    bets: Bets,
+    col: h.Collector,
+    codec: Codec,
+    closed: dict[str, Any],
+) -> dict[str, Any]:
     """py-spy the worker while it decides a closed-loop batch sized to keep it busy for the
     whole sampling window (the figures of this extra run are not counted)."""
     if not w.alive():
@@ -357,35 +554,65 @@ def scenario_settlement_burst(ctx: Ctx) -> dict[str, Any]:
         for i, ev in enumerate(events):
             n = plan.settle_n
             t0 = time.monotonic()
-            r = measure_open(prod, tname(s, "bet_requests"), bets.make(n, ev), None, col_d, Codec("bet_decision"),
-                             "requested_at", w.alive, max(300, n / 20), w.pid)
+            r = measure_open(
+                prod,
+                tname(s, "bet_requests"),
+                bets.make(n, ev),
+                None,
+                col_d,
+                Codec("bet_decision"),
+                "requested_at",
+                w.alive,
+                max(300, n / 20),
+                w.pid,
+            )
             _check(r["complete"], "burst bets decided", w)
             accepted = _accepted(col_d.values[-n:])
             expect_ledger = accounts + 2 * n * (i + 1)  # deposits + (reserve, accept) per bet
-            _check(col_l.wait_count(expect_ledger, 60, w.alive), "reserve/accept ledger transactions", w)
+            _check(
+                col_l.wait_count(expect_ledger, 60, w.alive),
+                "reserve/accept ledger transactions",
+                w,
+            )
             place_s = time.monotonic() - t0
             s0, l0 = col_s.count(), col_l.count()
             sent_ms = h.now_ms()
             prod.send_records(Codec("result"), tname(s, "results"), [(ev, result(ev))])
-            ok = col_s.wait_count(s0 + accepted, max(600, n / 20), w.alive) and \
-                col_l.wait_count(l0 + accepted, 120, w.alive)
+            ok = col_s.wait_count(s0 + accepted, max(600, n / 20), w.alive) and col_l.wait_count(
+                l0 + accepted, 120, w.alive
+            )
             _check(ok, "every settlement and settle transaction", w)
             last_s = col_s.times[s0 + accepted - 1]
             last_l = col_l.times[l0 + accepted - 1]
             first_s = col_s.times[s0]
             dur = (max(last_s, last_l) - sent_ms) / 1000
-            rep = {"bets": n, "accepted": accepted, "place_s": round(place_s, 2),
-                   "placement_per_s": r["throughput_per_s"],
-                   "burst_s": round(dur, 3), "first_settlement_ms": round(first_s - sent_ms, 1),
-                   "settlements_per_s": round(accepted / dur, 1),
-                   "extrapolated_100k_s": round(dur * 100_000 / max(1, accepted), 1)}
-            ctx.say(f"  settlement burst rep {i + 1}: {accepted} bets settled in {rep['burst_s']} s")
+            rep = {
+                "bets": n,
+                "accepted": accepted,
+                "place_s": round(place_s, 2),
+                "placement_per_s": r["throughput_per_s"],
+                "burst_s": round(dur, 3),
+                "first_settlement_ms": round(first_s - sent_ms, 1),
+                "settlements_per_s": round(accepted / dur, 1),
+                "extrapolated_100k_s": round(dur * 100_000 / max(1, accepted), 1),
+            }
+            ctx.say(
+                f"  settlement burst rep {i + 1}: {accepted} bets settled in {rep['burst_s']} s"
+            )
             reps.append(rep)
-        return {"n": plan.settle_n, "reps": reps, "burst_s": spread(r["burst_s"] for r in reps),
-                "settlements_per_s": spread(r["settlements_per_s"] for r in reps),
-                "extrapolated_100k_s": spread(r["extrapolated_100k_s"] for r in reps),
-                "note": ("measured N bets on one market; 100,000-bet figure extrapolated linearly from the "
-                         "measured rate" if plan.settle_n != 100_000 else "measured at 100,000 bets")}
+        return {
+            "n": plan.settle_n,
+            "reps": reps,
+            "burst_s": spread(r["burst_s"] for r in reps),
+            "settlements_per_s": spread(r["settlements_per_s"] for r in reps),
+            "extrapolated_100k_s": spread(r["extrapolated_100k_s"] for r in reps),
+            "note": (
+                "measured N bets on one market; 100,000-bet figure extrapolated linearly from the "
+                "measured rate"
+                if plan.settle_n != 100_000
+                else "measured at 100,000 bets"
+            ),
+        }
     finally:
         for c in cols:
             c.stop()
@@ -412,8 +639,12 @@ def _produce_ledger(s: Settings, n: int) -> int:
     return sum(len(r["postings"]) for _, r in recs)
 
 
-def _watch_sink(run: Callable[[threading.Event], Any], progress: Callable[[], int], n: int,
-                timeout_s: float = 300) -> dict[str, Any]:
+def _watch_sink(
+    run: Callable[[threading.Event], Any],
+    progress: Callable[[], int],
+    n: int,
+    timeout_s: float = 300,
+) -> dict[str, Any]:
     """Run a sink in a thread until it has flushed n messages; the steady rate is taken from its
     first flushed batch (group join excluded) to the last; end-to-end includes the join."""
     stop = threading.Event()
@@ -445,9 +676,14 @@ def _watch_sink(run: Callable[[threading.Event], Any], progress: Callable[[], in
         raise BenchError(f"sink failed: {err[0]!r}")
     if done is None or first is None:
         raise BenchError(f"sink did not catch up: {progress()} of {n} messages")
-    steady = (done - first[0])
-    return {"messages": n, "end_to_end_s": round(done - t_start, 3), "first_batch": first[1],
-            "steady_s": round(steady, 3), "msgs_per_s": round(rate(n - first[1], steady) or 0, 1) if steady > 0 else None}
+    steady = done - first[0]
+    return {
+        "messages": n,
+        "end_to_end_s": round(done - t_start, 3),
+        "first_batch": first[1],
+        "steady_s": round(steady, 3),
+        "msgs_per_s": round(rate(n - first[1], steady) or 0, 1) if steady > 0 else None,
+    }
 
 
 def scenario_sinks(ctx: Ctx) -> dict[str, Any]:
@@ -472,9 +708,13 @@ def scenario_sinks(ctx: Ctx) -> dict[str, Any]:
             postings = _produce_ledger(s, n)
             holder: dict[str, Any] = {}
 
-            def run(stop: threading.Event, s: Settings = s, holder: dict[str, Any] = holder) -> None:
+            def run(
+                stop: threading.Event, s: Settings = s, holder: dict[str, Any] = holder
+            ) -> None:
                 cfg = SinkConfig(name=pg.SINK_NAME, topic_keys=("ledger",))
-                consumer = BatchConsumer(s, cfg, load_offsets=lambda tps: {}, flush=lambda b: None, stop_event=stop)
+                consumer = BatchConsumer(
+                    s, cfg, load_offsets=lambda tps: {}, flush=lambda b: None, stop_event=stop
+                )
                 store = pg.PostgresLedgerStore(s.pg_dsn, consumer.group_id)
                 consumer.load_offsets, consumer.flush = store.load_offsets, store.flush
                 holder["c"] = consumer
@@ -483,21 +723,32 @@ def scenario_sinks(ctx: Ctx) -> dict[str, Any]:
                 finally:
                     store.close()
 
-            r = _watch_sink(run, lambda holder=holder: holder["c"].flushed_messages if "c" in holder else 0, n)
+            r = _watch_sink(
+                run, lambda holder=holder: holder["c"].flushed_messages if "c" in holder else 0, n
+            )
             r["postings"] = postings
-            r["postings_per_s"] = round(r["msgs_per_s"] * postings / n, 1) if r["msgs_per_s"] else None
+            r["postings_per_s"] = (
+                round(r["msgs_per_s"] * postings / n, 1) if r["msgs_per_s"] else None
+            )
             h.delete_topics(s)
             if i:
-                ctx.say(f"  postgres sink rep {i}: {r['msgs_per_s']} tx/s, {r['postings_per_s']} postings/s")
+                ctx.say(
+                    f"  postgres sink rep {i}: {r['msgs_per_s']} tx/s, {r['postings_per_s']} postings/s"
+                )
                 reps.append(r)
-        out["postgres"] = {"reps": reps, "msgs_per_s": spread(r["msgs_per_s"] for r in reps),
-                           "postings_per_s": spread(r["postings_per_s"] for r in reps)}
+        out["postgres"] = {
+            "reps": reps,
+            "msgs_per_s": spread(r["msgs_per_s"] for r in reps),
+            "postings_per_s": spread(r["postings_per_s"] for r in reps),
+        }
     finally:
         with psycopg.connect(admin_dsn, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
 
-    out["clickhouse_chdb"] = _clickhouse(ctx, ctx.base.model_copy(update={"clickhouse_url": None,
-                                                                          "chdb_path": h.tmp_dir("bench-chdb-")}))
+    out["clickhouse_chdb"] = _clickhouse(
+        ctx,
+        ctx.base.model_copy(update={"clickhouse_url": None, "chdb_path": h.tmp_dir("bench-chdb-")}),
+    )
     if ctx.base.clickhouse_url:
         out["clickhouse_server"] = _clickhouse(ctx, ctx.base)
     else:
@@ -519,13 +770,17 @@ def _clickhouse(ctx: Ctx, base: Settings) -> dict[str, Any]:
         def run(stop: threading.Event, s: Settings = s, holder: dict[str, Any] = holder) -> None:
             with ch.open_backend(s) as sch:
                 cfg = SinkConfig(name=ch.SINK_NAME, topic_keys=("ledger",))
-                consumer = BatchConsumer(s, cfg, load_offsets=lambda tps: {}, flush=lambda b: None, stop_event=stop)
+                consumer = BatchConsumer(
+                    s, cfg, load_offsets=lambda tps: {}, flush=lambda b: None, stop_event=stop
+                )
                 store = ch.ClickHouseStore(sch, consumer.group_id)
                 consumer.load_offsets, consumer.flush = store.load_offsets, store.flush
                 holder["c"] = consumer
                 consumer.run()
 
-        r = _watch_sink(run, lambda holder=holder: holder["c"].flushed_messages if "c" in holder else 0, n)
+        r = _watch_sink(
+            run, lambda holder=holder: holder["c"].flushed_messages if "c" in holder else 0, n
+        )
         rows_per_msg = sum(len(v) for v in ch.rows_for(_sample_record(s)).values())
         r["rows"] = n * rows_per_msg
         r["rows_per_s"] = round(r["msgs_per_s"] * rows_per_msg, 1) if r["msgs_per_s"] else None
@@ -534,11 +789,16 @@ def _clickhouse(ctx: Ctx, base: Settings) -> dict[str, Any]:
             ch.drop_database(s)
         h.delete_topics(s)
         if i:
-            ctx.say(f"  clickhouse ({'server' if base.clickhouse_url else 'chdb'}) rep {i}: "
-                    f"{r['msgs_per_s']} msgs/s, {r['rows_per_s']} rows/s")
+            ctx.say(
+                f"  clickhouse ({'server' if base.clickhouse_url else 'chdb'}) rep {i}: "
+                f"{r['msgs_per_s']} msgs/s, {r['rows_per_s']} rows/s"
+            )
             reps.append(r)
-    return {"reps": reps, "msgs_per_s": spread(r["msgs_per_s"] for r in reps),
-            "rows_per_s": spread(r["rows_per_s"] for r in reps)}
+    return {
+        "reps": reps,
+        "msgs_per_s": spread(r["msgs_per_s"] for r in reps),
+        "rows_per_s": spread(r["rows_per_s"] for r in reps),
+    }
 
 
 def _sample_record(s: Settings) -> Any:
@@ -567,6 +827,7 @@ def scenario_baseline(ctx: Ctx) -> dict[str, Any]:
         from confluent_kafka import Producer
 
         from oddsflow.kafka import producer_config
+
         p = Producer(producer_config(s))
         topic = tname(s, "bet_requests")
         t0 = time.perf_counter()
@@ -581,15 +842,21 @@ def scenario_baseline(ctx: Ctx) -> dict[str, Any]:
         p.flush(60)
         dt = time.perf_counter() - t0
         if i:
-            reps.append({"n": plan.raw_n, "seconds": round(dt, 3), "msgs_per_s": round(plan.raw_n / dt, 1)})
+            reps.append(
+                {"n": plan.raw_n, "seconds": round(dt, 3), "msgs_per_s": round(plan.raw_n / dt, 1)}
+            )
             ctx.say(f"  raw producer rep {i}: {reps[-1]['msgs_per_s']} msgs/s")
     out["raw_producer"] = {"reps": reps, "msgs_per_s": spread(r["msgs_per_s"] for r in reps)}
     h.delete_topics(s)
 
     for mode in ("transactional", "plain"):
         s = h.fresh_settings(ctx.base, "t")
-        pt = passthrough.start(s, ctx.log_dir, transactional=(mode == "transactional"),
-                               commit_interval_s=s.commit_interval_s)
+        pt = passthrough.start(
+            s,
+            ctx.log_dir,
+            transactional=(mode == "transactional"),
+            commit_interval_s=s.commit_interval_s,
+        )
         col_b = h.Collector(s, [passthrough.copy_topic(s, "bet_requests")])
         col_p = h.Collector(s, [passthrough.copy_topic(s, "price_updates")])
         bcodec, pcodec = Codec("bet_request"), Codec("price_update")
@@ -602,24 +869,64 @@ def scenario_baseline(ctx: Ctx) -> dict[str, Any]:
             return pt.poll() is None
 
         try:
-            r = measure_open(prod, tname(s, "bet_requests"), bets.make(plan.warmup), None, col_b, bcodec, "placed_at",
-                             alive, 60)
+            r = measure_open(
+                prod,
+                tname(s, "bet_requests"),
+                bets.make(plan.warmup),
+                None,
+                col_b,
+                bcodec,
+                "placed_at",
+                alive,
+                60,
+            )
             _check(r["complete"], "passthrough warm-up")
             for name, topic, col, codec, fld, mk, rt in (
-                    ("bets", "bet_requests", col_b, bcodec, "placed_at", bets.make, 1_000),
-                    ("prices", "price_updates", col_p, pcodec, "provider_ts", prices.make, 5_000)):
+                ("bets", "bet_requests", col_b, bcodec, "placed_at", bets.make, 1_000),
+                ("prices", "price_updates", col_p, pcodec, "provider_ts", prices.make, 5_000),
+            ):
                 reps = []
                 for _ in range(plan.reps):
-                    reps.append(measure_open(prod, tname(s, topic), mk(plan.baseline_n), None, col, codec, fld,
-                                             alive, 120, pt.pid))
-                g[f"{name}_closed_loop"] = {"n": plan.baseline_n, "reps": reps, **_reps_summary(reps)}
+                    reps.append(
+                        measure_open(
+                            prod,
+                            tname(s, topic),
+                            mk(plan.baseline_n),
+                            None,
+                            col,
+                            codec,
+                            fld,
+                            alive,
+                            120,
+                            pt.pid,
+                        )
+                    )
+                g[f"{name}_closed_loop"] = {
+                    "n": plan.baseline_n,
+                    "reps": reps,
+                    **_reps_summary(reps),
+                }
                 reps = []
                 for _ in range(plan.reps):
-                    reps.append(measure_open(prod, tname(s, topic), mk(int(rt * plan.open_s)), rt, col, codec, fld,
-                                             alive, 120, pt.pid))
+                    reps.append(
+                        measure_open(
+                            prod,
+                            tname(s, topic),
+                            mk(int(rt * plan.open_s)),
+                            rt,
+                            col,
+                            codec,
+                            fld,
+                            alive,
+                            120,
+                            pt.pid,
+                        )
+                    )
                 g[f"{name}_open_{rt}"] = {"offered_per_s": rt, "reps": reps, **_reps_summary(reps)}
-                ctx.say(f"  passthrough {mode} {name}: {g[f'{name}_closed_loop']['throughput_per_s']['median']}/s, "
-                        f"p99 @{rt}/s {g[f'{name}_open_{rt}']['p99_ms']['median']} ms")
+                ctx.say(
+                    f"  passthrough {mode} {name}: {g[f'{name}_closed_loop']['throughput_per_s']['median']}/s, "
+                    f"p99 @{rt}/s {g[f'{name}_open_{rt}']['p99_ms']['median']} ms"
+                )
         finally:
             col_b.stop()
             col_p.stop()

@@ -10,7 +10,9 @@ import typer
 
 from oddsflow.settings import get_settings
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="oddsflow: odds and settlement engine")
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help="oddsflow: odds and settlement engine"
+)
 services_app = typer.Typer(no_args_is_help=True, help="Local Kafka (KRaft) + Postgres + chdb")
 topology_app = typer.Typer(no_args_is_help=True, help="topology.yaml: check and apply")
 app.add_typer(services_app, name="services")
@@ -19,8 +21,8 @@ app.add_typer(topology_app, name="topology")
 
 def _register_components() -> None:
     # Components own their commands; the core CLI only mounts them.
-    from oddsflow.sinks.cli import register as register_sinks
     from oddsflow.bench.cli import register as register_bench
+    from oddsflow.sinks.cli import register as register_sinks
     from oddsflow.streams.cli import register as register_streams
 
     register_sinks(app)
@@ -106,21 +108,34 @@ def topology_apply() -> None:
 
 @app.command()
 def tail(
-    topic: str = typer.Argument(..., help="topic key or name, e.g. bet_decisions or bets.decisions"),
+    topic: str = typer.Argument(
+        ..., help="topic key or name, e.g. bet_decisions or bets.decisions"
+    ),
     from_beginning: bool = typer.Option(True, "--from-beginning/--latest"),
     max_messages: int = typer.Option(0, "--max", help="stop after N messages (0: follow)"),
-    idle_timeout_s: float = typer.Option(0.0, "--idle-timeout", help="stop after N idle seconds (0: never)"),
+    idle_timeout_s: float = typer.Option(
+        0.0, "--idle-timeout", help="stop after N idle seconds (0: never)"
+    ),
 ) -> None:
     """Decode a topic's Avro events and print them as JSON lines."""
     from oddsflow.tail import tail_topic
 
-    tail_topic(topic, from_beginning=from_beginning, max_messages=max_messages, idle_timeout_s=idle_timeout_s)
+    tail_topic(
+        topic,
+        from_beginning=from_beginning,
+        max_messages=max_messages,
+        idle_timeout_s=idle_timeout_s,
+    )
 
 
 @app.command()
 def settle(
-    bets: Path = typer.Option(..., "--bets", exists=True, dir_okay=False, help="bets as JSON lines"),
-    results: Path = typer.Option(..., "--results", exists=True, dir_okay=False, help="results as JSON lines"),
+    bets: Path = typer.Option(
+        ..., "--bets", exists=True, dir_okay=False, help="bets as JSON lines"
+    ),
+    results: Path = typer.Option(
+        ..., "--results", exists=True, dir_okay=False, help="results as JSON lines"
+    ),
 ) -> None:
     """Settle bets against results: one JSON line per bet line, in input order."""
     from oddsflow.domain.contract import settle_lines
@@ -132,8 +147,12 @@ def settle(
 
 @app.command()
 def price(
-    odds: list[str] = typer.Option(..., "--odds", help="provider decimal odds, e.g. --odds 2.10 3.40 3.60"),
-    method: str = typer.Option("proportional", "--method", help="proportional | additive | power | shin"),
+    odds: list[str] = typer.Option(
+        ..., "--odds", help="provider decimal odds, e.g. --odds 2.10 3.40 3.60"
+    ),
+    method: str = typer.Option(
+        "proportional", "--method", help="proportional | additive | power | shin"
+    ),
     margin: str = typer.Option("0.05", "--margin", help="the book's target overround, e.g. 0.05"),
 ) -> None:
     """Remove the provider's overround and apply the book's margin."""
@@ -150,7 +169,9 @@ def price(
 @app.command()
 def worker(
     loglevel: str = typer.Option("warn", "--loglevel", "-l"),
-    metrics_port: int = typer.Option(None, "--metrics-port", help="serve /metrics here (default from settings; 0 disables)"),
+    metrics_port: int = typer.Option(
+        None, "--metrics-port", help="serve /metrics here (default from settings; 0 disables)"
+    ),
 ) -> None:
     """Run one stream-processing worker (all agents); start several to scale out."""
     from oddsflow.processors.app import run_worker
@@ -167,16 +188,29 @@ def demo(
     accounts: int = typer.Option(150, help="simulated customer accounts"),
     bets: int = typer.Option(3000, help="simulated bet requests"),
     workers: int = typer.Option(1, help="worker processes"),
-    source: str = typer.Option("simulate", help="simulate | epl (replay ../shared/data/epl-odds-results.csv)"),
+    source: str = typer.Option(
+        "simulate", help="simulate | epl (replay ../shared/data/epl-odds-results.csv)"
+    ),
     epl_limit: int = typer.Option(60, help="matches to replay with --source epl"),
     seed: int = typer.Option(7),
-    duration_s: float = typer.Option(60.0, "--duration", help="seconds the compressed match day lasts"),
+    duration_s: float = typer.Option(
+        60.0, "--duration", help="seconds the compressed match day lasts"
+    ),
 ) -> None:
     """The main job: the whole pipeline on local services, then a reconciled summary."""
     from oddsflow.demo import run_demo
 
-    summary = run_demo(get_settings(), fixtures=fixtures, accounts=accounts, bets=bets, workers=workers,
-                       source=source, epl_limit=epl_limit, seed=seed, duration_s=duration_s)
+    summary = run_demo(
+        get_settings(),
+        fixtures=fixtures,
+        accounts=accounts,
+        bets=bets,
+        workers=workers,
+        source=source,
+        epl_limit=epl_limit,
+        seed=seed,
+        duration_s=duration_s,
+    )
     if not summary.get("ok"):
         raise typer.Exit(1)
 

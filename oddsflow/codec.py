@@ -128,8 +128,11 @@ class Codec:
             raise CodecError(f"expected a {self.name} message, got {writer.name} v{writer.version}")
         reader = None if writer is self.writer else self._reader_read
         try:
-            return fastavro.schemaless_reader(io.BytesIO(data[10:] if data[:1] != CONFLUENT_MAGIC else data[5:]),  # type: ignore[index]
-                                              writer.read_parsed, reader)
+            return fastavro.schemaless_reader(
+                io.BytesIO(data[10:] if data[:1] != CONFLUENT_MAGIC else data[5:]),  # type: ignore[index]
+                writer.read_parsed,
+                reader,
+            )
         except Exception as exc:  # fastavro raises many types on truncated/garbled bodies
             raise CodecError(f"{self.name}: corrupt Avro body: {exc!r}") from exc
 
@@ -183,7 +186,9 @@ class _Registry:
 
     def id_for(self, sv: SchemaVersion) -> int:
         subject = f"{sv.raw.get('namespace', 'io.oddsflow')}.{sv.raw['name']}"
-        schema_id = self._client.register_schema(subject, self._schema_cls(json.dumps(sv.raw), "AVRO"))
+        schema_id = self._client.register_schema(
+            subject, self._schema_cls(json.dumps(sv.raw), "AVRO")
+        )
         self._by_id[schema_id] = sv
         return schema_id
 

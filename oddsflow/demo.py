@@ -10,6 +10,7 @@ ClickHouse.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -35,36 +36,27 @@ def _say(msg: str) -> None:
     print(msg, flush=True)
 
 
-def child_env(s: Settings) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update({
-        "ODDSFLOW_TOPIC_PREFIX": s.topic_prefix,
-        "ODDSFLOW_KAFKA_BOOTSTRAP": s.kafka_bootstrap,
-        "ODDSFLOW_POSTGRES_DB": s.postgres_db,
-        "ODDSFLOW_POSTGRES_PORT": str(s.postgres_port),
-        "ODDSFLOW_CHDB_PATH": str(s.chdb_path),
-        "ODDSFLOW_PROCESSING_GUARANTEE": s.processing_guarantee,
-        "PYTHONUNBUFFERED": "1",
-    })
-    if s.clickhouse_url:
-        env["ODDSFLOW_CLICKHOUSE_URL"] = s.clickhouse_url
-    return env
-
-
 @dataclass
 class Processes:
     log_dir: Path
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def start(self, name: str, args: list[str], env: dict[str, str]) -> None:
-        log = open(self.log_dir / f"{name}.log", "wb")
-        self.procs[name] = subprocess.Popen([sys.executable, "-m", "oddsflow.cli", *args], env=env, stdout=log,
-                                            stderr=subprocess.STDOUT, start_new_session=True)
+        log = open(self.log_dir / f"{name}.log", "wb")  # noqa: SIM115 - handed to the child
+        self.procs[name] = subprocess.Popen(
+            [sys.executable, "-m", "oddsflow.cli", *args],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def check(self) -> None:
         for name, p in self.procs.items():
             if p.poll() is not None and not (name == "sink-clickhouse" and p.returncode == 0):
-                raise RuntimeError(f"{name} exited with {p.returncode}; see {self.log_dir / (name + '.log')}")
+                raise RuntimeError(
+                    f"{name} exited with {p.returncode}; see {self.log_dir / (name + '.log')}"
+                )
 
     def stop(self) -> None:
         for p in self.procs.values():
@@ -98,10 +90,8 @@ class Follower:
                         raise RuntimeError(str(m.error()))
                     continue
                 key = self.by_name[m.topic()]
-                try:
+                with contextlib.suppress(CodecError):  # the summary counts decodable outputs
                     self.records[key].append(self.codecs[key].decode(m.value()))
-                except CodecError:
-                    pass
 
     def close(self) -> None:
         self.c.close()
@@ -110,10 +100,17 @@ class Follower:
 def read_changelog(s: Settings, table: str) -> dict[str, dict[str, Any]]:
     """The engine's own table state: the latest value per key in the table's changelog topic."""
     name = f"{s.topic_prefix}{s.app_id}-{table}-changelog"
-    c = Consumer(consumer_config(f"{s.topic_prefix}demo-changelog-{time.monotonic_ns()}", s,
-                                 **{"enable.partition.eof": True}))
+    c = Consumer(
+        consumer_config(
+            f"{s.topic_prefix}demo-changelog-{time.monotonic_ns()}",
+            s,
+            **{"enable.partition.eof": True},
+        )
+    )
     md = c.list_topics(name, timeout=10)
-    parts = len(md.topics[name].partitions) if name in md.topics and md.topics[name].partitions else 0
+    parts = (
+        len(md.topics[name].partitions) if name in md.topics and md.topics[name].partitions else 0
+    )
     out: dict[str, dict[str, Any]] = {}
     if parts:
         c.subscribe([name])
@@ -134,18 +131,32 @@ def read_changelog(s: Settings, table: str) -> dict[str, dict[str, Any]]:
     return out
 
 
-def run_demo(base: Settings, *, fixtures: int = 12, accounts: int = 150, bets: int = 3000, workers: int = 1,
-             source: str = "simulate", epl_limit: int = 60, seed: int = 7, timeout_s: float = 600,
-             duration_s: float = 60.0) -> dict[str, Any]:
+def run_demo(
+    base: Settings,
+    *,
+    fixtures: int = 12,
+    accounts: int = 150,
+    bets: int = 3000,
+    workers: int = 1,
+    source: str = "simulate",
+    epl_limit: int = 60,
+    seed: int = 7,
+    timeout_s: float = 600,
+    duration_s: float = 60.0,
+) -> dict[str, Any]:
     started = time.monotonic()
     _say("== oddsflow demo ==")
     for st in services.up(base):
         _say(f"  {st.name:<10} up at {st.where} ({st.detail})")
     run_id = time.strftime("%Y%m%d%H%M%S", time.gmtime())
-    s = base.model_copy(update={
-        "topic_prefix": f"demo{run_id}.", "postgres_db": "oddsflow_demo",
-        "chdb_path": base.run_dir / f"chdb-demo-{run_id}", "metrics_port": 0,
-    })
+    s = base.model_copy(
+        update={
+            "topic_prefix": f"demo{run_id}.",
+            "postgres_db": "oddsflow_demo",
+            "chdb_path": base.run_dir / f"chdb-demo-{run_id}",
+            "metrics_port": 0,
+        }
+    )
     _fresh_database(base, s.postgres_db)
     actions = topology.apply(topology.load(settings=s), s.kafka_bootstrap)
     _say(f"  topology applied under prefix {s.topic_prefix!r} ({len(actions)} topics)")
@@ -157,7 +168,7 @@ def run_demo(base: Settings, *, fixtures: int = 12, accounts: int = 150, bets: i
     log_dir = base.run_dir / "demo" / run_id
     log_dir.mkdir(parents=True, exist_ok=True)
     procs = Processes(log_dir)
-    env = child_env(s)
+    env = s.child_env()
     for i in range(workers):
         procs.start(f"worker-{i}", ["worker", "--metrics-port", str(base.metrics_port + i)], env)
     procs.start("sink-postgres", ["sink", "run", "postgres"], env)
@@ -165,8 +176,16 @@ def run_demo(base: Settings, *, fixtures: int = 12, accounts: int = 150, bets: i
     _say(f"  metrics: http://127.0.0.1:{base.metrics_port}/metrics")
 
     try:
-        produced = _produce(s, source=source, fixtures=fixtures, accounts=accounts, bets=bets, seed=seed,
-                            epl_limit=epl_limit, duration_s=duration_s)
+        produced = _produce(
+            s,
+            source=source,
+            fixtures=fixtures,
+            accounts=accounts,
+            bets=bets,
+            seed=seed,
+            epl_limit=epl_limit,
+            duration_s=duration_s,
+        )
         summary = _follow(s, procs, produced, timeout_s=timeout_s)
     finally:
         procs.stop()
@@ -184,23 +203,47 @@ def _fresh_database(base: Settings, db: str) -> None:
         conn.execute(f'CREATE DATABASE "{db}"')
 
 
-def _produce(s: Settings, *, source: str, fixtures: int, accounts: int, bets: int, seed: int, epl_limit: int,
-             duration_s: float) -> dict[str, Any]:
+def _produce(
+    s: Settings,
+    *,
+    source: str,
+    fixtures: int,
+    accounts: int,
+    bets: int,
+    seed: int,
+    epl_limit: int,
+    duration_s: float,
+) -> dict[str, Any]:
     """Play the feed in timeline order, compressed so the whole day lasts about duration_s."""
     stats: Counter[str] = Counter()
     if source == "epl":
         from oddsflow.settings import REPO_ROOT
         from oddsflow.streams.replay import replay_timed
 
-        csv = Path(os.environ.get("ODDSFLOW_EPL_CSV", REPO_ROOT.parent / "shared" / "data" / "epl-odds-results.csv"))
-        timed = list(replay_timed(csv, limit=epl_limit, bets_per_match=max(1, bets // max(1, epl_limit)), accounts=accounts))
+        csv = Path(
+            os.environ.get(
+                "ODDSFLOW_EPL_CSV", REPO_ROOT.parent / "shared" / "data" / "epl-odds-results.csv"
+            )
+        )
+        timed = list(
+            replay_timed(
+                csv,
+                limit=epl_limit,
+                bets_per_match=max(1, bets // max(1, epl_limit)),
+                accounts=accounts,
+            )
+        )
     else:
         from oddsflow.streams.simulate import simulate_timed
 
-        timed = simulate_timed(fixtures=fixtures, accounts=accounts, bets=bets, seed=seed, stats=stats)
+        timed = simulate_timed(
+            fixtures=fixtures, accounts=accounts, bets=bets, seed=seed, stats=stats
+        )
     span_ms = max(1, timed[-1][0] - timed[0][0]) if timed else 1
     speedup = span_ms / (duration_s * 1000)
-    _say(f"  playing {len(timed)} feed events spanning {span_ms / 3_600_000:.1f} h at {speedup:.0f}x (~{duration_s:.0f} s)")
+    _say(
+        f"  playing {len(timed)} feed events spanning {span_ms / 3_600_000:.1f} h at {speedup:.0f}x (~{duration_s:.0f} s)"
+    )
     p = EventProducer(s)
     counts: Counter[str] = Counter()
     bet_ids: set[str] = set()
@@ -225,14 +268,23 @@ def _produce(s: Settings, *, source: str, fixtures: int, accounts: int, bets: in
             last_say = time.monotonic()
             _say(f"  ingesting... {sum(counts.values())}/{len(timed)} events")
     p.flush()
-    _say(f"  ingested {sum(counts.values())} events in {time.monotonic() - t0:.1f}s: "
-         + ", ".join(f"{k}={v}" for k, v in sorted(counts.items())))
+    _say(
+        f"  ingested {sum(counts.values())} events in {time.monotonic() - t0:.1f}s: "
+        + ", ".join(f"{k}={v}" for k, v in sorted(counts.items()))
+    )
     # The simulator's malformed feed records (bad prices, a final result without a score)
     # must reach the dead-letter topic; its malformed bets get INVALID_REQUEST decisions.
-    return {"counts": counts, "bet_ids": bet_ids, "malformed": bad + stats.get("malformed", 0), "stats": stats}
+    return {
+        "counts": counts,
+        "bet_ids": bet_ids,
+        "malformed": bad + stats.get("malformed", 0),
+        "stats": stats,
+    }
 
 
-def _follow(s: Settings, procs: Processes, produced: dict[str, Any], *, timeout_s: float) -> dict[str, Any]:
+def _follow(
+    s: Settings, procs: Processes, produced: dict[str, Any], *, timeout_s: float
+) -> dict[str, Any]:
     f = Follower(s, ["priced_markets", "bet_decisions", "settlements", "ledger", "dead_letters"])
     bet_ids: set[str] = produced["bet_ids"]
     deadline = time.monotonic() + timeout_s
@@ -247,9 +299,11 @@ def _follow(s: Settings, procs: Processes, produced: dict[str, Any], *, timeout_
             done = bet_ids <= decided and accepted <= settled
             if time.monotonic() - last_print > 2 or done:
                 last_print = time.monotonic()
-                _say(f"  progress: priced {len(f.records['priced_markets'])}, decisions {len(decided)}/{len(bet_ids)}, "
-                     f"settled {len(settled)}/{len(accepted)}, ledger tx {len(f.records['ledger'])}, "
-                     f"dead letters {len(f.records['dead_letters'])}")
+                _say(
+                    f"  progress: priced {len(f.records['priced_markets'])}, decisions {len(decided)}/{len(bet_ids)}, "
+                    f"settled {len(settled)}/{len(accepted)}, ledger tx {len(f.records['ledger'])}, "
+                    f"dead letters {len(f.records['dead_letters'])}"
+                )
             if done:
                 break
             if time.monotonic() > deadline:
@@ -260,7 +314,9 @@ def _follow(s: Settings, procs: Processes, produced: dict[str, Any], *, timeout_
     return _summarise(s, procs, produced, f.records)
 
 
-def _summarise(s: Settings, procs: Processes, produced: dict[str, Any], rec: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+def _summarise(
+    s: Settings, procs: Processes, produced: dict[str, Any], rec: dict[str, list[dict[str, Any]]]
+) -> dict[str, Any]:
     from oddsflow.sinks import cli as sinks_cli
 
     decisions = {d["bet_id"]: d for d in rec["bet_decisions"]}
@@ -268,7 +324,10 @@ def _summarise(s: Settings, procs: Processes, produced: dict[str, Any], rec: dic
     accepted = [d for d in decisions.values() if d["accepted"]]
     final_settlement: dict[str, dict[str, Any]] = {}
     for x in rec["settlements"]:
-        if x["bet_id"] not in final_settlement or x["revision"] > final_settlement[x["bet_id"]]["revision"]:
+        if (
+            x["bet_id"] not in final_settlement
+            or x["revision"] > final_settlement[x["bet_id"]]["revision"]
+        ):
             final_settlement[x["bet_id"]] = x
     turnover = sum(d["stake_minor"] for d in accepted)
     payouts = sum(x["return_minor"] for x in final_settlement.values())
@@ -283,7 +342,8 @@ def _summarise(s: Settings, procs: Processes, produced: dict[str, Any], rec: dic
         unbalanced += total != 0
     engine_wallets = read_changelog(s, "wallets")
     wallet_mismatch = [
-        a for a, w in engine_wallets.items()
+        a
+        for a, w in engine_wallets.items()
         if w["balance_minor"] - w["reserved_minor"] != balances.get(f"player:{a}:available", 0)
     ]
     # Wait for the sinks to catch up with the ledger topic, then compare.
@@ -297,7 +357,7 @@ def _summarise(s: Settings, procs: Processes, produced: dict[str, Any], rec: dic
         time.sleep(1)
     # chdb lets one process own a data path: the ClickHouse sink exits once idle, then we read.
     _say("  running the ClickHouse sink over the output topics (chdb: one process per data path)")
-    procs.start("sink-clickhouse", ["sink", "run", "clickhouse", "--idle-exit", "5"], child_env(s))
+    procs.start("sink-clickhouse", ["sink", "run", "clickhouse", "--idle-exit", "5"], s.child_env())
     ch_proc = procs.procs["sink-clickhouse"]
     try:
         ch_proc.wait(180)
@@ -338,15 +398,25 @@ def _summarise(s: Settings, procs: Processes, produced: dict[str, Any], rec: dic
 def _pg_reconcile(s: Settings, engine_wallets: dict[str, dict[str, Any]]) -> list[Any]:
     from oddsflow.sinks.postgres import reconcile
 
-    wallets = {f"player:{a}:available": w["balance_minor"] - w["reserved_minor"] for a, w in engine_wallets.items()}
+    wallets = {
+        f"player:{a}:available": w["balance_minor"] - w["reserved_minor"]
+        for a, w in engine_wallets.items()
+    }
     return list(reconcile(s.pg_dsn, wallets))
 
 
 def _print_summary(x: dict[str, Any]) -> None:
-    ok = (x["trial_balance_minor"] == 0 and x["ledger_unbalanced_tx"] == 0 and x["ledger_duplicate_tx"] == 0
-          and x["wallets_not_matching_topic"] == 0 and x["wallets_not_matching_postgres"] == 0
-          and x["book_result_minor"] == x["ledger_ggr_minor"] and x["clickhouse_ggr_minor"] == x["ledger_ggr_minor"]
-          and x["dead_letters"] + x["rejected_by_reason"].get("INVALID_REQUEST", 0) >= x["malformed_sent"])
+    ok = (
+        x["trial_balance_minor"] == 0
+        and x["ledger_unbalanced_tx"] == 0
+        and x["ledger_duplicate_tx"] == 0
+        and x["wallets_not_matching_topic"] == 0
+        and x["wallets_not_matching_postgres"] == 0
+        and x["book_result_minor"] == x["ledger_ggr_minor"]
+        and x["clickhouse_ggr_minor"] == x["ledger_ggr_minor"]
+        and x["dead_letters"] + x["rejected_by_reason"].get("INVALID_REQUEST", 0)
+        >= x["malformed_sent"]
+    )
     lines = [
         "",
         "== summary ==",
@@ -354,7 +424,8 @@ def _print_summary(x: dict[str, Any]) -> None:
         f"markets priced         {x['markets_priced']} ({x['price_publications']} price publications)",
         f"bet requests           {x['bet_requests']} -> {x['bets_decided']} distinct bets decided",
         f"  accepted             {x['bets_accepted']}",
-        f"  rejected             {x['bets_rejected']}  " + ", ".join(f"{k}={v}" for k, v in x["rejected_by_reason"].items()),
+        f"  rejected             {x['bets_rejected']}  "
+        + ", ".join(f"{k}={v}" for k, v in x["rejected_by_reason"].items()),
         f"bets settled           {x['bets_settled']} (resettlements {x['resettlements']})",
         f"turnover               {format_minor(x['turnover_minor'])}",
         f"payouts                {format_minor(x['payouts_minor'])}",

@@ -32,7 +32,9 @@ def producer_config(settings: Settings | None = None, **overrides: Any) -> dict[
     return cfg
 
 
-def consumer_config(group_id: str, settings: Settings | None = None, **overrides: Any) -> dict[str, Any]:
+def consumer_config(
+    group_id: str, settings: Settings | None = None, **overrides: Any
+) -> dict[str, Any]:
     s = settings or get_settings()
     cfg: dict[str, Any] = {
         "bootstrap.servers": s.kafka_bootstrap,
@@ -58,7 +60,9 @@ class EventProducer:
     def codec(self, topic_key: str) -> Codec:
         c = self._codecs.get(topic_key)
         if c is None:
-            c = self._codecs[topic_key] = Codec(self.topology.topic(topic_key).value_schema, self.settings.schema_registry_url)
+            c = self._codecs[topic_key] = Codec(
+                self.topology.topic(topic_key).value_schema, self.settings.schema_registry_url
+            )
         return c
 
     def _on_delivery(self, err: Any, msg: Any) -> None:
@@ -91,8 +95,14 @@ class EventProducer:
             raise KafkaException(f"delivery failed: {errs[:3]}")
 
 
-def consume_all(topic_key: str, settings: Settings | None = None, *, idle_s: float = 3.0,
-                expect: int | None = None, timeout_s: float = 120.0) -> list[tuple[str | None, dict[str, Any]]]:
+def consume_all(
+    topic_key: str,
+    settings: Settings | None = None,
+    *,
+    idle_s: float = 3.0,
+    expect: int | None = None,
+    timeout_s: float = 120.0,
+) -> list[tuple[str | None, dict[str, Any]]]:
     """Read a topic from the beginning (read_committed) and decode it; for tests and the demo."""
     s = settings or get_settings()
     topo = topology.load(settings=s)
@@ -105,7 +115,11 @@ def consume_all(topic_key: str, settings: Settings | None = None, *, idle_s: flo
     deadline = last + timeout_s
     try:
         while time.monotonic() < deadline:
-            if expect is not None and len(out) >= expect and time.monotonic() - last > min(idle_s, 1.0):
+            if (
+                expect is not None
+                and len(out) >= expect
+                and time.monotonic() - last > min(idle_s, 1.0)
+            ):
                 break
             msg = c.poll(0.2)
             if msg is None:
@@ -118,7 +132,9 @@ def consume_all(topic_key: str, settings: Settings | None = None, *, idle_s: flo
             try:
                 out.append((msg.key().decode() if msg.key() else None, codec.decode(msg.value())))
             except CodecError:
-                out.append((msg.key().decode() if msg.key() else None, {"__undecodable__": msg.value()}))
+                out.append(
+                    (msg.key().decode() if msg.key() else None, {"__undecodable__": msg.value()})
+                )
     finally:
         c.close()
     return out

@@ -14,17 +14,37 @@ LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 
 
 EVENTS_IN = Counter("oddsflow_events_in_total", "Events consumed", ["agent", "topic"])
 EVENTS_OUT = Counter("oddsflow_events_out_total", "Events produced", ["agent", "topic"])
-DEAD_LETTERS = Counter("oddsflow_dead_letters_total", "Messages sent to the dead-letter topic", ["stage", "error_type"])
-STALE_UPDATES = Counter("oddsflow_stale_updates_total", "Provider updates dropped as stale or duplicate", ["kind"])
+DEAD_LETTERS = Counter(
+    "oddsflow_dead_letters_total", "Messages sent to the dead-letter topic", ["stage", "error_type"]
+)
+STALE_UPDATES = Counter(
+    "oddsflow_stale_updates_total", "Provider updates dropped as stale or duplicate", ["kind"]
+)
 DECISIONS = Counter("oddsflow_bet_decisions_total", "Bet decisions", ["outcome", "reason"])
 SETTLEMENTS = Counter("oddsflow_settlements_total", "Bet settlements", ["outcome", "kind"])
-PROCESSING_SECONDS = Histogram("oddsflow_processing_seconds", "Time to process one event", ["agent"], buckets=LATENCY_BUCKETS_S)
-DECISION_LATENCY_SECONDS = Histogram("oddsflow_bet_decision_latency_seconds", "Bet request placed -> decision produced", buckets=LATENCY_BUCKETS_S)
-PRICE_PUBLISH_LAG_SECONDS = Histogram("oddsflow_price_publish_lag_seconds", "Provider timestamp -> priced market produced", buckets=LATENCY_BUCKETS_S)
+PROCESSING_SECONDS = Histogram(
+    "oddsflow_processing_seconds", "Time to process one event", ["agent"], buckets=LATENCY_BUCKETS_S
+)
+DECISION_LATENCY_SECONDS = Histogram(
+    "oddsflow_bet_decision_latency_seconds",
+    "Bet request placed -> decision produced",
+    buckets=LATENCY_BUCKETS_S,
+)
+PRICE_PUBLISH_LAG_SECONDS = Histogram(
+    "oddsflow_price_publish_lag_seconds",
+    "Provider timestamp -> priced market produced",
+    buckets=LATENCY_BUCKETS_S,
+)
 TABLE_SIZE = Gauge("oddsflow_table_keys", "Keys held in a table on this worker", ["table"])
-CONSUMER_LAG = Gauge("oddsflow_consumer_lag_messages", "High watermark minus position", ["topic", "partition"])
-INGESTED = Counter("oddsflow_ingested_total", "Feed items accepted by an ingestor", ["provider", "kind"])
-INGEST_REJECTED = Counter("oddsflow_ingest_rejected_total", "Feed items rejected by an ingestor", ["provider", "reason"])
+CONSUMER_LAG = Gauge(
+    "oddsflow_consumer_lag_messages", "High watermark minus position", ["topic", "partition"]
+)
+INGESTED = Counter(
+    "oddsflow_ingested_total", "Feed items accepted by an ingestor", ["provider", "kind"]
+)
+INGEST_REJECTED = Counter(
+    "oddsflow_ingest_rejected_total", "Feed items rejected by an ingestor", ["provider", "reason"]
+)
 
 _served: set[int] = set()
 _lock = threading.Lock()

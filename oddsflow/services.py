@@ -72,7 +72,9 @@ def _wait(predicate, timeout_s: float, what: str, log: Path | None = None) -> No
         time.sleep(0.25)
     tail = ""
     if log is not None and log.exists():
-        tail = "\n--- last log lines ---\n" + "\n".join(log.read_text(errors="replace").splitlines()[-25:])
+        tail = "\n--- last log lines ---\n" + "\n".join(
+            log.read_text(errors="replace").splitlines()[-25:]
+        )
     raise ServiceError(f"{what} did not answer within {timeout_s:.0f}s{tail}")
 
 
@@ -92,7 +94,9 @@ class Kafka:
     def java(self) -> str:
         java = shutil.which("java")
         if java is None:
-            raise ServiceError("Java 17+ is required for Kafka: no `java` on PATH (apt-get install openjdk-17-jre-headless)")
+            raise ServiceError(
+                "Java 17+ is required for Kafka: no `java` on PATH (apt-get install openjdk-17-jre-headless)"
+            )
         out = subprocess.run([java, "-version"], capture_output=True, text=True).stderr
         try:
             version = out.split('"')[1]
@@ -100,7 +104,9 @@ class Kafka:
         except (IndexError, ValueError):
             major = 0
         if major < 17:
-            raise ServiceError(f"Kafka 3.9 needs Java 17+, found: {out.splitlines()[0] if out else 'unknown'}")
+            raise ServiceError(
+                f"Kafka 3.9 needs Java 17+, found: {out.splitlines()[0] if out else 'unknown'}"
+            )
         return java
 
     def ensure_jars(self) -> None:
@@ -109,13 +115,25 @@ class Kafka:
             return
         mvn = shutil.which("mvn")
         if mvn is None:
-            raise ServiceError("Maven is required to resolve the Kafka jars: no `mvn` on PATH (apt-get install maven)")
+            raise ServiceError(
+                "Maven is required to resolve the Kafka jars: no `mvn` on PATH (apt-get install maven)"
+            )
         libs.mkdir(parents=True, exist_ok=True)
-        cmd = [mvn, "-q", "-B", "-f", str(KAFKA_POM), "dependency:copy-dependencies",
-               f"-DoutputDirectory={libs}", "-DincludeScope=runtime"]
+        cmd = [
+            mvn,
+            "-q",
+            "-B",
+            "-f",
+            str(KAFKA_POM),
+            "dependency:copy-dependencies",
+            f"-DoutputDirectory={libs}",
+            "-DincludeScope=runtime",
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0 or not list(libs.glob("kafka_2.13-*.jar")):
-            raise ServiceError(f"mvn failed to resolve Kafka from Maven Central:\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}")
+            raise ServiceError(
+                f"mvn failed to resolve Kafka from Maven Central:\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}"
+            )
 
     def write_config(self) -> Path:
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -175,30 +193,57 @@ class Kafka:
         if _pid_alive(self.pid_file) and _port_open(self.host, self.port):
             return self.status()
         if _port_open(self.host, self.port):
-            raise ServiceError(f"port {self.port} is busy but not by our Kafka (set ODDSFLOW_KAFKA_BOOTSTRAP to another port)")
+            raise ServiceError(
+                f"port {self.port} is busy but not by our Kafka (set ODDSFLOW_KAFKA_BOOTSTRAP to another port)"
+            )
         java = self.java()
         self.ensure_jars()
         props = self.write_config()
         if not (self.data / "meta.properties").exists():
             cluster_id = self._cluster_id()
             fmt = subprocess.run(
-                [java, "-cp", self.classpath(), f"-Dlog4j.configuration=file:{self.dir / 'log4j.properties'}",
-                 "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props), "--ignore-formatted"],
-                capture_output=True, text=True,
+                [
+                    java,
+                    "-cp",
+                    self.classpath(),
+                    f"-Dlog4j.configuration=file:{self.dir / 'log4j.properties'}",
+                    "kafka.tools.StorageTool",
+                    "format",
+                    "-t",
+                    cluster_id,
+                    "-c",
+                    str(props),
+                    "--ignore-formatted",
+                ],
+                capture_output=True,
+                text=True,
             )
             if fmt.returncode != 0:
                 raise ServiceError(f"kafka storage format failed:\n{fmt.stdout}{fmt.stderr}")
         heap = os.environ.get("ODDSFLOW_KAFKA_HEAP", "-Xms512m -Xmx1g")
         with open(self.log, "ab") as out:
             proc = subprocess.Popen(
-                [java, *heap.split(), "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
-                 "-Djava.awt.headless=true",
-                 f"-Dlog4j.configuration=file:{self.dir / 'log4j.properties'}",
-                 "-cp", self.classpath(), "kafka.Kafka", str(props)],
-                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                [
+                    java,
+                    *heap.split(),
+                    "-XX:+UseG1GC",
+                    "-XX:MaxGCPauseMillis=20",
+                    "-Djava.awt.headless=true",
+                    f"-Dlog4j.configuration=file:{self.dir / 'log4j.properties'}",
+                    "-cp",
+                    self.classpath(),
+                    "kafka.Kafka",
+                    str(props),
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
             )
         self.pid_file.write_text(str(proc.pid))
-        _wait(lambda: proc.poll() is None and _port_open(self.host, self.port), 90, "Kafka", self.log)
+        _wait(
+            lambda: proc.poll() is None and _port_open(self.host, self.port), 90, "Kafka", self.log
+        )
         if proc.poll() is not None:
             raise ServiceError(f"Kafka exited with {proc.returncode}; see {self.log}")
         self._wait_ready()
@@ -227,7 +272,9 @@ class Kafka:
     def down(self) -> None:
         pid = _pid_alive(self.pid_file)
         if pid:
-            os.killpg(pid, signal.SIGTERM) if _is_group_leader(pid) else os.kill(pid, signal.SIGTERM)
+            os.killpg(pid, signal.SIGTERM) if _is_group_leader(pid) else os.kill(
+                pid, signal.SIGTERM
+            )
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline and _pid_alive(self.pid_file):
                 time.sleep(0.25)
@@ -259,7 +306,9 @@ class Postgres:
         self.log = self.dir / "postgres.log"
 
     def bindir(self) -> Path:
-        found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"), key=lambda p: int(p.split("/")[4]))
+        found = sorted(
+            glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"), key=lambda p: int(p.split("/")[4])
+        )
         if not found:
             raise ServiceError("PostgreSQL server not found: apt-get install postgresql")
         return Path(found[-1]).parent
@@ -271,7 +320,9 @@ class Postgres:
         try:
             pwd.getpwnam("postgres")
         except KeyError as exc:
-            raise ServiceError("running as root needs the `postgres` system user (apt-get install postgresql)") from exc
+            raise ServiceError(
+                "running as root needs the `postgres` system user (apt-get install postgresql)"
+            ) from exc
         return ["runuser", "-u", "postgres", "--"]
 
     def _chown(self, path: Path) -> None:
@@ -282,7 +333,9 @@ class Postgres:
 
     def status(self) -> ServiceStatus:
         up = _port_open(self.s.postgres_host, self.s.postgres_port)
-        return ServiceStatus("postgres", up, f"{self.s.postgres_host}:{self.s.postgres_port}", f"data {self.data}")
+        return ServiceStatus(
+            "postgres", up, f"{self.s.postgres_host}:{self.s.postgres_port}", f"data {self.data}"
+        )
 
     def up(self) -> ServiceStatus:
         bindir = self.bindir()
@@ -291,7 +344,9 @@ class Postgres:
             self._ensure_db(bindir)
             return self.status()
         if _port_open(self.s.postgres_host, self.s.postgres_port):
-            raise ServiceError(f"port {self.s.postgres_port} is busy but not by our Postgres (set ODDSFLOW_POSTGRES_PORT)")
+            raise ServiceError(
+                f"port {self.s.postgres_port} is busy but not by our Postgres (set ODDSFLOW_POSTGRES_PORT)"
+            )
         owner = self._as_owner()
         self.dir.mkdir(parents=True, exist_ok=True)
         self.sock.mkdir(parents=True, exist_ok=True)
@@ -299,9 +354,19 @@ class Postgres:
             self.data.mkdir(parents=True, exist_ok=True)
             self._chown(self.dir)
             proc = subprocess.run(
-                [*owner, str(bindir / "initdb"), "-D", str(self.data), "-U", self.s.postgres_user,
-                 "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8"],
-                capture_output=True, text=True,
+                [
+                    *owner,
+                    str(bindir / "initdb"),
+                    "-D",
+                    str(self.data),
+                    "-U",
+                    self.s.postgres_user,
+                    "--auth=trust",
+                    "--encoding=UTF8",
+                    "--locale=C.UTF-8",
+                ],
+                capture_output=True,
+                text=True,
             )
             if proc.returncode != 0:
                 raise ServiceError(f"initdb failed:\n{proc.stdout}{proc.stderr}")
@@ -318,25 +383,57 @@ class Postgres:
                 )
         self._chown(self.dir)
         proc = subprocess.run(
-            [*owner, str(bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60", "start"],
-            capture_output=True, text=True,
+            [
+                *owner,
+                str(bindir / "pg_ctl"),
+                "-D",
+                str(self.data),
+                "-l",
+                str(self.log),
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
+            capture_output=True,
+            text=True,
         )
         if proc.returncode != 0 and not _port_open(self.s.postgres_host, self.s.postgres_port):
             log = self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""
             raise ServiceError(f"pg_ctl start failed:\n{proc.stdout}{proc.stderr}\n{log}")
-        _wait(lambda: _port_open(self.s.postgres_host, self.s.postgres_port), 60, "Postgres", self.log)
+        _wait(
+            lambda: _port_open(self.s.postgres_host, self.s.postgres_port), 60, "Postgres", self.log
+        )
         self._ensure_db(bindir)
         return self.status()
 
     def _ensure_db(self, bindir: Path) -> None:
-        args = ["-h", self.s.postgres_host, "-p", str(self.s.postgres_port), "-U", self.s.postgres_user]
+        args = [
+            "-h",
+            self.s.postgres_host,
+            "-p",
+            str(self.s.postgres_port),
+            "-U",
+            self.s.postgres_user,
+        ]
         q = subprocess.run(
-            [str(bindir / "psql"), *args, "-d", "postgres", "-tAc",
-             f"SELECT 1 FROM pg_database WHERE datname = '{self.s.postgres_db}'"],
-            capture_output=True, text=True,
+            [
+                str(bindir / "psql"),
+                *args,
+                "-d",
+                "postgres",
+                "-tAc",
+                f"SELECT 1 FROM pg_database WHERE datname = '{self.s.postgres_db}'",
+            ],
+            capture_output=True,
+            text=True,
         )
         if q.stdout.strip() != "1":
-            c = subprocess.run([str(bindir / "createdb"), *args, self.s.postgres_db], capture_output=True, text=True)
+            c = subprocess.run(
+                [str(bindir / "createdb"), *args, self.s.postgres_db],
+                capture_output=True,
+                text=True,
+            )
             if c.returncode != 0 and "already exists" not in c.stderr:
                 raise ServiceError(f"createdb failed: {c.stderr}")
 
@@ -344,8 +441,18 @@ class Postgres:
         if not (self.data / "postmaster.pid").exists():
             return
         subprocess.run(
-            [*self._as_owner(), str(self.bindir() / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop"],
-            capture_output=True, text=True,
+            [
+                *self._as_owner(),
+                str(self.bindir() / "pg_ctl"),
+                "-D",
+                str(self.data),
+                "-m",
+                "fast",
+                "-w",
+                "stop",
+            ],
+            capture_output=True,
+            text=True,
         )
 
     def reset(self) -> None:
@@ -355,7 +462,9 @@ class Postgres:
 
 def clickhouse_status(settings: Settings) -> ServiceStatus:
     if settings.clickhouse_url:
-        return ServiceStatus("clickhouse", True, settings.clickhouse_url, "server via clickhouse-connect")
+        return ServiceStatus(
+            "clickhouse", True, settings.clickhouse_url, "server via clickhouse-connect"
+        )
     return ServiceStatus("clickhouse", True, str(settings.chdb_path), "embedded chdb")
 
 

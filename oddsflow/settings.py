@@ -6,6 +6,7 @@ Values come from environment variables prefixed ``ODDSFLOW_`` (for example
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -15,7 +16,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="ODDSFLOW_", env_file=".env", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="ODDSFLOW_", env_file=".env", frozen=True, extra="ignore"
+    )
 
     # Kafka: the broker `oddsflow services up` starts listens on a private port so it never
     # collides with a developer's own Kafka on 9092.
@@ -75,6 +78,15 @@ class Settings(BaseSettings):
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"
+
+    def child_env(self) -> dict[str, str]:
+        """The environment for a child process (worker, sink) that must see these settings."""
+        env = dict(os.environ)
+        for name, value in self.model_dump().items():
+            if value is not None:
+                env[f"ODDSFLOW_{name.upper()}"] = str(value)
+        env["PYTHONUNBUFFERED"] = "1"
+        return env
 
 
 @lru_cache(maxsize=1)

@@ -14,7 +14,9 @@ from oddsflow.codec import CodecError, decode_any, to_jsonable
 from oddsflow.settings import get_settings
 
 
-def tail_topic(name: str, *, from_beginning: bool = True, max_messages: int = 0, idle_timeout_s: float = 0.0) -> int:
+def tail_topic(
+    name: str, *, from_beginning: bool = True, max_messages: int = 0, idle_timeout_s: float = 0.0
+) -> int:
     spec = topology.current().by_name(name)
     consumer = Consumer(
         {
@@ -44,11 +46,22 @@ def tail_topic(name: str, *, from_beginning: bool = True, max_messages: int = 0,
             key = msg.key().decode(errors="replace") if msg.key() else None
             try:
                 schema, value = decode_any(msg.value())
-                line = {"topic": msg.topic(), "partition": msg.partition(), "offset": msg.offset(),
-                        "key": key, "schema": schema, "value": to_jsonable(value)}
+                line = {
+                    "topic": msg.topic(),
+                    "partition": msg.partition(),
+                    "offset": msg.offset(),
+                    "key": key,
+                    "schema": schema,
+                    "value": to_jsonable(value),
+                }
             except CodecError as exc:
-                line = {"topic": msg.topic(), "partition": msg.partition(), "offset": msg.offset(),
-                        "key": key, "error": str(exc)}
+                line = {
+                    "topic": msg.topic(),
+                    "partition": msg.partition(),
+                    "offset": msg.offset(),
+                    "key": key,
+                    "error": str(exc),
+                }
             sys.stdout.write(orjson.dumps(line).decode() + "\n")
             sys.stdout.flush()
     finally:

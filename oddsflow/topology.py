@@ -66,7 +66,9 @@ class Topology:
         known = schemas().by_name
         for t in self.topics.values():
             if t.value_schema not in known:
-                problems.append(f"topic {t.key}: value schema {t.value_schema!r} has no schemas/{t.value_schema}.vN.avsc")
+                problems.append(
+                    f"topic {t.key}: value schema {t.value_schema!r} has no schemas/{t.value_schema}.vN.avsc"
+                )
             if t.cleanup not in ("delete", "compact", "compact,delete"):
                 problems.append(f"topic {t.key}: bad cleanup policy {t.cleanup!r}")
             if t.partitions < 1 or t.replication < 1:
@@ -76,7 +78,9 @@ class Topology:
                 for io_ in ("inputs", "outputs"):
                     for key in spec.get(io_, []):
                         if key not in self.topics:
-                            problems.append(f"{kind} {name}: {io_[:-1]} topic {key!r} is not declared")
+                            problems.append(
+                                f"{kind} {name}: {io_[:-1]} topic {key!r} is not declared"
+                            )
                 for table in spec.get("tables", []):
                     if table not in self.tables:
                         problems.append(f"{kind} {name}: table {table!r} is not declared")
@@ -148,7 +152,12 @@ def apply(topology: Topology, bootstrap: str, timeout_s: float = 30) -> list[str
     existing = admin.list_topics(timeout=timeout_s).topics
     actions: list[str] = []
     new = [
-        NewTopic(t.name, num_partitions=t.partitions, replication_factor=t.replication, config=t.configs())
+        NewTopic(
+            t.name,
+            num_partitions=t.partitions,
+            replication_factor=t.replication,
+            config=t.configs(),
+        )
         for t in topology.topics.values()
         if t.name not in existing
     ]

@@ -10,19 +10,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 import uuid
 from collections import defaultdict
-import time
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-import faust
-from faust.streams import current_event
-from faust.transport.consumer import TransactionManager
 import aiokafka
+import faust
 import faust.transport.drivers.aiokafka as _faust_aiokafka
 from aiokafka.errors import ProducerFenced
+from faust.streams import current_event
+from faust.transport.consumer import TransactionManager
 from faust.transport.drivers.aiokafka import Producer as AiokafkaProducer
 from faust.transport.drivers.aiokafka import Transport as AiokafkaTransport
 
@@ -82,21 +82,33 @@ class SourcePartitionTransactionManager(TransactionManager):
             if by_tid:
                 try:
                     await self.producer.commit_transactions(
-                        by_tid, self.app.conf.id, start_new_transaction=start_new_transaction)
+                        by_tid, self.app.conf.id, start_new_transaction=start_new_transaction
+                    )
                 except ProducerFenced as exc:
                     log.warning("producer fenced: %s", exc)
                     await self.app.crash(exc)
             return True
 
-    async def send(self, topic: str, key: bytes | None, value: bytes | None, partition: int | None,
-                   timestamp: float | None, headers: Any, *, transactional_id: str | None = None) -> Any:
+    async def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int | None,
+        timestamp: float | None,
+        headers: Any,
+        *,
+        transactional_id: str | None = None,
+    ) -> Any:
         p = self.consumer.key_partition(topic, key, partition)
         event = current_event()
         if event is None:
             raise RuntimeError("exactly_once sends must happen while processing an event")
         src = event.message.tp
         tid = _transactional_id(self.app, src.topic, src.partition)
-        return await self.producer.send(topic, key, value, p, timestamp, headers, transactional_id=tid)
+        return await self.producer.send(
+            topic, key, value, p, timestamp, headers, transactional_id=tid
+        )
 
 
 AiokafkaTransport.TransactionManager = SourcePartitionTransactionManager
@@ -107,7 +119,9 @@ def _producer_settings(self: Any) -> Any:
     # A killed worker's open transaction blocks read_committed readers until the broker
     # aborts it: keep that short. linger batches the many small sends of one commit.
     settings = dict(_faust_producer_settings(self))
-    settings["transaction_timeout_ms"] = int(float(os.environ.get("ODDSFLOW_TRANSACTION_TIMEOUT_S", "10")) * 1000)
+    settings["transaction_timeout_ms"] = int(
+        float(os.environ.get("ODDSFLOW_TRANSACTION_TIMEOUT_S", "10")) * 1000
+    )
     settings["linger_ms"] = 5
     return settings
 
@@ -123,7 +137,9 @@ class _LowWaitConsumer(aiokafka.AIOKafkaConsumer):
         super().__init__(*args, **kwargs)
 
 
-_faust_aiokafka.aiokafka = type("aiokafka_shim", (), {**vars(aiokafka), "AIOKafkaConsumer": _LowWaitConsumer})
+_faust_aiokafka.aiokafka = type(
+    "aiokafka_shim", (), {**vars(aiokafka), "AIOKafkaConsumer": _LowWaitConsumer}
+)
 
 RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
 
@@ -167,13 +183,25 @@ def build_app(settings: Settings, *, limits: Limits | None = None) -> Engine:
         datadir=str(datadir),
         stream_wait_empty=False,
     )
-    topics = {key: app.topic(spec.name, partitions=spec.partitions, **RAW) for key, spec in topo.topics.items()}
-    codecs = {key: Codec(spec.value_schema, settings.schema_registry_url) for key, spec in topo.topics.items()}
+    topics = {
+        key: app.topic(spec.name, partitions=spec.partitions, **RAW)
+        for key, spec in topo.topics.items()
+    }
+    codecs = {
+        key: Codec(spec.value_schema, settings.schema_registry_url)
+        for key, spec in topo.topics.items()
+    }
 
     def table(name: str) -> Store:
         group = topo.tables[name]["group"]
-        t = app.Table(name, default=None, partitions=topo.group_partitions(group),
-                      schema=faust.Schema(key_type=str, value_type=bytes, key_serializer="json", value_serializer="raw"))
+        t = app.Table(
+            name,
+            default=None,
+            partitions=topo.group_partitions(group),
+            schema=faust.Schema(
+                key_type=str, value_type=bytes, key_serializer="json", value_serializer="raw"
+            ),
+        )
         stores[name] = t
         store = Store(t.data, table=t)
         store.journal = journal
@@ -181,19 +209,30 @@ def build_app(settings: Settings, *, limits: Limits | None = None) -> Engine:
 
     stores: dict[str, Any] = {}
     journal = Journal()
-    book = Book(margin=Decimal(settings.margin), method=Method(settings.pricing_method), limits=limits or Limits())
-    markets = MarketsHandler(table("markets"), table("event_state"), table("open_legs"), table("liabilities"), book)
+    book = Book(
+        margin=Decimal(settings.margin),
+        method=Method(settings.pricing_method),
+        limits=limits or Limits(),
+    )
+    markets = MarketsHandler(
+        table("markets"), table("event_state"), table("open_legs"), table("liabilities"), book
+    )
     wallet = WalletHandler(table("wallets"), table("bets"), book.limits)
     engine = Engine(app, topo, topics, codecs, markets, wallet)
 
     name_to_key = {spec.name: key for key, spec in topo.topics.items()}
     feed_handlers = {
-        "fixtures": markets.on_fixture, "price_updates": markets.on_price_update,
-        "market_status": markets.on_market_status, "scores": markets.on_score, "results": markets.on_result,
+        "fixtures": markets.on_fixture,
+        "price_updates": markets.on_price_update,
+        "market_status": markets.on_market_status,
+        "scores": markets.on_score,
+        "results": markets.on_result,
     }
     wallet_handlers = {
-        "bet_requests": wallet.on_bet_request, "deposits": wallet.on_deposit,
-        "leg_verdicts": wallet.on_leg_verdict, "leg_settlements": wallet.on_leg_settlement,
+        "bet_requests": wallet.on_bet_request,
+        "deposits": wallet.on_deposit,
+        "leg_verdicts": wallet.on_leg_verdict,
+        "leg_settlements": wallet.on_leg_settlement,
     }
 
     async def produce(fx: Effects, agent: str) -> None:
@@ -206,13 +245,22 @@ def build_app(settings: Settings, *, limits: Limits | None = None) -> Engine:
         msg = event.message
         metrics.DEAD_LETTERS.labels(stage, type(error).__name__).inc()
         log.warning("dead letter from %s[%s]@%s: %s", msg.topic, msg.partition, msg.offset, error)
-        await topics["dead_letters"].send(key=msg.topic.encode(), value=codecs["dead_letters"].encode({
-            "topic": msg.topic, "partition": msg.partition, "offset": msg.offset,
-            "key": event.key if isinstance(event.key, bytes) else None,
-            "value": event.value if isinstance(event.value, bytes) else None,
-            "error": str(error) or type(error).__name__, "error_type": type(error).__name__,
-            "stage": stage, "failed_at": now_ms(),
-        }))
+        await topics["dead_letters"].send(
+            key=msg.topic.encode(),
+            value=codecs["dead_letters"].encode(
+                {
+                    "topic": msg.topic,
+                    "partition": msg.partition,
+                    "offset": msg.offset,
+                    "key": event.key if isinstance(event.key, bytes) else None,
+                    "value": event.value if isinstance(event.value, bytes) else None,
+                    "error": str(error) or type(error).__name__,
+                    "error_type": type(error).__name__,
+                    "stage": stage,
+                    "failed_at": now_ms(),
+                }
+            ),
+        )
 
     async def handle(event: Any, handlers: dict[str, Any], agent: str, **kw: Any) -> None:
         key = name_to_key[event.message.topic]
@@ -237,8 +285,13 @@ def build_app(settings: Settings, *, limits: Limits | None = None) -> Engine:
         async with SourcePartitionTransactionManager.emit_lock():
             for store, k, value, _ in writes:
                 # Inside this event's transaction (see SourcePartitionTransactionManager).
-                await store.table.changelog_topic.send(key=k, value=value, partition=partition,
-                                                       key_serializer="json", value_serializer="raw")
+                await store.table.changelog_topic.send(
+                    key=k,
+                    value=value,
+                    partition=partition,
+                    key_serializer="json",
+                    value_serializer="raw",
+                )
             await produce(fx, agent)
         metrics.PROCESSING_SECONDS.labels(agent).observe(time.perf_counter() - started)
 
@@ -289,17 +342,26 @@ def build_app(settings: Settings, *, limits: Limits | None = None) -> Engine:
         for group, keys in topo.copartition_groups.items():
             names = {topo.topic(k).name for k in keys}
             by_group[group] = {tp.partition for tp in assigned if tp.topic in names}
-        wanted = {t.changelog_topic.get_topic_name(): by_group[topo.tables[name]["group"]] for name, t in stores.items()}
+        wanted = {
+            t.changelog_topic.get_topic_name(): by_group[topo.tables[name]["group"]]
+            for name, t in stores.items()
+        }
         started = time.monotonic()
         loop = asyncio.get_running_loop()
-        recovered = await loop.run_in_executor(None, read_changelogs, settings.kafka_bootstrap, wanted)
-        for name, t in stores.items():
+        recovered = await loop.run_in_executor(
+            None, read_changelogs, settings.kafka_bootstrap, wanted
+        )
+        for t in stores.values():
             data = recovered[t.changelog_topic.get_topic_name()]
             t.data.clear()
             for k, v in data.items():
                 t.data[k] = v
-        log.warning("recovered %s keys for partitions %s in %.1fs",
-                    {n: len(t.data) for n, t in stores.items()}, by_group, time.monotonic() - started)
+        log.warning(
+            "recovered %s keys for partitions %s in %.1fs",
+            {n: len(t.data) for n, t in stores.items()},
+            by_group,
+            time.monotonic() - started,
+        )
 
     @app.timer(5.0)
     async def table_sizes_and_lag() -> None:
@@ -314,7 +376,9 @@ def build_app(settings: Settings, *, limits: Limits | None = None) -> Engine:
                 continue
             pos = read.get(tp)
             if high is not None:
-                metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, high - ((pos or -1) + 1)))
+                metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(
+                    max(0, high - ((pos or -1) + 1))
+                )
 
     return engine
 

@@ -76,7 +76,10 @@ def market_state(mid: str, m: dict[str, Any] | None) -> MarketState | None:
 def liability_of(rec: dict[str, Any] | None) -> Liability:
     if rec is None:
         return Liability()
-    return Liability(stakes_minor=int(rec["stakes_minor"]), returns_minor={k: int(v) for k, v in rec["returns_minor"].items()})
+    return Liability(
+        stakes_minor=int(rec["stakes_minor"]),
+        returns_minor={k: int(v) for k, v in rec["returns_minor"].items()},
+    )
 
 
 def liability_record(liab: Liability) -> dict[str, Any]:
@@ -84,7 +87,9 @@ def liability_record(liab: Liability) -> dict[str, Any]:
 
 
 class MarketsHandler:
-    def __init__(self, markets: Store, events: Store, open_legs: Store, liabilities: Store, book: Book) -> None:
+    def __init__(
+        self, markets: Store, events: Store, open_legs: Store, liabilities: Store, book: Book
+    ) -> None:
         self.markets = markets
         self.events = events
         self.open_legs = open_legs
@@ -95,8 +100,14 @@ class MarketsHandler:
 
     def _event(self, event_id: str) -> dict[str, Any]:
         return self.events.get(event_id) or {
-            "event_id": event_id, "markets": [], "status": "open", "in_play": False,
-            "status_seq": -1, "fixture_seq": -1, "result_revision": -1, "result": None,
+            "event_id": event_id,
+            "markets": [],
+            "status": "open",
+            "in_play": False,
+            "status_seq": -1,
+            "fixture_seq": -1,
+            "result_revision": -1,
+            "result": None,
         }
 
     def on_fixture(self, rec: dict[str, Any], fx: Effects, now_ms: int) -> None:
@@ -104,8 +115,14 @@ class MarketsHandler:
         if rec["seq"] <= ev["fixture_seq"]:
             STALE_UPDATES.labels("fixture").inc()
             return
-        ev.update(fixture_seq=rec["seq"], home=rec["home"], away=rec["away"], competition=rec["competition"],
-                  sport=rec["sport"], kickoff=rec["kickoff"])
+        ev.update(
+            fixture_seq=rec["seq"],
+            home=rec["home"],
+            away=rec["away"],
+            competition=rec["competition"],
+            sport=rec["sport"],
+            kickoff=rec["kickoff"],
+        )
         self.events.put(rec["event_id"], ev)
 
     def on_price_update(self, rec: dict[str, Any], fx: Effects, now_ms: int) -> None:
@@ -132,9 +149,15 @@ class MarketsHandler:
             raise InputError(f"cannot price market {mid}: {exc}") from exc
         ev = self._event(rec["event_id"])
         if m is None:
-            m = {"event_id": rec["event_id"], "market_type": mtype.value, "period": period.value,
-                 "line": None if line is None else str(line), "status": ev["status"] if ev["status"] != "settled" else "open",
-                 "in_play": ev["in_play"], "version": 0}
+            m = {
+                "event_id": rec["event_id"],
+                "market_type": mtype.value,
+                "period": period.value,
+                "line": None if line is None else str(line),
+                "status": ev["status"] if ev["status"] != "settled" else "open",
+                "in_play": ev["in_play"],
+                "version": 0,
+            }
             ev["markets"].append(mid)
             self.events.put(rec["event_id"], ev)
         m.update(
@@ -151,18 +174,34 @@ class MarketsHandler:
         PRICE_PUBLISH_LAG_SECONDS.observe(max(0, now_ms - rec["provider_ts"]) / 1000)
 
     def _publish(self, mid: str, m: dict[str, Any], fx: Effects, now_ms: int) -> None:
-        fx.emit("priced_markets", mid, {
-            "market_id": mid, "event_id": m["event_id"], "market_type": m["market_type"], "period": m["period"],
-            "line": m["line"], "status": m["status"], "in_play": m["in_play"],
-            "selections": [
-                {"selection": s, "provider_odds": Decimal(m["provider_odds"][s]).quantize(ODDS_Q),
-                 "fair_probability": Decimal(m["fair"][s]).quantize(PROB_Q), "odds": Decimal(o).quantize(ODDS_Q)}
-                for s, o in m.get("odds", {}).items()
-            ],
-            "margin": self.book.margin.quantize(ODDS_Q), "method": self.book.method.value,
-            "overround": Decimal(m.get("overround", "0")).quantize(PROB_Q),
-            "version": m["version"], "provider_ts": m.get("provider_ts", now_ms), "priced_ts": now_ms,
-        })
+        fx.emit(
+            "priced_markets",
+            mid,
+            {
+                "market_id": mid,
+                "event_id": m["event_id"],
+                "market_type": m["market_type"],
+                "period": m["period"],
+                "line": m["line"],
+                "status": m["status"],
+                "in_play": m["in_play"],
+                "selections": [
+                    {
+                        "selection": s,
+                        "provider_odds": Decimal(m["provider_odds"][s]).quantize(ODDS_Q),
+                        "fair_probability": Decimal(m["fair"][s]).quantize(PROB_Q),
+                        "odds": Decimal(o).quantize(ODDS_Q),
+                    }
+                    for s, o in m.get("odds", {}).items()
+                ],
+                "margin": self.book.margin.quantize(ODDS_Q),
+                "method": self.book.method.value,
+                "overround": Decimal(m.get("overround", "0")).quantize(PROB_Q),
+                "version": m["version"],
+                "provider_ts": m.get("provider_ts", now_ms),
+                "priced_ts": now_ms,
+            },
+        )
 
     def on_market_status(self, rec: dict[str, Any], fx: Effects, now_ms: int) -> None:
         ev = self._event(rec["event_id"])
@@ -194,7 +233,12 @@ class MarketsHandler:
             STALE_UPDATES.labels("result").inc()
             return
         result = result_from_record(rec)
-        ev.update(result_revision=rec["revision"], result=_result_json(rec), status="settled", in_play=False)
+        ev.update(
+            result_revision=rec["revision"],
+            result=_result_json(rec),
+            status="settled",
+            in_play=False,
+        )
         self.events.put(rec["event_id"], ev)
         final_status = "cancelled" if result.status is EventStatus.CANCELLED else "settled"
         for mid in ev["markets"]:
@@ -209,10 +253,19 @@ class MarketsHandler:
             ls = settle_leg(leg_from_record(leg_rec["leg"]), result)
             leg_rec["settled_revision"] = rec["revision"]
             self.open_legs.put(key, leg_rec)
-            fx.emit("leg_settlements", leg_rec["account_id"], {
-                "bet_id": leg_rec["bet_id"], "account_id": leg_rec["account_id"], "leg_index": leg_rec["leg_index"],
-                "event_id": rec["event_id"], "outcome": ls.outcome.value, "factor": ls.factor, "revision": rec["revision"],
-            })
+            fx.emit(
+                "leg_settlements",
+                leg_rec["account_id"],
+                {
+                    "bet_id": leg_rec["bet_id"],
+                    "account_id": leg_rec["account_id"],
+                    "leg_index": leg_rec["leg_index"],
+                    "event_id": rec["event_id"],
+                    "outcome": ls.outcome.value,
+                    "factor": ls.factor,
+                    "revision": rec["revision"],
+                },
+            )
         for mid in ev["markets"]:
             self.liabilities.delete(mid)  # a settled market carries no open liability
 
@@ -230,34 +283,67 @@ class MarketsHandler:
         existing = self.open_legs.get(leg_key)
         if existing is not None:
             # Redelivery of a check already granted: answer with the same verdict.
-            fx.emit("leg_verdicts", rec["account_id"], self._verdict(rec, mid, None, Decimal(existing["bound_odds"])))
+            fx.emit(
+                "leg_verdicts",
+                rec["account_id"],
+                self._verdict(rec, mid, None, Decimal(existing["bound_odds"])),
+            )
             return
         request = BetRequest(
-            bet_id=rec["bet_id"], account_id=rec["account_id"], stake_minor=rec["stake_minor"],
-            currency=rec["currency"], legs=(leg,) * rec["leg_count"], price_policy=PricePolicy(rec["price_policy"]),
+            bet_id=rec["bet_id"],
+            account_id=rec["account_id"],
+            stake_minor=rec["stake_minor"],
+            currency=rec["currency"],
+            legs=(leg,) * rec["leg_count"],
+            price_policy=PricePolicy(rec["price_policy"]),
             placed_at_ms=rec["requested_at"],
         )
         liab = liability_of(self.liabilities.get(mid))
         held = rec.get("hold_until_ms") is not None
-        verdict = check_leg(market_state(mid, self.markets.get(mid)), liab, leg, request, self.book.limits, now_ms, held=held)
+        verdict = check_leg(
+            market_state(mid, self.markets.get(mid)),
+            liab,
+            leg,
+            request,
+            self.book.limits,
+            now_ms,
+            held=held,
+        )
         if verdict.hold_until_ms is not None and not held:
             fx.emit("leg_delays", leg.event_id, {**rec, "hold_until_ms": verdict.hold_until_ms})
             return
         if verdict.reason is not None:
-            fx.emit("leg_verdicts", rec["account_id"], self._verdict(rec, mid, verdict.reason.name, None))
+            fx.emit(
+                "leg_verdicts",
+                rec["account_id"],
+                self._verdict(rec, mid, verdict.reason.name, None),
+            )
             return
         assert verdict.bound_odds is not None
         if rec["leg_count"] == 1:
             # Liability is tracked for singles; an accumulator's exposure is capped by the
             # per-bet payout limit instead (it spans markets on other partitions).
             ret = payout_minor(rec["stake_minor"], verdict.bound_odds)
-            self.liabilities.put(mid, liability_record(liab.add(leg.selection, rec["stake_minor"], ret)))
-        self.open_legs.put(leg_key, {
-            "bet_id": rec["bet_id"], "account_id": rec["account_id"], "leg_index": rec["leg_index"],
-            "leg_count": rec["leg_count"], "market_id": mid, "stake_minor": rec["stake_minor"],
-            "bound_odds": str(verdict.bound_odds), "leg": _leg_json(rec["leg"]), "settled_revision": -1,
-        })
-        fx.emit("leg_verdicts", rec["account_id"], self._verdict(rec, mid, None, verdict.bound_odds))
+            self.liabilities.put(
+                mid, liability_record(liab.add(leg.selection, rec["stake_minor"], ret))
+            )
+        self.open_legs.put(
+            leg_key,
+            {
+                "bet_id": rec["bet_id"],
+                "account_id": rec["account_id"],
+                "leg_index": rec["leg_index"],
+                "leg_count": rec["leg_count"],
+                "market_id": mid,
+                "stake_minor": rec["stake_minor"],
+                "bound_odds": str(verdict.bound_odds),
+                "leg": _leg_json(rec["leg"]),
+                "settled_revision": -1,
+            },
+        )
+        fx.emit(
+            "leg_verdicts", rec["account_id"], self._verdict(rec, mid, None, verdict.bound_odds)
+        )
 
     def _release(self, leg_key: str) -> None:
         leg_rec = self.open_legs.get(leg_key)
@@ -266,14 +352,27 @@ class MarketsHandler:
         if leg_rec["leg_count"] == 1:
             liab = liability_of(self.liabilities.get(leg_rec["market_id"]))
             ret = payout_minor(leg_rec["stake_minor"], Decimal(leg_rec["bound_odds"]))
-            self.liabilities.put(leg_rec["market_id"], liability_record(liab.remove(leg_rec["leg"]["selection"], leg_rec["stake_minor"], ret)))
+            self.liabilities.put(
+                leg_rec["market_id"],
+                liability_record(
+                    liab.remove(leg_rec["leg"]["selection"], leg_rec["stake_minor"], ret)
+                ),
+            )
         self.open_legs.delete(leg_key)
 
     @staticmethod
-    def _verdict(rec: dict[str, Any], mid: str, reason: str | None, odds: Decimal | None) -> dict[str, Any]:
-        return {"bet_id": rec["bet_id"], "account_id": rec["account_id"], "leg_index": rec["leg_index"],
-                "leg_count": rec["leg_count"], "market_id": mid, "reason": reason,
-                "bound_odds": None if odds is None else odds.quantize(ODDS_Q)}
+    def _verdict(
+        rec: dict[str, Any], mid: str, reason: str | None, odds: Decimal | None
+    ) -> dict[str, Any]:
+        return {
+            "bet_id": rec["bet_id"],
+            "account_id": rec["account_id"],
+            "leg_index": rec["leg_index"],
+            "leg_count": rec["leg_count"],
+            "market_id": mid,
+            "reason": reason,
+            "bound_odds": None if odds is None else odds.quantize(ODDS_Q),
+        }
 
 
 def _leg_json(leg: dict[str, Any]) -> dict[str, Any]:

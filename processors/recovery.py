@@ -21,16 +21,24 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 log = logging.getLogger("oddsflow.recovery")
 
 
-def read_changelogs(bootstrap: str, wanted: Mapping[str, set[int]], timeout_s: float = 60.0) -> dict[str, dict[str, Any]]:
+def read_changelogs(
+    bootstrap: str, wanted: Mapping[str, set[int]], timeout_s: float = 60.0
+) -> dict[str, dict[str, Any]]:
     """{changelog topic: partitions} -> {changelog topic: {key: value bytes}} (latest per key)."""
     out: dict[str, dict[str, Any]] = {topic: {} for topic in wanted}
     tps = [TopicPartition(t, p, 0) for t, parts in wanted.items() for p in sorted(parts)]
     if not tps:
         return out
-    c = Consumer({
-        "bootstrap.servers": bootstrap, "group.id": "oddsflow-recovery", "enable.auto.commit": False,
-        "isolation.level": "read_committed", "enable.partition.eof": True, "auto.offset.reset": "earliest",
-    })
+    c = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "oddsflow-recovery",
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+            "enable.partition.eof": True,
+            "auto.offset.reset": "earliest",
+        }
+    )
     try:
         c.assign(tps)
         pending = {(tp.topic, tp.partition) for tp in tps}
@@ -42,7 +50,9 @@ def read_changelogs(bootstrap: str, wanted: Mapping[str, set[int]], timeout_s: f
                     if err.code() != KafkaError._PARTITION_EOF:
                         raise RuntimeError(f"changelog recovery: {err}")
                     key = (m.topic(), m.partition())
-                    _, high = c.get_watermark_offsets(TopicPartition(*key), timeout=10, cached=False)
+                    _, high = c.get_watermark_offsets(
+                        TopicPartition(*key), timeout=10, cached=False
+                    )
                     if m.offset() >= high:  # the stable offset has caught up: nothing open
                         pending.discard(key)
                     continue
@@ -54,7 +64,9 @@ def read_changelogs(bootstrap: str, wanted: Mapping[str, set[int]], timeout_s: f
                     table[k] = m.value()
             if pending:
                 for topic, part in list(pending):
-                    _, high = c.get_watermark_offsets(TopicPartition(topic, part), timeout=10, cached=False)
+                    _, high = c.get_watermark_offsets(
+                        TopicPartition(topic, part), timeout=10, cached=False
+                    )
                     pos = c.position([TopicPartition(topic, part)])[0].offset
                     if high == 0 or pos >= high:
                         pending.discard((topic, part))

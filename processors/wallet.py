@@ -49,7 +49,9 @@ ODDS_Q = Decimal("0.0001")
 def _wallet(rec: dict[str, Any] | None) -> Wallet:
     if rec is None:
         return Wallet()
-    return Wallet(balance_minor=int(rec["balance_minor"]), reserved_minor=int(rec["reserved_minor"]))
+    return Wallet(
+        balance_minor=int(rec["balance_minor"]), reserved_minor=int(rec["reserved_minor"])
+    )
 
 
 def _wallet_record(w: Wallet) -> dict[str, int]:
@@ -58,9 +60,17 @@ def _wallet_record(w: Wallet) -> dict[str, int]:
 
 def tx_record(tx: ledger.Transaction, account_id: str, now_ms: int) -> dict[str, Any]:
     return {
-        "tx_id": tx.tx_id, "kind": tx.kind, "bet_id": tx.bet_id, "account_id": account_id,
+        "tx_id": tx.tx_id,
+        "kind": tx.kind,
+        "bet_id": tx.bet_id,
+        "account_id": account_id,
         "postings": [
-            {"posting_id": p.posting_id, "account": p.account, "amount_minor": p.amount_minor, "currency": p.currency}
+            {
+                "posting_id": p.posting_id,
+                "account": p.account,
+                "amount_minor": p.amount_minor,
+                "currency": p.currency,
+            }
             for p in tx.postings
         ],
         "created_at": now_ms,
@@ -83,7 +93,9 @@ class WalletHandler:
             raise InputError("deposit amount must be positive")
         acct = rec["account_id"]
         w = _wallet(self.wallets.get(acct))
-        self.wallets.put(acct, _wallet_record(Wallet(w.balance_minor + rec["amount_minor"], w.reserved_minor)))
+        self.wallets.put(
+            acct, _wallet_record(Wallet(w.balance_minor + rec["amount_minor"], w.reserved_minor))
+        )
         self.bets.put(key, {"amount_minor": rec["amount_minor"]})
         tx = ledger.deposit(rec["ref"], acct, rec["amount_minor"], rec["currency"])
         fx.emit("ledger", acct, tx_record(tx, acct, now_ms))
@@ -107,8 +119,13 @@ class WalletHandler:
             if len({leg.event_id for leg in legs}) != len(legs):
                 raise InputError("an accumulator takes at most one leg per event")
             request = BetRequest(
-                bet_id=rec["bet_id"], account_id=acct, stake_minor=stake, currency=rec["currency"],
-                legs=legs, price_policy=PricePolicy(rec["price_policy"]), placed_at_ms=rec["placed_at"],
+                bet_id=rec["bet_id"],
+                account_id=acct,
+                stake_minor=stake,
+                currency=rec["currency"],
+                legs=legs,
+                price_policy=PricePolicy(rec["price_policy"]),
+                placed_at_ms=rec["placed_at"],
             )
         except (InputError, ValueError):
             self._decide(rec, None, fx, now_ms, RejectReason.INVALID_REQUEST, [])
@@ -118,17 +135,45 @@ class WalletHandler:
         if reason is not None:
             self._decide(rec, None, fx, now_ms, reason, [])
             return
-        self.wallets.put(acct, _wallet_record(Wallet(wallet.balance_minor, wallet.reserved_minor + stake)))
-        fx.emit("ledger", acct, tx_record(ledger.reserve_stake(rec["bet_id"], acct, stake, rec["currency"]), acct, now_ms))
-        bet = {"request": _request_json(rec), "state": "checking", "verdicts": {}, "decision": None,
-               "legs_settled": {}, "settled_return": None, "settle_revision": -1, "settle_sig": None}
+        self.wallets.put(
+            acct, _wallet_record(Wallet(wallet.balance_minor, wallet.reserved_minor + stake))
+        )
+        fx.emit(
+            "ledger",
+            acct,
+            tx_record(
+                ledger.reserve_stake(rec["bet_id"], acct, stake, rec["currency"]), acct, now_ms
+            ),
+        )
+        bet = {
+            "request": _request_json(rec),
+            "state": "checking",
+            "verdicts": {},
+            "decision": None,
+            "legs_settled": {},
+            "settled_return": None,
+            "settle_revision": -1,
+            "settle_sig": None,
+        }
         self.bets.put(key, bet)
         for i, leg in enumerate(rec["legs"]):
-            fx.emit("leg_commands", leg["event_id"], {
-                "action": "check", "bet_id": rec["bet_id"], "account_id": acct, "leg_index": i,
-                "leg_count": len(rec["legs"]), "leg": leg, "stake_minor": stake, "currency": rec["currency"],
-                "price_policy": rec["price_policy"], "hold_until_ms": None, "requested_at": rec["placed_at"],
-            })
+            fx.emit(
+                "leg_commands",
+                leg["event_id"],
+                {
+                    "action": "check",
+                    "bet_id": rec["bet_id"],
+                    "account_id": acct,
+                    "leg_index": i,
+                    "leg_count": len(rec["legs"]),
+                    "leg": leg,
+                    "stake_minor": stake,
+                    "currency": rec["currency"],
+                    "price_policy": rec["price_policy"],
+                    "hold_until_ms": None,
+                    "requested_at": rec["placed_at"],
+                },
+            )
 
     def on_leg_verdict(self, rec: dict[str, Any], fx: Effects, now_ms: int) -> None:
         key = f"bet:{rec['bet_id']}"
@@ -138,13 +183,20 @@ class WalletHandler:
         idx = str(rec["leg_index"])
         if idx in bet["verdicts"]:
             return
-        bet["verdicts"][idx] = {"reason": rec["reason"], "odds": None if rec["bound_odds"] is None else str(rec["bound_odds"])}
+        bet["verdicts"][idx] = {
+            "reason": rec["reason"],
+            "odds": None if rec["bound_odds"] is None else str(rec["bound_odds"]),
+        }
         req = bet["request"]
         if len(bet["verdicts"]) < len(req["legs"]):
             self.bets.put(key, bet)
             return
         reasons = [RejectReason[v["reason"]] for v in bet["verdicts"].values() if v["reason"]]
-        odds = [Decimal(bet["verdicts"][str(i)]["odds"]) for i in range(len(req["legs"])) if bet["verdicts"][str(i)]["odds"]]
+        odds = [
+            Decimal(bet["verdicts"][str(i)]["odds"])
+            for i in range(len(req["legs"]))
+            if bet["verdicts"][str(i)]["odds"]
+        ]
         reason = min(reasons) if reasons else None
         if reason is None:
             request = _request_from_json(req)
@@ -152,43 +204,85 @@ class WalletHandler:
         acct, stake, ccy = req["account_id"], req["stake_minor"], req["currency"]
         w = _wallet(self.wallets.get(acct))
         if reason is None:
-            self.wallets.put(acct, _wallet_record(Wallet(w.balance_minor - stake, w.reserved_minor - stake)))
-            fx.emit("ledger", acct, tx_record(ledger.accept_stake(req["bet_id"], acct, stake, ccy), acct, now_ms))
+            self.wallets.put(
+                acct, _wallet_record(Wallet(w.balance_minor - stake, w.reserved_minor - stake))
+            )
+            fx.emit(
+                "ledger",
+                acct,
+                tx_record(ledger.accept_stake(req["bet_id"], acct, stake, ccy), acct, now_ms),
+            )
             bet["state"] = "accepted"
         else:
-            self.wallets.put(acct, _wallet_record(Wallet(w.balance_minor, w.reserved_minor - stake)))
-            fx.emit("ledger", acct, tx_record(ledger.release_stake(req["bet_id"], acct, stake, ccy), acct, now_ms))
+            self.wallets.put(
+                acct, _wallet_record(Wallet(w.balance_minor, w.reserved_minor - stake))
+            )
+            fx.emit(
+                "ledger",
+                acct,
+                tx_record(ledger.release_stake(req["bet_id"], acct, stake, ccy), acct, now_ms),
+            )
             bet["state"] = "rejected"
             for i, v in sorted(bet["verdicts"].items()):
                 if v["reason"] is None:  # this leg holds liability on its market: give it back
                     leg = req["legs"][int(i)]
-                    fx.emit("leg_commands", leg["event_id"], {
-                        "action": "release", "bet_id": req["bet_id"], "account_id": acct, "leg_index": int(i),
-                        "leg_count": len(req["legs"]), "leg": _leg_avro(leg), "stake_minor": stake, "currency": ccy,
-                        "price_policy": req["price_policy"], "hold_until_ms": None, "requested_at": req["placed_at"],
-                    })
+                    fx.emit(
+                        "leg_commands",
+                        leg["event_id"],
+                        {
+                            "action": "release",
+                            "bet_id": req["bet_id"],
+                            "account_id": acct,
+                            "leg_index": int(i),
+                            "leg_count": len(req["legs"]),
+                            "leg": _leg_avro(leg),
+                            "stake_minor": stake,
+                            "currency": ccy,
+                            "price_policy": req["price_policy"],
+                            "hold_until_ms": None,
+                            "requested_at": req["placed_at"],
+                        },
+                    )
         bet["decision"] = self._decide(req, bet, fx, now_ms, reason, odds if reason is None else [])
         self.bets.put(key, bet)
         if bet["state"] == "accepted":
             self._maybe_settle(key, bet, fx, now_ms)
 
-    def _decide(self, req: dict[str, Any], bet: dict[str, Any] | None, fx: Effects, now_ms: int,
-                reason: RejectReason | None, odds: list[Decimal]) -> dict[str, Any]:
+    def _decide(
+        self,
+        req: dict[str, Any],
+        bet: dict[str, Any] | None,
+        fx: Effects,
+        now_ms: int,
+        reason: RejectReason | None,
+        odds: list[Decimal],
+    ) -> dict[str, Any]:
         product = Decimal(1)
         for o in odds:
             product *= o
         decision = {
-            "bet_id": req["bet_id"], "account_id": req["account_id"], "accepted": reason is None,
-            "reason": None if reason is None else reason.name, "bound_odds": [str(o) for o in odds],
+            "bet_id": req["bet_id"],
+            "account_id": req["account_id"],
+            "accepted": reason is None,
+            "reason": None if reason is None else reason.name,
+            "bound_odds": [str(o) for o in odds],
             "stake_minor": req["stake_minor"],
-            "potential_return_minor": payout_minor(req["stake_minor"], product) if reason is None else 0,
-            "currency": req["currency"], "requested_at": req["placed_at"], "decided_at": now_ms,
+            "potential_return_minor": payout_minor(req["stake_minor"], product)
+            if reason is None
+            else 0,
+            "currency": req["currency"],
+            "requested_at": req["placed_at"],
+            "decided_at": now_ms,
         }
         if bet is None:
             # Rejected before any reservation: remember the decision for duplicate requests.
-            self.bets.put(f"bet:{req['bet_id']}", {"request": None, "state": "rejected", "decision": decision})
+            self.bets.put(
+                f"bet:{req['bet_id']}", {"request": None, "state": "rejected", "decision": decision}
+            )
         fx.emit("bet_decisions", req["account_id"], _decision_avro(decision))
-        DECISIONS.labels("accepted" if reason is None else "rejected", "" if reason is None else reason.name).inc()
+        DECISIONS.labels(
+            "accepted" if reason is None else "rejected", "" if reason is None else reason.name
+        ).inc()
         DECISION_LATENCY_SECONDS.observe(max(0, now_ms - req["placed_at"]) / 1000)
         return decision
 
@@ -203,7 +297,11 @@ class WalletHandler:
         prev = bet["legs_settled"].get(idx)
         if prev is not None and prev["revision"] >= rec["revision"]:
             return  # duplicate
-        bet["legs_settled"][idx] = {"outcome": rec["outcome"], "factor": str(rec["factor"]), "revision": rec["revision"]}
+        bet["legs_settled"][idx] = {
+            "outcome": rec["outcome"],
+            "factor": str(rec["factor"]),
+            "revision": rec["revision"],
+        }
         self.bets.put(key, bet)
         if bet["state"] == "accepted":
             self._maybe_settle(key, bet, fx, now_ms)
@@ -216,8 +314,13 @@ class WalletHandler:
         sig = [bet["legs_settled"][str(i)]["revision"] for i in range(n)]
         if bet["settle_sig"] == sig:
             return
-        legs = [LegSettlement(Outcome(bet["legs_settled"][str(i)]["outcome"]), Decimal(bet["legs_settled"][str(i)]["factor"]))
-                for i in range(n)]
+        legs = [
+            LegSettlement(
+                Outcome(bet["legs_settled"][str(i)]["outcome"]),
+                Decimal(bet["legs_settled"][str(i)]["factor"]),
+            )
+            for i in range(n)
+        ]
         settled = combine(req["stake_minor"], legs)
         acct, stake, ccy = req["account_id"], req["stake_minor"], req["currency"]
         previous = bet["settled_return"]
@@ -227,19 +330,33 @@ class WalletHandler:
             tx = ledger.settle_payout(req["bet_id"], acct, stake, settled.return_minor, ccy)
             credit = settled.return_minor
         else:
-            tx = ledger.resettle(req["bet_id"], acct, settled.return_minor - previous, revision, ccy)
+            tx = ledger.resettle(
+                req["bet_id"], acct, settled.return_minor - previous, revision, ccy
+            )
             credit = settled.return_minor - previous
         if tx is not None:
             fx.emit("ledger", acct, tx_record(tx, acct, now_ms))
         self.wallets.put(acct, _wallet_record(Wallet(w.balance_minor + credit, w.reserved_minor)))
         bet.update(settled_return=settled.return_minor, settle_revision=revision, settle_sig=sig)
         self.bets.put(key, bet)
-        fx.emit("settlements", acct, {
-            "bet_id": req["bet_id"], "account_id": acct, "outcome": settled.outcome.value, "stake_minor": stake,
-            "return_minor": settled.return_minor, "previous_return_minor": previous or 0, "revision": revision,
-            "currency": ccy, "settled_at": now_ms,
-        })
-        SETTLEMENTS.labels(settled.outcome.value, "settle" if previous is None else "resettle").inc()
+        fx.emit(
+            "settlements",
+            acct,
+            {
+                "bet_id": req["bet_id"],
+                "account_id": acct,
+                "outcome": settled.outcome.value,
+                "stake_minor": stake,
+                "return_minor": settled.return_minor,
+                "previous_return_minor": previous or 0,
+                "revision": revision,
+                "currency": ccy,
+                "settled_at": now_ms,
+            },
+        )
+        SETTLEMENTS.labels(
+            settled.outcome.value, "settle" if previous is None else "resettle"
+        ).inc()
 
 
 def _leg_json(leg: dict[str, Any]) -> dict[str, Any]:
@@ -252,16 +369,24 @@ def _leg_avro(leg: dict[str, Any]) -> dict[str, Any]:
 
 def _request_json(rec: dict[str, Any]) -> dict[str, Any]:
     return {
-        "bet_id": rec["bet_id"], "account_id": rec["account_id"], "stake_minor": rec["stake_minor"],
-        "currency": rec["currency"], "price_policy": rec["price_policy"], "placed_at": rec["placed_at"],
+        "bet_id": rec["bet_id"],
+        "account_id": rec["account_id"],
+        "stake_minor": rec["stake_minor"],
+        "currency": rec["currency"],
+        "price_policy": rec["price_policy"],
+        "placed_at": rec["placed_at"],
         "legs": [_leg_json(leg) for leg in rec["legs"]],
     }
 
 
 def _request_from_json(req: dict[str, Any]) -> BetRequest:
     return BetRequest(
-        bet_id=req["bet_id"], account_id=req["account_id"], stake_minor=req["stake_minor"], currency=req["currency"],
-        legs=tuple(leg_from_record(leg) for leg in req["legs"]), price_policy=PricePolicy(req["price_policy"]),
+        bet_id=req["bet_id"],
+        account_id=req["account_id"],
+        stake_minor=req["stake_minor"],
+        currency=req["currency"],
+        legs=tuple(leg_from_record(leg) for leg in req["legs"]),
+        price_policy=PricePolicy(req["price_policy"]),
         placed_at_ms=req["placed_at"],
     )
 

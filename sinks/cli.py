@@ -1,9 +1,9 @@
 """Typer apps for the sinks, mounted on the ``oddsflow`` CLI by :func:`register`:
 
-  oddsflow db migrate
-  oddsflow ledger balance ACCOUNT [--at ISO8601]   | trial-balance | trail BET_ID | reconcile --wallets FILE
-  oddsflow analytics query NAME [--market-id ID]
-  oddsflow sink run postgres|clickhouse [--idle-exit SECONDS]
+oddsflow db migrate
+oddsflow ledger balance ACCOUNT [--at ISO8601]   | trial-balance | trail BET_ID | reconcile --wallets FILE
+oddsflow analytics query NAME [--market-id ID]
+oddsflow sink run postgres|clickhouse [--idle-exit SECONDS]
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ from oddsflow.sinks import postgres as pg
 
 db_app = typer.Typer(help="Postgres ledger schema.", no_args_is_help=True)
 ledger_app = typer.Typer(help="Finance queries on the Postgres ledger.", no_args_is_help=True)
-analytics_app = typer.Typer(help="Analyst queries on ClickHouse (chdb by default).", no_args_is_help=True)
+analytics_app = typer.Typer(
+    help="Analyst queries on ClickHouse (chdb by default).", no_args_is_help=True
+)
 sink_app = typer.Typer(help="Run a sink (Kafka -> Postgres / ClickHouse).", no_args_is_help=True)
 
 
@@ -52,7 +54,12 @@ def print_table(columns: list[str], rows: list[tuple[Any, ...]] | list[list[Any]
     widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
     numeric = [all(_is_num(r[i]) for r in rows) and bool(rows) for i in range(len(columns))]
     for n, r in enumerate(cells):
-        typer.echo("  ".join(v.rjust(w) if numeric[i] else v.ljust(w) for i, (v, w) in enumerate(zip(r, widths, strict=True))).rstrip())
+        typer.echo(
+            "  ".join(
+                v.rjust(w) if numeric[i] else v.ljust(w)
+                for i, (v, w) in enumerate(zip(r, widths, strict=True))
+            ).rstrip()
+        )
         if n == 0:
             typer.echo("  ".join("-" * w for w in widths))
     typer.echo(f"({len(rows)} rows)")
@@ -80,10 +87,17 @@ def db_migrate() -> None:
 
 
 @ledger_app.command("balance")
-def ledger_balance(account: str, at: str | None = typer.Option(None, help="ISO 8601 time with offset, e.g. 2026-01-01T12:00:00Z")) -> None:
+def ledger_balance(
+    account: str,
+    at: str | None = typer.Option(
+        None, help="ISO 8601 time with offset, e.g. 2026-01-01T12:00:00Z"
+    ),
+) -> None:
     """An account's balance now, or at a point in time."""
     bal = pg.balance(get_settings().pg_dsn, account, _parse_at(at))
-    print_table(["account", "currency", "balance_minor"], [(account, c, b) for c, b in sorted(bal.items())])
+    print_table(
+        ["account", "currency", "balance_minor"], [(account, c, b) for c, b in sorted(bal.items())]
+    )
 
 
 @ledger_app.command("trial-balance")
@@ -109,12 +123,16 @@ def ledger_trail(bet_id: str) -> None:
 
 
 @ledger_app.command("reconcile")
-def ledger_reconcile(wallets: Path = typer.Option(..., exists=True, help='JSON {"player:a1:available": 1000, ...}')) -> None:
+def ledger_reconcile(
+    wallets: Path = typer.Option(..., exists=True, help='JSON {"player:a1:available": 1000, ...}'),
+) -> None:
     """Compare the engine's wallet balances with the ledger; exits 1 on any mismatch."""
     data = json.loads(wallets.read_text())
     mismatches = pg.reconcile(get_settings().pg_dsn, {k: int(v) for k, v in data.items()})
-    print_table(["account", "engine_minor", "ledger_minor", "diff_minor"],
-                [(m.account, m.engine_minor, m.ledger_minor, m.diff_minor) for m in mismatches])
+    print_table(
+        ["account", "engine_minor", "ledger_minor", "diff_minor"],
+        [(m.account, m.engine_minor, m.ledger_minor, m.diff_minor) for m in mismatches],
+    )
     if mismatches:
         raise typer.Exit(1)
 
@@ -127,7 +145,9 @@ class QueryName(StrEnum):
 
 
 @analytics_app.command("query")
-def analytics_query(name: QueryName, market_id: str | None = typer.Option(None, "--market-id")) -> None:
+def analytics_query(
+    name: QueryName, market_id: str | None = typer.Option(None, "--market-id")
+) -> None:
     """Run a named analyst query and print a table."""
     from oddsflow.sinks import clickhouse as ch
 
@@ -144,13 +164,22 @@ class SinkName(StrEnum):
 
 
 @sink_app.command("run")
-def sink_run(name: SinkName, idle_exit: float | None = typer.Option(None, "--idle-exit", help="exit after SECONDS without messages")) -> None:
+def sink_run(
+    name: SinkName,
+    idle_exit: float | None = typer.Option(
+        None, "--idle-exit", help="exit after SECONDS without messages"
+    ),
+) -> None:
     """Consume the engine's topics into the store until interrupted (or idle)."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     if name is SinkName.postgres:
         c = pg.run_postgres_sink(get_settings(), max_idle_s=idle_exit)
     else:
         from oddsflow.sinks import clickhouse as ch
 
         c = ch.run_clickhouse_sink(get_settings(), max_idle_s=idle_exit)
-    typer.echo(f"{name.value} sink: {c.flushed_messages} messages written, {c.undecodable} undecodable skipped")
+    typer.echo(
+        f"{name.value} sink: {c.flushed_messages} messages written, {c.undecodable} undecodable skipped"
+    )

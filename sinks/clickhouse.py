@@ -54,7 +54,9 @@ class AnalyticsBackend(Protocol):
 
     def command(self, sql: str) -> None: ...
 
-    def query(self, sql: str, params: Mapping[str, Any] | None = None) -> tuple[list[str], list[tuple[Any, ...]]]: ...
+    def query(
+        self, sql: str, params: Mapping[str, Any] | None = None
+    ) -> tuple[list[str], list[tuple[Any, ...]]]: ...
 
     def insert_json_rows(self, table: str, rows: list[dict[str, Any]]) -> None: ...
 
@@ -72,7 +74,9 @@ class ServerBackend:
     def command(self, sql: str) -> None:
         self.client.command(sql)
 
-    def query(self, sql: str, params: Mapping[str, Any] | None = None) -> tuple[list[str], list[tuple[Any, ...]]]:
+    def query(
+        self, sql: str, params: Mapping[str, Any] | None = None
+    ) -> tuple[list[str], list[tuple[Any, ...]]]:
         r = self.client.query(sql, parameters=dict(params or {}))
         return list(r.column_names), [tuple(row) for row in r.result_rows]
 
@@ -99,7 +103,9 @@ class ChdbBackend:
         with _CHDB_LOCK:
             if _CHDB["session"] is not None and _CHDB["path"] != path:
                 if _CHDB["refs"] > 0:
-                    raise RuntimeError(f"chdb already open at {_CHDB['path']}; one data path per process")
+                    raise RuntimeError(
+                        f"chdb already open at {_CHDB['path']}; one data path per process"
+                    )
                 _CHDB["session"].close()
                 _CHDB["session"] = None
             if _CHDB["session"] is None:
@@ -112,7 +118,9 @@ class ChdbBackend:
     def command(self, sql: str) -> None:
         self.session.query(sql)
 
-    def query(self, sql: str, params: Mapping[str, Any] | None = None) -> tuple[list[str], list[tuple[Any, ...]]]:
+    def query(
+        self, sql: str, params: Mapping[str, Any] | None = None
+    ) -> tuple[list[str], list[tuple[Any, ...]]]:
         res = self.session.query(sql, "JSONCompact", params=dict(params) if params else None)
         raw = res.bytes()
         if not raw:
@@ -121,7 +129,9 @@ class ChdbBackend:
         doc = json.loads(raw, parse_float=Decimal)
         cols = [m["name"] for m in doc["meta"]]
         types = [m["type"] for m in doc["meta"]]
-        return cols, [tuple(_from_json(v, t) for v, t in zip(row, types, strict=True)) for row in doc["data"]]
+        return cols, [
+            tuple(_from_json(v, t) for v, t in zip(row, types, strict=True)) for row in doc["data"]
+        ]
 
     def insert_json_rows(self, table: str, rows: list[dict[str, Any]]) -> None:
         body = b"\n".join(orjson.dumps(r, default=_json_default) for r in rows).decode()
@@ -195,8 +205,11 @@ def _statements(text: str) -> list[str]:
 
 
 def ddl_statements(db: str) -> list[str]:
-    files = sorted(e.name for e in resources.files("oddsflow.sinks").joinpath("clickhouse").iterdir()
-                   if re.match(r"^\d{4}_.*\.sql$", e.name))
+    files = sorted(
+        e.name
+        for e in resources.files("oddsflow.sinks").joinpath("clickhouse").iterdir()
+        if re.match(r"^\d{4}_.*\.sql$", e.name)
+    )
     return [s.replace("{db}", db) for f in files for s in _statements(_sql_file(f))]
 
 
@@ -218,7 +231,9 @@ class Schemaed:
         for stmt in ddl_statements(self.db):
             self.backend.command(stmt)
 
-    def query(self, sql: str, params: Mapping[str, Any] | None = None) -> tuple[list[str], list[tuple[Any, ...]]]:
+    def query(
+        self, sql: str, params: Mapping[str, Any] | None = None
+    ) -> tuple[list[str], list[tuple[Any, ...]]]:
         return self.backend.query(sql.replace("{db}", self.db), params)
 
     def scalar(self, sql: str, params: Mapping[str, Any] | None = None) -> Any:
@@ -226,7 +241,9 @@ class Schemaed:
         return rows[0][0] if rows else None
 
 
-def run_named_query(s: Schemaed, name: str, market_id: str | None = None) -> tuple[list[str], list[tuple[Any, ...]]]:
+def run_named_query(
+    s: Schemaed, name: str, market_id: str | None = None
+) -> tuple[list[str], list[tuple[Any, ...]]]:
     queries = named_queries(s.db)
     if name not in queries:
         raise KeyError(f"unknown analytics query {name!r}; known: {', '.join(queries)}")
@@ -254,42 +271,103 @@ def rows_for(record: Record) -> dict[str, list[dict[str, Any]]]:
     """Kafka record -> rows per table (pure mapping, no business rules)."""
     v = record.value
     if record.key == "ledger":
-        return {"postings": [{
-            "posting_id": p["posting_id"], "tx_id": v["tx_id"], "kind": v["kind"], "bet_id": v.get("bet_id"),
-            "account_id": v.get("account_id"), "account": p["account"], "amount_minor": p["amount_minor"],
-            "currency": p["currency"], "created_at": _ts(v["created_at"]),
-        } for p in v["postings"]]}
+        return {
+            "postings": [
+                {
+                    "posting_id": p["posting_id"],
+                    "tx_id": v["tx_id"],
+                    "kind": v["kind"],
+                    "bet_id": v.get("bet_id"),
+                    "account_id": v.get("account_id"),
+                    "account": p["account"],
+                    "amount_minor": p["amount_minor"],
+                    "currency": p["currency"],
+                    "created_at": _ts(v["created_at"]),
+                }
+                for p in v["postings"]
+            ]
+        }
     if record.key == "bet_decisions":
-        return {"bet_decisions": [{
-            "bet_id": v["bet_id"], "account_id": v["account_id"], "accepted": v["accepted"], "reason": v.get("reason"),
-            "bound_odds": list(v["bound_odds"]), "stake_minor": v["stake_minor"],
-            "potential_return_minor": v["potential_return_minor"], "currency": v["currency"],
-            "requested_at": _ts(v["requested_at"]), "decided_at": _ts(v["decided_at"]),
-        }]}
+        return {
+            "bet_decisions": [
+                {
+                    "bet_id": v["bet_id"],
+                    "account_id": v["account_id"],
+                    "accepted": v["accepted"],
+                    "reason": v.get("reason"),
+                    "bound_odds": list(v["bound_odds"]),
+                    "stake_minor": v["stake_minor"],
+                    "potential_return_minor": v["potential_return_minor"],
+                    "currency": v["currency"],
+                    "requested_at": _ts(v["requested_at"]),
+                    "decided_at": _ts(v["decided_at"]),
+                }
+            ]
+        }
     if record.key == "settlements":
-        return {"settlements": [{
-            "bet_id": v["bet_id"], "revision": v["revision"], "account_id": v["account_id"], "outcome": v["outcome"],
-            "stake_minor": v["stake_minor"], "return_minor": v["return_minor"],
-            "previous_return_minor": v["previous_return_minor"], "currency": v["currency"],
-            "settled_at": _ts(v["settled_at"]),
-        }]}
+        return {
+            "settlements": [
+                {
+                    "bet_id": v["bet_id"],
+                    "revision": v["revision"],
+                    "account_id": v["account_id"],
+                    "outcome": v["outcome"],
+                    "stake_minor": v["stake_minor"],
+                    "return_minor": v["return_minor"],
+                    "previous_return_minor": v["previous_return_minor"],
+                    "currency": v["currency"],
+                    "settled_at": _ts(v["settled_at"]),
+                }
+            ]
+        }
     if record.key == "priced_markets":
-        return {"price_history": [{
-            "market_id": v["market_id"], "version": v["version"], "selection": sel["selection"],
-            "event_id": v["event_id"], "market_type": v["market_type"], "period": v["period"], "line": v.get("line"),
-            "status": v["status"], "in_play": v["in_play"], "provider_odds": sel["provider_odds"],
-            "fair_probability": sel["fair_probability"], "odds": sel["odds"], "margin": v["margin"],
-            "overround": v["overround"], "provider_ts": _ts(v["provider_ts"]), "priced_ts": _ts(v["priced_ts"]),
-        } for sel in v["selections"]]}
+        return {
+            "price_history": [
+                {
+                    "market_id": v["market_id"],
+                    "version": v["version"],
+                    "selection": sel["selection"],
+                    "event_id": v["event_id"],
+                    "market_type": v["market_type"],
+                    "period": v["period"],
+                    "line": v.get("line"),
+                    "status": v["status"],
+                    "in_play": v["in_play"],
+                    "provider_odds": sel["provider_odds"],
+                    "fair_probability": sel["fair_probability"],
+                    "odds": sel["odds"],
+                    "margin": v["margin"],
+                    "overround": v["overround"],
+                    "provider_ts": _ts(v["provider_ts"]),
+                    "priced_ts": _ts(v["priced_ts"]),
+                }
+                for sel in v["selections"]
+            ]
+        }
     if record.key == "bet_requests":
         legs = v["legs"]
-        return {"bet_legs": [{
-            "bet_id": v["bet_id"], "leg_index": i, "leg_count": len(legs), "account_id": v["account_id"],
-            "event_id": leg["event_id"], "market_id": _leg_market_id(leg), "market_type": leg["market_type"],
-            "period": leg["period"], "line": leg.get("line"), "selection": leg["selection"],
-            "requested_odds": leg["odds"], "stake_minor": v["stake_minor"], "currency": v["currency"],
-            "channel": v.get("channel", "web"), "placed_at": _ts(v["placed_at"]),
-        } for i, leg in enumerate(legs)]}
+        return {
+            "bet_legs": [
+                {
+                    "bet_id": v["bet_id"],
+                    "leg_index": i,
+                    "leg_count": len(legs),
+                    "account_id": v["account_id"],
+                    "event_id": leg["event_id"],
+                    "market_id": _leg_market_id(leg),
+                    "market_type": leg["market_type"],
+                    "period": leg["period"],
+                    "line": leg.get("line"),
+                    "selection": leg["selection"],
+                    "requested_odds": leg["odds"],
+                    "stake_minor": v["stake_minor"],
+                    "currency": v["currency"],
+                    "channel": v.get("channel", "web"),
+                    "placed_at": _ts(v["placed_at"]),
+                }
+                for i, leg in enumerate(legs)
+            ]
+        }
     return {}
 
 
@@ -301,7 +379,9 @@ class ClickHouseStore:
     def load_offsets(self, tps: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
         _, rows = self.s.query(
             "SELECT topic, partition, max(next_offset) FROM {db}.sink_offsets"
-            " WHERE consumer_group = {g:String} GROUP BY topic, partition", {"g": self.consumer_group})
+            " WHERE consumer_group = {g:String} GROUP BY topic, partition",
+            {"g": self.consumer_group},
+        )
         return {(t, int(p)): int(o) for t, p, o in rows}
 
     def flush(self, batch: Batch) -> None:
@@ -315,9 +395,18 @@ class ClickHouseStore:
                     self.s.backend.insert_json_rows(f"{self.s.db}.{table}", rows)
                     metrics.ROWS_WRITTEN.labels(SINK_NAME, table).inc(len(rows))
             # offsets strictly after the data: a crash in between only replays (deduplicated) rows
-            self.s.backend.insert_json_rows(f"{self.s.db}.sink_offsets", [
-                {"consumer_group": self.consumer_group, "topic": t, "partition": p, "next_offset": o}
-                for (t, p), o in sorted(batch.next_offsets.items())])
+            self.s.backend.insert_json_rows(
+                f"{self.s.db}.sink_offsets",
+                [
+                    {
+                        "consumer_group": self.consumer_group,
+                        "topic": t,
+                        "partition": p,
+                        "next_offset": o,
+                    }
+                    for (t, p), o in sorted(batch.next_offsets.items())
+                ],
+            )
         except Exception as exc:  # server down, timeout, chdb error: back off and retry the batch
             raise RetryableStoreError(f"{type(exc).__name__}: {exc}") from exc
 
@@ -333,8 +422,13 @@ def run_clickhouse_sink(
     stop_event = stop_event or threading.Event()
     config = config or SinkConfig(name=SINK_NAME, topic_keys=TOPIC_KEYS)
     with open_backend(settings) as s:
-        consumer = BatchConsumer(settings, config, load_offsets=lambda tps: {}, flush=lambda b: None,
-                                 stop_event=stop_event)
+        consumer = BatchConsumer(
+            settings,
+            config,
+            load_offsets=lambda tps: {},
+            flush=lambda b: None,
+            stop_event=stop_event,
+        )
         store = ClickHouseStore(s, consumer.group_id)
         consumer.load_offsets = store.load_offsets
         consumer.flush = store.flush
@@ -348,7 +442,10 @@ def run_clickhouse_sink(
 def ggr_minor(settings: Settings | None = None) -> int:
     """GGR from the deduplicated postings: the balance of ``book:ggr`` (equals the ledger's)."""
     with open_backend(settings) as s:
-        return int(s.scalar("SELECT sum(amount_minor) FROM {db}.postings FINAL WHERE account = 'book:ggr'") or 0)
+        return int(
+            s.scalar("SELECT sum(amount_minor) FROM {db}.postings FINAL WHERE account = 'book:ggr'")
+            or 0
+        )
 
 
 def contract_facts(settings: Settings) -> dict[str, Any]:
@@ -357,15 +454,29 @@ def contract_facts(settings: Settings) -> dict[str, Any]:
         return {
             "postings": int(q("SELECT count() FROM {db}.postings FINAL")),
             "abs_sum_minor": int(q("SELECT sum(abs(amount_minor)) FROM {db}.postings FINAL") or 0),
-            "ggr_minor": int(q("SELECT sum(amount_minor) FROM {db}.postings FINAL WHERE account = 'book:ggr'") or 0),
-            "balances": {a: int(b) for a, b in s.query(
-                "SELECT account, sum(amount_minor) FROM {db}.postings FINAL GROUP BY account")[1]},
+            "ggr_minor": int(
+                q("SELECT sum(amount_minor) FROM {db}.postings FINAL WHERE account = 'book:ggr'")
+                or 0
+            ),
+            "balances": {
+                a: int(b)
+                for a, b in s.query(
+                    "SELECT account, sum(amount_minor) FROM {db}.postings FINAL GROUP BY account"
+                )[1]
+            },
             "accepted": int(q("SELECT countIf(accepted) FROM {db}.bet_decisions FINAL")),
             "rejected": int(q("SELECT countIf(NOT accepted) FROM {db}.bet_decisions FINAL")),
             "settled": int(q("SELECT uniqExact(bet_id) FROM {db}.settlements FINAL")),
-            "turnover_minor": int(q("SELECT sumIf(stake_minor, accepted) FROM {db}.bet_decisions FINAL") or 0),
-            "returns_minor": int(q("SELECT sum(r) FROM (SELECT argMax(return_minor, revision) AS r"
-                                   " FROM {db}.settlements FINAL GROUP BY bet_id)") or 0),
+            "turnover_minor": int(
+                q("SELECT sumIf(stake_minor, accepted) FROM {db}.bet_decisions FINAL") or 0
+            ),
+            "returns_minor": int(
+                q(
+                    "SELECT sum(r) FROM (SELECT argMax(return_minor, revision) AS r"
+                    " FROM {db}.settlements FINAL GROUP BY bet_id)"
+                )
+                or 0
+            ),
         }
 
 
@@ -380,12 +491,16 @@ def drop_database(settings: Settings) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m oddsflow.sinks.clickhouse", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m oddsflow.sinks.clickhouse", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--idle-exit", type=float, default=None, metavar="SECONDS")
     parser.add_argument("--metrics-port", type=int, default=None)
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     if args.metrics_port:
         from prometheus_client import start_http_server
 
@@ -395,7 +510,9 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     c = run_clickhouse_sink(Settings(), stop_event=stop, max_idle_s=args.idle_exit)
-    log.info("clickhouse sink: flushed %d messages (%d undecodable)", c.flushed_messages, c.undecodable)
+    log.info(
+        "clickhouse sink: flushed %d messages (%d undecodable)", c.flushed_messages, c.undecodable
+    )
     return 0
 
 

@@ -90,8 +90,13 @@ class BatchConsumer:
         self._by_topic: dict[str, tuple[str, Codec]] = {}
         for key in self.config.topic_keys:
             spec = topo.topic(key)
-            self._by_topic[spec.name] = (key, Codec(spec.value_schema, self.settings.schema_registry_url))
-        self.group_id = f"{self.settings.topic_prefix}{self.settings.app_id}-sink-{self.config.name}"
+            self._by_topic[spec.name] = (
+                key,
+                Codec(spec.value_schema, self.settings.schema_registry_url),
+            )
+        self.group_id = (
+            f"{self.settings.topic_prefix}{self.settings.app_id}-sink-{self.config.name}"
+        )
         self._consumer: Consumer | None = None
 
     # -- assignment: the store is the source of truth for positions ---------------------------
@@ -102,34 +107,47 @@ class BatchConsumer:
             try:
                 stored = self.load_offsets(tps)
                 break
-            except Exception as exc:  # the store may be down at startup: wait for it, keep the assignment
+            except (
+                Exception
+            ) as exc:  # the store may be down at startup: wait for it, keep the assignment
                 if self.stop_event.is_set():
                     stored = {}
                     break
                 metrics.RETRIES.labels(self.config.name).inc()
-                log.warning("%s sink: cannot load offsets (%s); retrying in %.1fs", self.config.name, exc, backoff_s)
+                log.warning(
+                    "%s sink: cannot load offsets (%s); retrying in %.1fs",
+                    self.config.name,
+                    exc,
+                    backoff_s,
+                )
                 self.stop_event.wait(backoff_s)
                 backoff_s = min(backoff_s * 2, self.config.backoff_max_ms / 1000)
         for p in partitions:
             p.offset = stored.get((p.topic, p.partition), OFFSET_BEGINNING)
-        log.info("%s sink: assigned %s", self.config.name, [(p.topic, p.partition, p.offset) for p in partitions])
+        log.info(
+            "%s sink: assigned %s",
+            self.config.name,
+            [(p.topic, p.partition, p.offset) for p in partitions],
+        )
         consumer.assign(partitions)
 
     def _consumer_or_new(self) -> Consumer:
         if self._consumer is None:
-            self._consumer = Consumer({
-                "bootstrap.servers": self.settings.kafka_bootstrap,
-                "group.id": self.group_id,
-                "isolation.level": "read_committed",
-                "enable.auto.commit": False,
-                "auto.offset.reset": "earliest",
-                # a crashed sink's partitions move to its replacement within this time (the
-                # broker's minimum); a long store outage may exceed max.poll.interval.ms, which is
-                # safe: the sink rejoins, and offsets in the store only ever move forward
-                "session.timeout.ms": 6000,
-                "heartbeat.interval.ms": 1500,
-                "fetch.max.bytes": 52_428_800,
-            })
+            self._consumer = Consumer(
+                {
+                    "bootstrap.servers": self.settings.kafka_bootstrap,
+                    "group.id": self.group_id,
+                    "isolation.level": "read_committed",
+                    "enable.auto.commit": False,
+                    "auto.offset.reset": "earliest",
+                    # a crashed sink's partitions move to its replacement within this time (the
+                    # broker's minimum); a long store outage may exceed max.poll.interval.ms, which is
+                    # safe: the sink rejoins, and offsets in the store only ever move forward
+                    "session.timeout.ms": 6000,
+                    "heartbeat.interval.ms": 1500,
+                    "fetch.max.bytes": 52_428_800,
+                }
+            )
             self._consumer.subscribe(list(self._by_topic), on_assign=self._on_assign)
         return self._consumer
 
@@ -162,8 +180,14 @@ class BatchConsumer:
                     # the engine dead-letters bad input; a sink only counts, logs and moves on
                     self.undecodable += 1
                     metrics.UNDECODABLE.labels(self.config.name, key).inc()
-                    log.error("%s sink: skipping undecodable message %s[%d]@%d: %s",
-                              self.config.name, topic, partition, offset, exc)
+                    log.error(
+                        "%s sink: skipping undecodable message %s[%d]@%d: %s",
+                        self.config.name,
+                        topic,
+                        partition,
+                        offset,
+                        exc,
+                    )
                     continue
                 records.append(Record(key, topic, partition, offset, value, raw or b""))
             if not msgs and not records and not offsets:
@@ -181,8 +205,13 @@ class BatchConsumer:
                 self.flush(batch)
             except RetryableStoreError as exc:
                 metrics.RETRIES.labels(self.config.name).inc()
-                log.warning("%s sink: flush of %d messages failed (%s); retrying in %.1fs",
-                            self.config.name, len(batch.records), exc, backoff_s)
+                log.warning(
+                    "%s sink: flush of %d messages failed (%s); retrying in %.1fs",
+                    self.config.name,
+                    len(batch.records),
+                    exc,
+                    backoff_s,
+                )
                 if self.stop_event.wait(backoff_s):
                     return False
                 backoff_s = min(backoff_s * 2, self.config.backoff_max_ms / 1000)
@@ -198,11 +227,15 @@ class BatchConsumer:
             return
         for (topic, partition), next_offset in batch.next_offsets.items():
             try:
-                _low, high = self._consumer.get_watermark_offsets(TopicPartition(topic, partition), cached=True)
+                _low, high = self._consumer.get_watermark_offsets(
+                    TopicPartition(topic, partition), cached=True
+                )
             except Exception:  # lag is best-effort observability
                 continue
             if high >= 0:
-                metrics.LAG.labels(self.config.name, topic, str(partition)).set(max(high - next_offset, 0))
+                metrics.LAG.labels(self.config.name, topic, str(partition)).set(
+                    max(high - next_offset, 0)
+                )
 
     def commit_advisory(self, batch: Batch) -> None:
         """Kafka offsets are only advisory (for lag tooling); the store's offsets are authoritative."""

@@ -18,6 +18,14 @@ FLUSH_SECONDS = Histogram(
 )
 RETRIES = Counter("oddsflow_sink_retries_total", "Failed flushes that were retried", ["sink"])
 ROWS_WRITTEN = Counter("oddsflow_sink_rows_written_total", "Rows written", ["sink", "table"])
-UNDECODABLE = Counter("oddsflow_sink_undecodable_total", "Messages skipped as undecodable", ["sink", "topic"])
-REJECTED = Counter("oddsflow_sink_rejected_total", "Messages the store refused (kept in a rejects table)", ["sink"])
-LAG = Gauge("oddsflow_sink_lag_messages", "High watermark minus the sink's next offset", ["sink", "topic", "partition"])
+UNDECODABLE = Counter(
+    "oddsflow_sink_undecodable_total", "Messages skipped as undecodable", ["sink", "topic"]
+)
+REJECTED = Counter(
+    "oddsflow_sink_rejected_total", "Messages the store refused (kept in a rejects table)", ["sink"]
+)
+LAG = Gauge(
+    "oddsflow_sink_lag_messages",
+    "High watermark minus the sink's next offset",
+    ["sink", "topic", "partition"],
+)

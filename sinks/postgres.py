@@ -81,7 +81,9 @@ def migrate(dsn: str) -> list[str]:
                 if m.version in done:
                     if done[m.version] != m.checksum:
                         # an applied migration was edited: new changes belong in a new file
-                        log.warning("migration %04d_%s differs from the applied version", m.version, m.name)
+                        log.warning(
+                            "migration %04d_%s differs from the applied version", m.version, m.name
+                        )
                     continue
                 with conn.transaction():
                     conn.execute(m.sql)
@@ -120,26 +122,41 @@ _TS = "(timestamptz 'epoch' + ({col}) * interval '1 millisecond')"
 
 # (table written, the topology key whose records feed it, SQL)
 _MERGE_SQL: tuple[tuple[str, str, str], ...] = (
-    ("accounts", "ledger", """
+    (
+        "accounts",
+        "ledger",
+        """
         INSERT INTO accounts (account, currency)
         SELECT DISTINCT ON (account) account, currency FROM stage_postings ORDER BY account
-        ON CONFLICT (account) DO NOTHING"""),
-    ("transactions", "ledger", f"""
+        ON CONFLICT (account) DO NOTHING""",
+    ),
+    (
+        "transactions",
+        "ledger",
+        f"""
         INSERT INTO transactions (tx_id, kind, bet_id, account_id, created_at, src_topic, src_partition, src_offset)
-        SELECT tx_id, kind, bet_id, account_id, {_TS.format(col='created_ms')}, src_topic, src_partition, src_offset
+        SELECT tx_id, kind, bet_id, account_id, {_TS.format(col="created_ms")}, src_topic, src_partition, src_offset
           FROM stage_tx
-        ON CONFLICT (tx_id) DO NOTHING"""),
-    ("postings", "ledger", f"""
+        ON CONFLICT (tx_id) DO NOTHING""",
+    ),
+    (
+        "postings",
+        "ledger",
+        f"""
         INSERT INTO postings (posting_id, tx_id, account, amount_minor, currency, created_at)
-        SELECT posting_id, tx_id, account, amount_minor, currency, {_TS.format(col='created_ms')}
+        SELECT posting_id, tx_id, account, amount_minor, currency, {_TS.format(col="created_ms")}
           FROM stage_postings
-        ON CONFLICT (posting_id) DO NOTHING"""),
-    ("bets", "bet_decisions", f"""
+        ON CONFLICT (posting_id) DO NOTHING""",
+    ),
+    (
+        "bets",
+        "bet_decisions",
+        f"""
         INSERT INTO bets (bet_id, account_id, accepted, reject_reason, stake_minor, potential_return_minor,
                           currency, bound_odds, requested_at, decided_at)
         SELECT DISTINCT ON (bet_id) bet_id, account_id, accepted, reject_reason, stake_minor,
-               potential_return_minor, currency, bound_odds, {_TS.format(col='requested_ms')},
-               {_TS.format(col='decided_ms')}
+               potential_return_minor, currency, bound_odds, {_TS.format(col="requested_ms")},
+               {_TS.format(col="decided_ms")}
           FROM stage_decisions ORDER BY bet_id, ord
         ON CONFLICT (bet_id) DO UPDATE SET
             accepted = EXCLUDED.accepted, reject_reason = EXCLUDED.reject_reason,
@@ -147,26 +164,35 @@ _MERGE_SQL: tuple[tuple[str, str, str], ...] = (
             currency = EXCLUDED.currency, bound_odds = EXCLUDED.bound_odds,
             requested_at = EXCLUDED.requested_at, decided_at = EXCLUDED.decided_at, updated_at = now()
         -- exactly one decision per bet: the first one wins, a repeat is a no-op
-        WHERE bets.decided_at IS NULL"""),
-    ("bet_settlements", "settlements", f"""
+        WHERE bets.decided_at IS NULL""",
+    ),
+    (
+        "bet_settlements",
+        "settlements",
+        f"""
         INSERT INTO bet_settlements (bet_id, revision, account_id, outcome, stake_minor, return_minor,
                                      previous_return_minor, currency, settled_at)
         SELECT bet_id, revision, account_id, outcome, stake_minor, return_minor, previous_return_minor,
-               currency, {_TS.format(col='settled_ms')}
+               currency, {_TS.format(col="settled_ms")}
           FROM stage_settlements
-        ON CONFLICT (bet_id, revision) DO NOTHING"""),
-    ("bets", "settlements", f"""
+        ON CONFLICT (bet_id, revision) DO NOTHING""",
+    ),
+    (
+        "bets",
+        "settlements",
+        f"""
         INSERT INTO bets (bet_id, account_id, stake_minor, currency, outcome, return_minor,
                           settlement_revision, settled_at)
         SELECT DISTINCT ON (bet_id) bet_id, account_id, stake_minor, currency, outcome, return_minor,
-               revision, {_TS.format(col='settled_ms')}
+               revision, {_TS.format(col="settled_ms")}
           FROM stage_settlements ORDER BY bet_id, revision DESC
         ON CONFLICT (bet_id) DO UPDATE SET
             outcome = EXCLUDED.outcome, return_minor = EXCLUDED.return_minor,
             settlement_revision = EXCLUDED.settlement_revision, settled_at = EXCLUDED.settled_at,
             updated_at = now()
         -- revisions may arrive in any order across batches: the highest one is the bet's state
-        WHERE bets.settlement_revision IS NULL OR bets.settlement_revision < EXCLUDED.settlement_revision"""),
+        WHERE bets.settlement_revision IS NULL OR bets.settlement_revision < EXCLUDED.settlement_revision""",
+    ),
 )
 
 _OFFSETS_SQL = """
@@ -192,8 +218,11 @@ class PostgresLedgerStore:
 
     def _connection(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed:
-            conn = psycopg.connect(self.dsn, connect_timeout=self.connect_timeout_s,
-                                   application_name=f"oddsflow-sink-{SINK_NAME}")
+            conn = psycopg.connect(
+                self.dsn,
+                connect_timeout=self.connect_timeout_s,
+                application_name=f"oddsflow-sink-{SINK_NAME}",
+            )
             conn.execute(_STAGING_DDL)
             conn.commit()
             self._conn = conn
@@ -260,33 +289,76 @@ class PostgresLedgerStore:
                 with cur.copy("COPY stage_tx FROM STDIN") as cp:
                     for r in ledger:
                         v = r.value
-                        cp.write_row((v["tx_id"], v["kind"], v.get("bet_id"), v.get("account_id"),
-                                      v["created_at"], r.topic, r.partition, r.offset))
+                        cp.write_row(
+                            (
+                                v["tx_id"],
+                                v["kind"],
+                                v.get("bet_id"),
+                                v.get("account_id"),
+                                v["created_at"],
+                                r.topic,
+                                r.partition,
+                                r.offset,
+                            )
+                        )
                 with cur.copy("COPY stage_postings FROM STDIN") as cp:
                     for r in ledger:
                         v = r.value
                         for p in v["postings"]:
-                            cp.write_row((p["posting_id"], v["tx_id"], p["account"], p["amount_minor"],
-                                          p["currency"], v["created_at"]))
+                            cp.write_row(
+                                (
+                                    p["posting_id"],
+                                    v["tx_id"],
+                                    p["account"],
+                                    p["amount_minor"],
+                                    p["currency"],
+                                    v["created_at"],
+                                )
+                            )
             decisions = batch.of("bet_decisions")
             if decisions:
                 with cur.copy("COPY stage_decisions FROM STDIN") as cp:
                     for r in decisions:
                         v = r.value
-                        cp.write_row((v["bet_id"], v["account_id"], v["accepted"], v.get("reason"),
-                                      v["stake_minor"], v["potential_return_minor"], v["currency"],
-                                      _odds_array(v["bound_odds"]), v["requested_at"], v["decided_at"],
-                                      r.offset))
+                        cp.write_row(
+                            (
+                                v["bet_id"],
+                                v["account_id"],
+                                v["accepted"],
+                                v.get("reason"),
+                                v["stake_minor"],
+                                v["potential_return_minor"],
+                                v["currency"],
+                                _odds_array(v["bound_odds"]),
+                                v["requested_at"],
+                                v["decided_at"],
+                                r.offset,
+                            )
+                        )
             settlements = batch.of("settlements")
             if settlements:
                 with cur.copy("COPY stage_settlements FROM STDIN") as cp:
                     for r in settlements:
                         v = r.value
-                        cp.write_row((v["bet_id"], v["account_id"], v["outcome"], v["stake_minor"],
-                                      v["return_minor"], v["previous_return_minor"], v["revision"],
-                                      v["currency"], v["settled_at"]))
+                        cp.write_row(
+                            (
+                                v["bet_id"],
+                                v["account_id"],
+                                v["outcome"],
+                                v["stake_minor"],
+                                v["return_minor"],
+                                v["previous_return_minor"],
+                                v["revision"],
+                                v["currency"],
+                                v["settled_at"],
+                            )
+                        )
             written: dict[str, int] = {}
-            present = {"ledger": bool(ledger), "bet_decisions": bool(decisions), "settlements": bool(settlements)}
+            present = {
+                "ledger": bool(ledger),
+                "bet_decisions": bool(decisions),
+                "settlements": bool(settlements),
+            }
             for table, source, sql in _MERGE_SQL:
                 if not present[source]:
                     continue
@@ -297,8 +369,13 @@ class PostgresLedgerStore:
         for table, n in written.items():
             metrics.ROWS_WRITTEN.labels(SINK_NAME, table).inc(n)
 
-    def _offsets(self, cur: psycopg.Cursor[Any], next_offsets: Mapping[tuple[str, int], int]) -> None:
-        cur.executemany(_OFFSETS_SQL, [(self.consumer_group, t, p, o) for (t, p), o in sorted(next_offsets.items())])
+    def _offsets(
+        self, cur: psycopg.Cursor[Any], next_offsets: Mapping[tuple[str, int], int]
+    ) -> None:
+        cur.executemany(
+            _OFFSETS_SQL,
+            [(self.consumer_group, t, p, o) for (t, p), o in sorted(next_offsets.items())],
+        )
 
     def _write_offsets_only(self, next_offsets: Mapping[tuple[str, int], int]) -> None:
         conn = self._connection()
@@ -308,12 +385,17 @@ class PostgresLedgerStore:
 
     def _reject(self, batch: Batch, exc: Exception) -> None:
         r = batch.records[0]
-        log.error("postgres sink: %s[%d]@%d refused by the database, kept in sink_rejects: %s",
-                  r.topic, r.partition, r.offset, exc)
+        log.error(
+            "postgres sink: %s[%d]@%d refused by the database, kept in sink_rejects: %s",
+            r.topic,
+            r.partition,
+            r.offset,
+            exc,
+        )
         conn = self._connection()
         with conn.cursor() as cur:
             cur.execute(
-                "INSERT INTO sink_rejects (topic, partition, \"offset\", error, value) VALUES (%s, %s, %s, %s, %s)"
+                'INSERT INTO sink_rejects (topic, partition, "offset", error, value) VALUES (%s, %s, %s, %s, %s)'
                 " ON CONFLICT DO NOTHING",
                 (r.topic, r.partition, r.offset, str(exc)[:2000], r.raw),
             )
@@ -331,7 +413,9 @@ def _migrate_with_retry(dsn: str, stop_event: threading.Event, backoff_max_s: fl
             return True
         except psycopg.OperationalError as exc:
             metrics.RETRIES.labels(SINK_NAME).inc()
-            log.warning("postgres sink: database unavailable (%s); retrying in %.1fs", exc, backoff_s)
+            log.warning(
+                "postgres sink: database unavailable (%s); retrying in %.1fs", exc, backoff_s
+            )
             stop_event.wait(backoff_s)
             backoff_s = min(backoff_s * 2, backoff_max_s)
     return False
@@ -348,8 +432,9 @@ def run_postgres_sink(
     settings = settings or get_settings()
     stop_event = stop_event or threading.Event()
     config = config or SinkConfig(name=SINK_NAME, topic_keys=TOPIC_KEYS)
-    consumer = BatchConsumer(settings, config, load_offsets=lambda tps: {}, flush=lambda b: None,
-                             stop_event=stop_event)
+    consumer = BatchConsumer(
+        settings, config, load_offsets=lambda tps: {}, flush=lambda b: None, stop_event=stop_event
+    )
     store = PostgresLedgerStore(settings.pg_dsn, consumer.group_id)
     consumer.load_offsets = store.load_offsets
     consumer.flush = store.flush
@@ -378,7 +463,8 @@ def balance(dsn: str, account: str, at: datetime | None = None) -> dict[str, int
         raise ValueError("balance(at=...) needs a timezone-aware datetime")
     with psycopg.connect(dsn) as conn:
         rows = conn.execute(
-            "SELECT currency, balance_minor FROM account_balance_at(%s, coalesce(%s, now()))", (account, at)
+            "SELECT currency, balance_minor FROM account_balance_at(%s, coalesce(%s, now()))",
+            (account, at),
         ).fetchall()
     return {c: int(b) for c, b in rows}
 
@@ -436,14 +522,30 @@ def ledger_summary(dsn: str) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m oddsflow.sinks.postgres", description=__doc__.splitlines()[0])
-    parser.add_argument("--idle-exit", type=float, default=None, metavar="SECONDS",
-                        help="exit after this many seconds without messages")
-    parser.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port")
-    parser.add_argument("--batch-size-max", type=int, default=SinkConfig.batch_size_max, help="messages per flush at most")
+    parser = argparse.ArgumentParser(
+        prog="python -m oddsflow.sinks.postgres", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument(
+        "--idle-exit",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="exit after this many seconds without messages",
+    )
+    parser.add_argument(
+        "--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port"
+    )
+    parser.add_argument(
+        "--batch-size-max",
+        type=int,
+        default=SinkConfig.batch_size_max,
+        help="messages per flush at most",
+    )
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     if args.metrics_port:
         from prometheus_client import start_http_server
 
@@ -454,12 +556,18 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     started = time.monotonic()
     try:
-        config = SinkConfig(name=SINK_NAME, topic_keys=TOPIC_KEYS, batch_size_max=args.batch_size_max)
+        config = SinkConfig(
+            name=SINK_NAME, topic_keys=TOPIC_KEYS, batch_size_max=args.batch_size_max
+        )
         c = run_postgres_sink(Settings(), stop_event=stop, max_idle_s=args.idle_exit, config=config)
     except KeyboardInterrupt:
         return 130
-    log.info("postgres sink: flushed %d messages in %.1fs (%d undecodable)",
-             c.flushed_messages, time.monotonic() - started, c.undecodable)
+    log.info(
+        "postgres sink: flushed %d messages in %.1fs (%d undecodable)",
+        c.flushed_messages,
+        time.monotonic() - started,
+        c.undecodable,
+    )
     return 0
 
 

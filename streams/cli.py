@@ -25,17 +25,30 @@ def register(app: typer.Typer) -> None:
 
     @app.command("replay")
     def replay_cmd(
-        file: Path = typer.Argument(..., exists=True, dir_okay=False, help="football-data style CSV"),
-        speedup: float = typer.Option(0.0, "--speedup", help="timeline seconds per wall second; 0 = as fast as possible"),
+        file: Path = typer.Argument(
+            ..., exists=True, dir_okay=False, help="football-data style CSV"
+        ),
+        speedup: float = typer.Option(
+            0.0, "--speedup", help="timeline seconds per wall second; 0 = as fast as possible"
+        ),
         limit: int = typer.Option(None, "--limit", help="replay only the first N matches"),
-        bets_per_match: int = typer.Option(0, "--bets-per-match", help="synthetic bet requests per match"),
+        bets_per_match: int = typer.Option(
+            0, "--bets-per-match", help="synthetic bet requests per match"
+        ),
         steps: int = typer.Option(3, "--steps", help="price updates from opening to closing price"),
     ) -> None:
         """Replay a CSV of matches (fixtures, prices open -> close, results) into Kafka."""
         from oddsflow.streams.replay import replay
 
-        counts = replay(get_settings(), file, speedup=speedup, limit=limit, bets_per_match=bets_per_match,
-                        steps=steps, progress=_progress)
+        counts = replay(
+            get_settings(),
+            file,
+            speedup=speedup,
+            limit=limit,
+            bets_per_match=bets_per_match,
+            steps=steps,
+            progress=_progress,
+        )
         _print_counts(f"replayed {file.name}:", counts)
 
     @app.command("simulate")
@@ -44,14 +57,24 @@ def register(app: typer.Typer) -> None:
         accounts: int = typer.Option(200, "--accounts"),
         bets: int = typer.Option(2000, "--bets"),
         seed: int = typer.Option(1, "--seed"),
-        rate: float = typer.Option(0.0, "--rate", help="events per second; 0 = as fast as possible"),
+        rate: float = typer.Option(
+            0.0, "--rate", help="events per second; 0 = as fast as possible"
+        ),
         in_play: bool = typer.Option(True, "--in-play/--pre-match-only"),
     ) -> None:
         """Produce a synthetic match day (deterministic per seed) into Kafka."""
         from oddsflow.streams.simulate import simulate
 
-        counts = simulate(get_settings(), fixtures=fixtures, accounts=accounts, bets=bets, seed=seed,
-                          rate_per_s=rate, in_play=in_play, progress=_progress)
+        counts = simulate(
+            get_settings(),
+            fixtures=fixtures,
+            accounts=accounts,
+            bets=bets,
+            seed=seed,
+            rate_per_s=rate,
+            in_play=in_play,
+            progress=_progress,
+        )
         _print_counts(f"simulated match day (seed {seed}):", counts)
 
     @app.command("ingest-http")

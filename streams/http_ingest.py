@@ -57,7 +57,6 @@ _DECODER = json.JSONDecoder(parse_float=Decimal, parse_constant=_reject_constant
 TOPIC_KINDS = {t: k for k, t in KIND_TOPICS.items()}
 
 
-
 def parse_tokens(spec: str) -> dict[str, str]:
     """``"demo:demo-token,csv:csv-token"`` -> ``{"demo": "demo-token", "csv": "csv-token"}``."""
     out: dict[str, str] = {}
@@ -158,7 +157,9 @@ class Ingestor:
         async with self._lock:
             return await self._ingest_locked(provider, items)
 
-    async def _ingest_locked(self, provider: str, items: list[tuple[Any, bytes]]) -> tuple[int, dict[str, Any]]:
+    async def _ingest_locked(
+        self, provider: str, items: list[tuple[Any, bytes]]
+    ) -> tuple[int, dict[str, Any]]:
         producer = self.producer
         now_ms = time.time_ns() // 1_000_000
         accepted: list[tuple[str, str]] = []  # (provider, kind) for the metric after the flush
@@ -204,17 +205,29 @@ class Ingestor:
         status = 400 if rejected and not accepted and not duplicates else 202
         return status, payload
 
-    def _dead_letter(self, provider: str, index: int, raw: bytes, item: Any, reason: str, code: str,
-                     now_ms: int) -> None:
+    def _dead_letter(
+        self, provider: str, index: int, raw: bytes, item: Any, reason: str, code: str, now_ms: int
+    ) -> None:
         source = f"http:{provider}"
         key = None
         if isinstance(item, dict):
             k = item.get("event_id") or item.get("account_id")
             key = k.encode() if isinstance(k, str) else None
-        self.producer.send("dead_letters", source, {
-            "topic": source, "partition": -1, "offset": index, "key": key, "value": raw,
-            "error": reason, "error_type": code, "stage": STAGE, "failed_at": now_ms,
-        })
+        self.producer.send(
+            "dead_letters",
+            source,
+            {
+                "topic": source,
+                "partition": -1,
+                "offset": index,
+                "key": key,
+                "value": raw,
+                "error": reason,
+                "error_type": code,
+                "stage": STAGE,
+                "failed_at": now_ms,
+            },
+        )
         INGEST_REJECTED.labels(provider, code).inc()
         DEAD_LETTERS.labels(STAGE, code).inc()
 
@@ -227,8 +240,12 @@ INGESTOR_KEY = web.AppKey("ingestor", Ingestor)
 
 
 def _json(status: int, payload: dict[str, Any], **headers: str) -> web.Response:
-    return web.Response(status=status, body=json.dumps(payload).encode(), content_type="application/json",
-                        headers=headers or None)
+    return web.Response(
+        status=status,
+        body=json.dumps(payload).encode(),
+        content_type="application/json",
+        headers=headers or None,
+    )
 
 
 async def _post_events(request: web.Request) -> web.Response:
@@ -255,7 +272,9 @@ async def _metrics(request: web.Request) -> web.Response:
     return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-def create_app(settings: Settings | None = None, producer: EventProducer | None = None) -> web.Application:
+def create_app(
+    settings: Settings | None = None, producer: EventProducer | None = None
+) -> web.Application:
     """The aiohttp application (tests run it in-process; ``run_http_ingest`` serves it)."""
     s = settings or get_settings()
     app = web.Application(client_max_size=MAX_BODY_BYTES)
@@ -272,8 +291,14 @@ def create_app(settings: Settings | None = None, producer: EventProducer | None 
     return app
 
 
-def run_http_ingest(settings: Settings | None = None, *, host: str = "127.0.0.1", port: int | None = None) -> None:
+def run_http_ingest(
+    settings: Settings | None = None, *, host: str = "127.0.0.1", port: int | None = None
+) -> None:
     """Serve the ingest endpoint until interrupted (``oddsflow ingest-http``)."""
     s = settings or get_settings()
-    web.run_app(create_app(s), host=host, port=port if port is not None else s.ingest_port,
-                print=lambda msg: log.info("%s", msg))
+    web.run_app(
+        create_app(s),
+        host=host,
+        port=port if port is not None else s.ingest_port,
+        print=lambda msg: log.info("%s", msg),
+    )

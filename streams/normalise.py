@@ -45,7 +45,9 @@ from oddsflow.domain.markets import (
 )
 
 ODDS_Q = Decimal("0.0001")  # Avro decimal scale 4
-MAX_ODDS = Decimal(1_000_000)  # Avro precision 12 at scale 4 leaves 8 integer digits; no real price is near
+MAX_ODDS = Decimal(
+    1_000_000
+)  # Avro precision 12 at scale 4 leaves 8 integer digits; no real price is near
 _QUARTER = Decimal("0.25")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -105,7 +107,9 @@ def _json_default(value: Any) -> Any:
 
 def dumps(value: Any) -> bytes:
     """Compact JSON bytes of a provider item (Decimals as strings); for dead letters and tests."""
-    return json.dumps(value, separators=(",", ":"), default=_json_default, ensure_ascii=False).encode()
+    return json.dumps(
+        value, separators=(",", ":"), default=_json_default, ensure_ascii=False
+    ).encode()
 
 
 # --------------------------------------------------------------------------- field parsers
@@ -141,7 +145,11 @@ def integer(value: Any, what: str, *, minimum: int | None = 0) -> int:
         raise FeedError(f"{what} must be an integer, got {value!r}", "bad_field")
     if isinstance(value, int):
         n = value
-    elif isinstance(value, Decimal | float) and value == value and value not in (float("inf"), float("-inf")):
+    elif (
+        isinstance(value, Decimal | float)
+        and value == value
+        and value not in (float("inf"), float("-inf"))
+    ):
         if value != int(value):
             raise FeedError(f"{what} must be an integer, got {value}", "bad_field")
         n = int(value)
@@ -212,9 +220,13 @@ def line(value: Any, market: MarketType) -> str | None:
 def timestamp_ms(value: Any, what: str = "ts") -> int:
     """Epoch ms from an int of epoch ms or ISO-8601 text with an offset; naive text is refused."""
     if isinstance(value, bool):
-        raise FeedError(f"{what} must be ISO-8601 with an offset or epoch ms, got {value!r}", "bad_timestamp")
+        raise FeedError(
+            f"{what} must be ISO-8601 with an offset or epoch ms, got {value!r}", "bad_timestamp"
+        )
     if isinstance(value, int | Decimal):
-        if isinstance(value, Decimal) and (not value.is_finite() or value != value.to_integral_value()):
+        if isinstance(value, Decimal) and (
+            not value.is_finite() or value != value.to_integral_value()
+        ):
             raise FeedError(f"{what} epoch ms must be an integer, got {value}", "bad_timestamp")
         ms = int(value)
     elif isinstance(value, str):
@@ -228,16 +240,22 @@ def timestamp_ms(value: Any, what: str = "ts") -> int:
         delta = dt - _EPOCH  # aware minus aware: exact, whatever the offset
         ms = (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
     else:
-        raise FeedError(f"{what} must be ISO-8601 with an offset or epoch ms, got {value!r}", "bad_timestamp")
+        raise FeedError(
+            f"{what} must be ISO-8601 with an offset or epoch ms, got {value!r}", "bad_timestamp"
+        )
     if not MIN_TS_MS <= ms < MAX_TS_MS:
-        raise FeedError(f"{what} is out of range (epoch ms between 2000 and 2100 expected), got {value!r}",
-                        "bad_timestamp")
+        raise FeedError(
+            f"{what} is out of range (epoch ms between 2000 and 2100 expected), got {value!r}",
+            "bad_timestamp",
+        )
     return ms
 
 
 def _enum(value: Any, allowed: tuple[str, ...], what: str) -> str:
     if value not in allowed:
-        raise FeedError(f"unknown {what} {value!r} (expected one of {', '.join(allowed)})", "bad_field")
+        raise FeedError(
+            f"unknown {what} {value!r} (expected one of {', '.join(allowed)})", "bad_field"
+        )
     return str(value)
 
 
@@ -252,8 +270,10 @@ def _period(value: Any) -> Period:
     try:
         return Period(value)
     except ValueError:
-        raise FeedError(f"unknown period {value!r} (expected one of {', '.join(p.value for p in Period)})",
-                        "bad_market") from None
+        raise FeedError(
+            f"unknown period {value!r} (expected one of {', '.join(p.value for p in Period)})",
+            "bad_market",
+        ) from None
 
 
 def _selection(value: Any, market: MarketType) -> str:
@@ -262,11 +282,15 @@ def _selection(value: Any, market: MarketType) -> str:
         try:
             parse_score_selection(value if isinstance(value, str) else "")
         except ValueError:
-            raise FeedError(f"correct_score selection must look like '2-1', got {value!r}", "bad_selection") from None
+            raise FeedError(
+                f"correct_score selection must look like '2-1', got {value!r}", "bad_selection"
+            ) from None
         return str(value)
     if value not in allowed:
-        raise FeedError(f"unknown selection {value!r} for {market.value} (expected one of {', '.join(allowed)})",
-                        "bad_selection")
+        raise FeedError(
+            f"unknown selection {value!r} for {market.value} (expected one of {', '.join(allowed)})",
+            "bad_selection",
+        )
     return str(value)
 
 
@@ -285,10 +309,14 @@ def _minor(item: Mapping[str, Any], minor_field: str, unit_field: str) -> int:
         d = _decimal(item[unit_field], unit_field, "bad_amount")
         cents = d * 100
         if cents != cents.to_integral_value():
-            raise FeedError(f"{unit_field} has more than 2 decimal places: {item[unit_field]!r}", "bad_amount")
+            raise FeedError(
+                f"{unit_field} has more than 2 decimal places: {item[unit_field]!r}", "bad_amount"
+            )
         n = int(cents)
         if n < 1:
-            raise FeedError(f"{unit_field} must be positive, got {item[unit_field]!r}", "bad_amount")
+            raise FeedError(
+                f"{unit_field} must be positive, got {item[unit_field]!r}", "bad_amount"
+            )
     else:
         raise FeedError(f"missing field {minor_field!r}", "missing_field")
     if n >= 10**15:
@@ -324,7 +352,9 @@ def _fixture(item: Mapping[str, Any], provider: str) -> dict[str, Any]:
     }
 
 
-def _market_fields(item: Mapping[str, Any], event_id: str) -> tuple[MarketType, Period, str | None, str]:
+def _market_fields(
+    item: Mapping[str, Any], event_id: str
+) -> tuple[MarketType, Period, str | None, str]:
     mtype = _market_type(_get(item, "market_type", "market"))
     period = _period(item.get("period", "FT"))
     ln = line(item.get("line"), mtype)
@@ -353,13 +383,21 @@ def _price(item: Mapping[str, Any], provider: str) -> dict[str, Any]:
     allowed = selections(mtype)
     # The book de-margins across ALL selections of a market; a partial market would be mispriced.
     if allowed is not None and set(names) != set(allowed):
-        raise FeedError(f"{mtype.value} needs prices for exactly {', '.join(allowed)}; got {', '.join(names)}",
-                        "bad_selection")
+        raise FeedError(
+            f"{mtype.value} needs prices for exactly {', '.join(allowed)}; got {', '.join(names)}",
+            "bad_selection",
+        )
     if allowed is None and len(sels) < 2:
         raise FeedError("correct_score needs at least 2 selections", "bad_selection")
     return {
-        "event_id": event_id, "provider": provider, "seq": _seq(item), "market_id": mid,
-        "market_type": mtype.value, "period": period.value, "line": ln, "selections": sels,
+        "event_id": event_id,
+        "provider": provider,
+        "seq": _seq(item),
+        "market_id": mid,
+        "market_type": mtype.value,
+        "period": period.value,
+        "line": ln,
+        "selections": sels,
         "provider_ts": _provider_ts(item),
     }
 
@@ -372,13 +410,19 @@ def _status(item: Mapping[str, Any], provider: str) -> dict[str, Any]:
     elif item.get("market_id") not in (None, ""):
         mid = text(item["market_id"], "market_id")
         if not mid.startswith(f"{event_id}/"):
-            raise FeedError(f"market_id {mid!r} is not a market of event {event_id!r}", "bad_market")
+            raise FeedError(
+                f"market_id {mid!r} is not a market of event {event_id!r}", "bad_market"
+            )
     in_play = item.get("in_play", False)
     if not isinstance(in_play, bool):
         raise FeedError(f"in_play must be true or false, got {in_play!r}", "bad_field")
     return {
-        "event_id": event_id, "provider": provider, "seq": _seq(item), "market_id": mid,
-        "status": _enum(_get(item, "status"), _STATUSES, "status"), "in_play": in_play,
+        "event_id": event_id,
+        "provider": provider,
+        "seq": _seq(item),
+        "market_id": mid,
+        "status": _enum(_get(item, "status"), _STATUSES, "status"),
+        "in_play": in_play,
         "provider_ts": _provider_ts(item),
     }
 
@@ -388,10 +432,14 @@ def _score(item: Mapping[str, Any], provider: str) -> dict[str, Any]:
     if minute > 200:
         raise FeedError(f"minute is out of range: {minute}", "bad_field")
     return {
-        "event_id": ident(_get(item, "event_id"), "event_id"), "provider": provider, "seq": _seq(item),
+        "event_id": ident(_get(item, "event_id"), "event_id"),
+        "provider": provider,
+        "seq": _seq(item),
         "period": _period(item.get("period", "FT")).value,
-        "home": integer(_get(item, "home"), "home"), "away": integer(_get(item, "away"), "away"),
-        "minute": minute, "provider_ts": _provider_ts(item),
+        "home": integer(_get(item, "home"), "home"),
+        "away": integer(_get(item, "away"), "away"),
+        "minute": minute,
+        "provider_ts": _provider_ts(item),
     }
 
 
@@ -403,10 +451,15 @@ def _score_pair(item: Mapping[str, Any], period: str) -> tuple[int | None, int |
             try:
                 return parse_score_selection(nested)
             except ValueError:
-                raise FeedError(f"{period} score must look like '2-1', got {nested!r}", "bad_field") from None
+                raise FeedError(
+                    f"{period} score must look like '2-1', got {nested!r}", "bad_field"
+                ) from None
         if not isinstance(nested, Mapping):
             raise FeedError(f"{period} must be an object {{home, away}}", "bad_field")
-        return (integer(_get(nested, "home"), f"{period}.home"), integer(_get(nested, "away"), f"{period}.away"))
+        return (
+            integer(_get(nested, "home"), f"{period}.home"),
+            integer(_get(nested, "away"), f"{period}.away"),
+        )
     raw_h, raw_a = item.get(f"{period}_home"), item.get(f"{period}_away")
     if (raw_h is None) != (raw_a is None):
         raise FeedError(f"{period}_home and {period}_away go together", "missing_field")
@@ -424,9 +477,16 @@ def _result(item: Mapping[str, Any], provider: str) -> dict[str, Any]:
     if ht_h is not None and ft_h is not None and (ht_h > ft_h or ht_a > ft_a):  # type: ignore[operator]
         raise FeedError("half-time score exceeds the full-time score", "bad_field")
     return {
-        "event_id": ident(_get(item, "event_id"), "event_id"), "provider": provider, "seq": _seq(item),
-        "status": status, "ft_home": ft_h, "ft_away": ft_a, "ht_home": ht_h, "ht_away": ht_a,
-        "revision": integer(item.get("revision", 0), "revision"), "provider_ts": _provider_ts(item),
+        "event_id": ident(_get(item, "event_id"), "event_id"),
+        "provider": provider,
+        "seq": _seq(item),
+        "status": status,
+        "ft_home": ft_h,
+        "ft_away": ft_a,
+        "ht_home": ht_h,
+        "ht_away": ht_a,
+        "revision": integer(item.get("revision", 0), "revision"),
+        "provider_ts": _provider_ts(item),
     }
 
 
@@ -436,8 +496,14 @@ def _leg(d: Any, i: int) -> dict[str, Any]:
     try:
         event_id = ident(_get(d, "event_id"), "event_id")
         mtype, period, ln, _ = _market_fields(d, event_id)
-        return {"event_id": event_id, "market_type": mtype.value, "period": period.value, "line": ln,
-                "selection": _selection(_get(d, "selection"), mtype), "odds": odds(_get(d, "odds"))}
+        return {
+            "event_id": event_id,
+            "market_type": mtype.value,
+            "period": period.value,
+            "line": ln,
+            "selection": _selection(_get(d, "selection"), mtype),
+            "odds": odds(_get(d, "odds")),
+        }
     except FeedError as exc:
         raise FeedError(f"legs[{i}]: {exc.reason}", exc.code) from None
 
@@ -476,14 +542,21 @@ def _deposit(item: Mapping[str, Any], provider: str) -> dict[str, Any]:
 
 
 _BUILDERS: dict[str, Callable[[Mapping[str, Any], str], dict[str, Any]]] = {
-    "fixture": _fixture, "price": _price, "status": _status, "score": _score,
-    "result": _result, "bet": _bet, "deposit": _deposit,
+    "fixture": _fixture,
+    "price": _price,
+    "status": _status,
+    "score": _score,
+    "result": _result,
+    "bet": _bet,
+    "deposit": _deposit,
 }
 
 
 def record_key(topic_key: str, record: Mapping[str, Any]) -> str:
     """The Kafka key of a canonical record (topology: event_id or account_id)."""
-    return str(record["account_id"] if topic_key in ("bet_requests", "deposits") else record["event_id"])
+    return str(
+        record["account_id"] if topic_key in ("bet_requests", "deposits") else record["event_id"]
+    )
 
 
 def normalise(item: Any, provider: str) -> tuple[str, str, dict[str, Any]]:
@@ -495,12 +568,19 @@ def normalise(item: Any, provider: str) -> tuple[str, str, dict[str, Any]]:
         raise FeedError("missing field 'kind'", "missing_field")
     builder = _BUILDERS.get(kind) if isinstance(kind, str) else None
     if builder is None:
-        raise FeedError(f"unknown kind {kind!r} (expected one of {', '.join(_BUILDERS)})", "unknown_kind")
+        raise FeedError(
+            f"unknown kind {kind!r} (expected one of {', '.join(_BUILDERS)})", "unknown_kind"
+        )
     try:
         record = builder(item, provider)
     except FeedError:
         raise
-    except (TypeError, ValueError, ArithmeticError, KeyError) as exc:  # a shape no check anticipated
+    except (
+        TypeError,
+        ValueError,
+        ArithmeticError,
+        KeyError,
+    ) as exc:  # a shape no check anticipated
         raise FeedError(f"{kind}: {exc}", "invalid") from exc
     topic_key = KIND_TOPICS[kind]
     return topic_key, record_key(topic_key, record), record

@@ -120,13 +120,20 @@ def read_matches(csv_path: str | Path, limit: int | None = None) -> list[Match]:
                 else:
                     markets.append((mtype, ln, tuple(sels)))
                 # A market with any price missing is left out whole (BTS before 2017, 3 O/U rows).
-            rows.append(Match(
-                index=i, event_id=event_id_for(row["Season"], row["HomeTeam"], row["AwayTeam"]),
-                season=row["Season"], competition=f"{row['country']}/{row['league']}",
-                home=row["HomeTeam"], away=row["AwayTeam"], kickoff_ms=uk_local_to_ms(row["Date"]),
-                ft=(int(row["FTHG"]), int(row["FTAG"])), ht=(int(row["HTHG"]), int(row["HTAG"])),
-                markets=tuple(markets),
-            ))
+            rows.append(
+                Match(
+                    index=i,
+                    event_id=event_id_for(row["Season"], row["HomeTeam"], row["AwayTeam"]),
+                    season=row["Season"],
+                    competition=f"{row['country']}/{row['league']}",
+                    home=row["HomeTeam"],
+                    away=row["AwayTeam"],
+                    kickoff_ms=uk_local_to_ms(row["Date"]),
+                    ft=(int(row["FTHG"]), int(row["FTAG"])),
+                    ht=(int(row["HTHG"]), int(row["HTAG"])),
+                    markets=tuple(markets),
+                )
+            )
     rows.sort(key=lambda m: (m.kickoff_ms, m.index))
     return rows if limit is None else rows[:limit]
 
@@ -154,7 +161,13 @@ def account_name(i: int) -> str:
     return f"acct-{i:03d}"
 
 
-def _bets_for(m: Match, shift: int, bets_per_match: int, accounts: int, closing: dict[str, tuple[str | None, dict[str, Decimal]]]) -> list[BetPlan]:
+def _bets_for(
+    m: Match,
+    shift: int,
+    bets_per_match: int,
+    accounts: int,
+    closing: dict[str, tuple[str | None, dict[str, Decimal]]],
+) -> list[BetPlan]:
     plans = []
     ko = m.kickoff_ms + shift
     for i in range(bets_per_match):
@@ -162,19 +175,29 @@ def _bets_for(m: Match, shift: int, bets_per_match: int, accounts: int, closing:
         mtype = rnd.choice(sorted(closing))
         ln, prices = closing[mtype]
         sel = rnd.choice(sorted(prices))
-        plans.append(BetPlan(
-            bet_id=f"{m.event_id}-b{i}",
-            account_id=account_name((m.index * bets_per_match + i) % accounts),
-            stake_minor=rnd.randrange(1, 51) * 100,  # £1..£50 in whole pounds, as minor units
-            leg={"event_id": m.event_id, "market_type": mtype, "period": Period.FT.value, "line": ln,
-                 "selection": sel, "odds": prices[sel]},
-            # Spread over the minute after the closing price; always strictly before KO.
-            placed_at=ko - BET_LEAD_MS + (i * MINUTE_MS) // max(1, bets_per_match),
-        ))
+        plans.append(
+            BetPlan(
+                bet_id=f"{m.event_id}-b{i}",
+                account_id=account_name((m.index * bets_per_match + i) % accounts),
+                stake_minor=rnd.randrange(1, 51) * 100,  # £1..£50 in whole pounds, as minor units
+                leg={
+                    "event_id": m.event_id,
+                    "market_type": mtype,
+                    "period": Period.FT.value,
+                    "line": ln,
+                    "selection": sel,
+                    "odds": prices[sel],
+                },
+                # Spread over the minute after the closing price; always strictly before KO.
+                placed_at=ko - BET_LEAD_MS + (i * MINUTE_MS) // max(1, bets_per_match),
+            )
+        )
     return plans
 
 
-def _match_events(m: Match, steps: int, shift: int, bets_per_match: int, accounts: int) -> Iterator[tuple[int, Event]]:
+def _match_events(
+    m: Match, steps: int, shift: int, bets_per_match: int, accounts: int
+) -> Iterator[tuple[int, Event]]:
     eid, ko = m.event_id, m.kickoff_ms + shift
     t_open = ko - FIXTURE_LEAD_MS
     seq = 0
@@ -184,14 +207,40 @@ def _match_events(m: Match, steps: int, shift: int, bets_per_match: int, account
         seq += 1
         return seq
 
-    yield t_open, ("fixtures", eid, {
-        "event_id": eid, "provider": PROVIDER, "seq": nxt(), "sport": "football", "competition": m.competition,
-        "home": m.home, "away": m.away, "kickoff": ko, "provider_ts": t_open,
-    })
-    yield t_open, ("market_status", eid, {
-        "event_id": eid, "provider": PROVIDER, "seq": nxt(), "market_id": None, "status": "open",
-        "in_play": False, "provider_ts": t_open,
-    })
+    yield (
+        t_open,
+        (
+            "fixtures",
+            eid,
+            {
+                "event_id": eid,
+                "provider": PROVIDER,
+                "seq": nxt(),
+                "sport": "football",
+                "competition": m.competition,
+                "home": m.home,
+                "away": m.away,
+                "kickoff": ko,
+                "provider_ts": t_open,
+            },
+        ),
+    )
+    yield (
+        t_open,
+        (
+            "market_status",
+            eid,
+            {
+                "event_id": eid,
+                "provider": PROVIDER,
+                "seq": nxt(),
+                "market_id": None,
+                "status": "open",
+                "in_play": False,
+                "provider_ts": t_open,
+            },
+        ),
+    )
     span = FIXTURE_LEAD_MS - LAST_PRICE_LEAD_MS
     closing: dict[str, tuple[str | None, dict[str, Decimal]]] = {}
     for k in range(steps + 1):
@@ -199,33 +248,93 @@ def _match_events(m: Match, steps: int, shift: int, bets_per_match: int, account
         for mtype, ln, sels in m.markets:
             odds = {sel: interpolate(o, c, k, steps) for sel, o, c in sels}
             closing[mtype] = (ln, odds)
-            yield ts, ("price_updates", eid, {
-                "event_id": eid, "provider": PROVIDER, "seq": nxt(), "market_id": _mid(eid, mtype, ln),
-                "market_type": mtype, "period": Period.FT.value, "line": ln,
-                "selections": [{"selection": s, "odds": v.quantize(AVRO_Q)} for s, v in odds.items()],
-                "provider_ts": ts,
-            })
+            yield (
+                ts,
+                (
+                    "price_updates",
+                    eid,
+                    {
+                        "event_id": eid,
+                        "provider": PROVIDER,
+                        "seq": nxt(),
+                        "market_id": _mid(eid, mtype, ln),
+                        "market_type": mtype,
+                        "period": Period.FT.value,
+                        "line": ln,
+                        "selections": [
+                            {"selection": s, "odds": v.quantize(AVRO_Q)} for s, v in odds.items()
+                        ],
+                        "provider_ts": ts,
+                    },
+                ),
+            )
     if bets_per_match and closing:
         for p in _bets_for(m, shift, bets_per_match, accounts, closing):
             leg = dict(p.leg, odds=p.leg["odds"].quantize(AVRO_Q))
-            yield p.placed_at, ("bet_requests", p.account_id, {
-                "bet_id": p.bet_id, "account_id": p.account_id, "stake_minor": p.stake_minor, "currency": "GBP",
-                "price_policy": "any", "legs": [leg], "placed_at": p.placed_at, "channel": "replay",
-            })
-    yield ko, ("market_status", eid, {
-        "event_id": eid, "provider": PROVIDER, "seq": nxt(), "market_id": None, "status": "bet_stop",
-        "in_play": True, "provider_ts": ko,
-    })
+            yield (
+                p.placed_at,
+                (
+                    "bet_requests",
+                    p.account_id,
+                    {
+                        "bet_id": p.bet_id,
+                        "account_id": p.account_id,
+                        "stake_minor": p.stake_minor,
+                        "currency": "GBP",
+                        "price_policy": "any",
+                        "legs": [leg],
+                        "placed_at": p.placed_at,
+                        "channel": "replay",
+                    },
+                ),
+            )
+    yield (
+        ko,
+        (
+            "market_status",
+            eid,
+            {
+                "event_id": eid,
+                "provider": PROVIDER,
+                "seq": nxt(),
+                "market_id": None,
+                "status": "bet_stop",
+                "in_play": True,
+                "provider_ts": ko,
+            },
+        ),
+    )
     t_res = ko + RESULT_AFTER_MS
-    yield t_res, ("results", eid, {
-        "event_id": eid, "provider": PROVIDER, "seq": nxt(), "status": "final",
-        "ft_home": m.ft[0], "ft_away": m.ft[1], "ht_home": m.ht[0], "ht_away": m.ht[1],
-        "revision": 0, "provider_ts": t_res,
-    })
+    yield (
+        t_res,
+        (
+            "results",
+            eid,
+            {
+                "event_id": eid,
+                "provider": PROVIDER,
+                "seq": nxt(),
+                "status": "final",
+                "ft_home": m.ft[0],
+                "ft_away": m.ft[1],
+                "ht_home": m.ht[0],
+                "ht_away": m.ht[1],
+                "revision": 0,
+                "provider_ts": t_res,
+            },
+        ),
+    )
 
 
-def replay_timed(csv_path: str | Path, *, limit: int | None = None, steps: int = 3, start_ms: int | None = None,
-                 bets_per_match: int = 0, accounts: int = 100) -> Iterator[tuple[int, Event]]:
+def replay_timed(
+    csv_path: str | Path,
+    *,
+    limit: int | None = None,
+    steps: int = 3,
+    start_ms: int | None = None,
+    bets_per_match: int = 0,
+    accounts: int = 100,
+) -> Iterator[tuple[int, Event]]:
     """Like :func:`replay_events` but each event with its timeline timestamp (epoch ms)."""
     if steps < 1:
         raise ValueError("steps must be >= 1 (the last step is the closing price)")
@@ -248,27 +357,62 @@ def replay_timed(csv_path: str | Path, *, limit: int | None = None, steps: int =
                     totals[p.account_id] += p.stake_minor
         t0 = first + shift
         for acct in sorted(totals):
-            yield t0, ("deposits", acct, {
-                "ref": f"{DEPOSIT_REF_PREFIX}-{acct}", "account_id": acct, "amount_minor": totals[acct],
-                "currency": "GBP", "created_at": t0,
-            })
+            yield (
+                t0,
+                (
+                    "deposits",
+                    acct,
+                    {
+                        "ref": f"{DEPOSIT_REF_PREFIX}-{acct}",
+                        "account_id": acct,
+                        "amount_minor": totals[acct],
+                        "currency": "GBP",
+                        "created_at": t0,
+                    },
+                ),
+            )
     # One lazy stream per match, merged by timestamp; ties keep match order then in-match order.
-    yield from heapq.merge(*(_match_events(m, steps, shift, bets_per_match, accounts) for m in matches),
-                           key=lambda te: te[0])
+    yield from heapq.merge(
+        *(_match_events(m, steps, shift, bets_per_match, accounts) for m in matches),
+        key=lambda te: te[0],
+    )
 
 
-def replay_events(csv_path: str | Path, *, limit: int | None = None, steps: int = 3, start_ms: int | None = None,
-                  bets_per_match: int = 0, accounts: int = 100) -> Iterator[Event]:
+def replay_events(
+    csv_path: str | Path,
+    *,
+    limit: int | None = None,
+    steps: int = 3,
+    start_ms: int | None = None,
+    bets_per_match: int = 0,
+    accounts: int = 100,
+) -> Iterator[Event]:
     """The CSV as ``(topic_key, key, record)`` feed events, in timeline order; deterministic."""
-    for _, ev in replay_timed(csv_path, limit=limit, steps=steps, start_ms=start_ms,
-                              bets_per_match=bets_per_match, accounts=accounts):
+    for _, ev in replay_timed(
+        csv_path,
+        limit=limit,
+        steps=steps,
+        start_ms=start_ms,
+        bets_per_match=bets_per_match,
+        accounts=accounts,
+    ):
         yield ev
 
 
-def replay(settings: Settings | None, csv_path: str | Path, *, speedup: float = 0.0, limit: int | None = None,
-           bets_per_match: int = 0, steps: int = 3, start_ms: int | None = None, accounts: int = 100,
-           producer: Any = None, progress: Callable[[Counter[str]], None] | None = None,
-           progress_every: int = 5_000) -> Counter[str]:
+def replay(
+    settings: Settings | None,
+    csv_path: str | Path,
+    *,
+    speedup: float = 0.0,
+    limit: int | None = None,
+    bets_per_match: int = 0,
+    steps: int = 3,
+    start_ms: int | None = None,
+    accounts: int = 100,
+    producer: Any = None,
+    progress: Callable[[Counter[str]], None] | None = None,
+    progress_every: int = 5_000,
+) -> Counter[str]:
     """Produce the replay to Kafka; returns counts by topic key.
 
     ``speedup``: timeline seconds per wall second (3600: an hour per second); 0 = as fast as
@@ -281,8 +425,14 @@ def replay(settings: Settings | None, csv_path: str | Path, *, speedup: float = 
     counts: Counter[str] = Counter()
     wall0 = time.monotonic()
     ts0: int | None = None
-    for ts, (topic_key, key, record) in replay_timed(csv_path, limit=limit, steps=steps, start_ms=start_ms,
-                                                     bets_per_match=bets_per_match, accounts=accounts):
+    for ts, (topic_key, key, record) in replay_timed(
+        csv_path,
+        limit=limit,
+        steps=steps,
+        start_ms=start_ms,
+        bets_per_match=bets_per_match,
+        accounts=accounts,
+    ):
         if speedup > 0:
             if ts0 is None:
                 ts0 = ts

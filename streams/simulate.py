@@ -68,9 +68,26 @@ MARKETS: tuple[tuple[MarketType, str | None, tuple[str, ...]], ...] = (
     (MarketType.BOTH_TEAMS_TO_SCORE, None, ("yes", "no")),
 )
 _TEAMS = (
-    "Arsenal", "Aston Villa", "Bournemouth", "Brentford", "Brighton", "Burnley", "Chelsea", "Crystal Palace",
-    "Everton", "Fulham", "Leeds", "Liverpool", "Manchester City", "Manchester United", "Newcastle",
-    "Nottingham Forest", "Sunderland", "Tottenham", "West Ham", "Wolves",
+    "Arsenal",
+    "Aston Villa",
+    "Bournemouth",
+    "Brentford",
+    "Brighton",
+    "Burnley",
+    "Chelsea",
+    "Crystal Palace",
+    "Everton",
+    "Fulham",
+    "Leeds",
+    "Liverpool",
+    "Manchester City",
+    "Manchester United",
+    "Newcastle",
+    "Nottingham Forest",
+    "Sunderland",
+    "Tottenham",
+    "West Ham",
+    "Wolves",
 )
 
 
@@ -84,7 +101,9 @@ def _poisson(mu: Decimal) -> list[Decimal]:
     return p
 
 
-def fair_probabilities(lam_h: Decimal, lam_a: Decimal, remaining: Decimal, h: int, a: int) -> dict[str, tuple[Decimal, ...] | None]:
+def fair_probabilities(
+    lam_h: Decimal, lam_a: Decimal, remaining: Decimal, h: int, a: int
+) -> dict[str, tuple[Decimal, ...] | None]:
     """Fair probabilities per market key given the score and the remaining share of the match.
 
     None for a market whose outcome is already decided (it must be closed, not priced).
@@ -136,8 +155,12 @@ def provider_odds(probs: tuple[Decimal, ...]) -> tuple[Decimal, ...]:
         rest = implied - floor_part
         target = Decimal("1.03") - floor_part
         if rest > 0 and target > 0:
-            odds = [o if o == ODDS_MIN else max((o * rest / target).quantize(CENT, rounding=ROUND_DOWN), ODDS_MIN)
-                    for o in odds]
+            odds = [
+                o
+                if o == ODDS_MIN
+                else max((o * rest / target).quantize(CENT, rounding=ROUND_DOWN), ODDS_MIN)
+                for o in odds
+            ]
     return tuple(odds)
 
 
@@ -160,7 +183,9 @@ class _Market:
     line: str | None
     sels: tuple[str, ...]
     mid: str
-    history: list[tuple[int, tuple[Decimal, ...]]] = field(default_factory=list)  # (ts, provider odds)
+    history: list[tuple[int, tuple[Decimal, ...]]] = field(
+        default_factory=list
+    )  # (ts, provider odds)
     closed_at: int | None = None
 
     def odds_at(self, ts: int, back: int = 0) -> tuple[Decimal, ...] | None:
@@ -203,9 +228,18 @@ def _q(o: Decimal) -> Decimal:
     return o.quantize(AVRO_Q)
 
 
-def simulate_timed(*, fixtures: int = 20, accounts: int = 200, bets: int = 2000, seed: int = 1, in_play: bool = True,
-                   start_ms: int | None = None, margin: Decimal = Decimal("0.05"), method: str = "proportional",
-                   stats: Counter[str] | None = None) -> list[tuple[int, Event]]:
+def simulate_timed(
+    *,
+    fixtures: int = 20,
+    accounts: int = 200,
+    bets: int = 2000,
+    seed: int = 1,
+    in_play: bool = True,
+    start_ms: int | None = None,
+    margin: Decimal = Decimal("0.05"),
+    method: str = "proportional",
+    stats: Counter[str] | None = None,
+) -> list[tuple[int, Event]]:
     """The match day as ``(ts, event)`` in timeline order (see the module doc)."""
     if fixtures < 1 or accounts < 1 or bets < 0:
         raise ValueError("need fixtures >= 1, accounts >= 1, bets >= 0")
@@ -221,16 +255,36 @@ def simulate_timed(*, fixtures: int = 20, accounts: int = 200, bets: int = 2000,
         if i >= len(_TEAMS) // 2:  # more fixtures than team pairs: keep names distinct
             home, away = f"{home} {i}", f"{away} {i}"
         eid = f"{prefix}-e{i:03d}"
-        mkts = [_Market(mt, ln, sels, market_id(eid, mt, Period.FT, None if ln is None else Decimal(ln)))
-                for mt, ln, sels in MARKETS]
-        fxs.append(_Fixture(i, eid, home, away, t0 + KICKOFF_AFTER_MS + (i % 4) * 15 * MINUTE_MS,
-                            Decimal(rnd.randint(90, 220)) / 100, Decimal(rnd.randint(60, 170)) / 100, mkts))
+        mkts = [
+            _Market(
+                mt, ln, sels, market_id(eid, mt, Period.FT, None if ln is None else Decimal(ln))
+            )
+            for mt, ln, sels in MARKETS
+        ]
+        fxs.append(
+            _Fixture(
+                i,
+                eid,
+                home,
+                away,
+                t0 + KICKOFF_AFTER_MS + (i % 4) * 15 * MINUTE_MS,
+                Decimal(rnd.randint(90, 220)) / 100,
+                Decimal(rnd.randint(60, 170)) / 100,
+                mkts,
+            )
+        )
 
     def feed(f: _Fixture, ts: int, topic_key: str, body: dict[str, Any]) -> int:
         # Per-event timestamps never go backwards, so timeline order == seq order per event.
         ts = max(ts, f.last_ts)
         f.last_ts = ts
-        rec = {"event_id": f.event_id, "provider": PROVIDER, "seq": f.nxt(), **body, "provider_ts": ts}
+        rec = {
+            "event_id": f.event_id,
+            "provider": PROVIDER,
+            "seq": f.nxt(),
+            **body,
+            "provider_ts": ts,
+        }
         tl.add(ts, (topic_key, f.event_id, rec))
         st[topic_key] += 1
         return ts
@@ -238,7 +292,9 @@ def simulate_timed(*, fixtures: int = 20, accounts: int = 200, bets: int = 2000,
     def status(f: _Fixture, ts: int, value: str, live: bool, mid: str | None = None) -> int:
         return feed(f, ts, "market_status", {"market_id": mid, "status": value, "in_play": live})
 
-    def prices(f: _Fixture, ts: int, remaining: Decimal, h: int, a: int, lam_h: Decimal, lam_a: Decimal) -> list[_Market]:
+    def prices(
+        f: _Fixture, ts: int, remaining: Decimal, h: int, a: int, lam_h: Decimal, lam_a: Decimal
+    ) -> list[_Market]:
         """Price every undecided open market; returns the markets that just became decided."""
         probs = fair_probabilities(lam_h, lam_a, remaining, h, a)
         decided = []
@@ -250,10 +306,20 @@ def simulate_timed(*, fixtures: int = 20, accounts: int = 200, bets: int = 2000,
                 decided.append(m)
                 continue
             odds = provider_odds(p)
-            ts = feed(f, ts, "price_updates", {
-                "market_id": m.mid, "market_type": m.mtype.value, "period": Period.FT.value, "line": m.line,
-                "selections": [{"selection": s, "odds": _q(o)} for s, o in zip(m.sels, odds, strict=True)],
-            })
+            ts = feed(
+                f,
+                ts,
+                "price_updates",
+                {
+                    "market_id": m.mid,
+                    "market_type": m.mtype.value,
+                    "period": Period.FT.value,
+                    "line": m.line,
+                    "selections": [
+                        {"selection": s, "odds": _q(o)} for s, o in zip(m.sels, odds, strict=True)
+                    ],
+                },
+            )
             m.history.append((ts, odds))
         return decided
 
@@ -262,27 +328,63 @@ def simulate_timed(*, fixtures: int = 20, accounts: int = 200, bets: int = 2000,
         sels = m0.sels
         for body in (
             # unpriceable: odds must be > 1
-            {"market_id": m0.mid, "market_type": m0.mtype.value, "line": None,
-             "selections": [{"selection": s, "odds": Decimal("1.0000")} for s in sels]},
+            {
+                "market_id": m0.mid,
+                "market_type": m0.mtype.value,
+                "line": None,
+                "selections": [{"selection": s, "odds": Decimal("1.0000")} for s in sels],
+            },
             # unknown market type
-            {"market_id": f"{f.event_id}/corners_total/FT", "market_type": "corners_total", "line": None,
-             "selections": [{"selection": "over", "odds": Decimal("1.9000")}, {"selection": "under", "odds": Decimal("1.9000")}]},
+            {
+                "market_id": f"{f.event_id}/corners_total/FT",
+                "market_type": "corners_total",
+                "line": None,
+                "selections": [
+                    {"selection": "over", "odds": Decimal("1.9000")},
+                    {"selection": "under", "odds": Decimal("1.9000")},
+                ],
+            },
             # market id that does not match its fields
-            {"market_id": f"{f.event_id}/match_result/1H", "market_type": "match_result", "line": None,
-             "selections": [{"selection": s, "odds": Decimal("3.0000")} for s in sels]},
+            {
+                "market_id": f"{f.event_id}/match_result/1H",
+                "market_type": "match_result",
+                "line": None,
+                "selections": [{"selection": s, "odds": Decimal("3.0000")} for s in sels],
+            },
         ):
             feed(f, ts, "price_updates", {**body, "period": Period.FT.value})
             st["malformed"] += 1
 
     # ---- T0: fixtures, deposits
     for f in fxs:
-        feed(f, t0, "fixtures", {"sport": "football", "competition": "Simulated League", "home": f.home,
-                                 "away": f.away, "kickoff": f.kickoff})
+        feed(
+            f,
+            t0,
+            "fixtures",
+            {
+                "sport": "football",
+                "competition": "Simulated League",
+                "home": f.home,
+                "away": f.away,
+                "kickoff": f.kickoff,
+            },
+        )
     for n in range(accounts):
         acct = f"acct-{n:03d}"
-        tl.add(t0, ("deposits", acct, {"ref": f"{prefix}-dep-{acct}", "account_id": acct,
-                                       "amount_minor": rnd.choice((2_000, 5_000, 10_000, 25_000, 50_000)),
-                                       "currency": "GBP", "created_at": t0}))
+        tl.add(
+            t0,
+            (
+                "deposits",
+                acct,
+                {
+                    "ref": f"{prefix}-dep-{acct}",
+                    "account_id": acct,
+                    "amount_minor": rnd.choice((2_000, 5_000, 10_000, 25_000, 50_000)),
+                    "currency": "GBP",
+                    "created_at": t0,
+                },
+            ),
+        )
         st["deposits"] += 1
 
     # ---- per fixture: pre-match, in-play, result
@@ -313,7 +415,9 @@ def simulate_timed(*, fixtures: int = 20, accounts: int = 200, bets: int = 2000,
         ko = f.kickoff
         if in_play:
             status(f, ko, "open", True)
-            ticks = sorted({(g, "goal", s) for g, s in goals} | {(m, "tick", "") for m in (15, 30, 60, 75)})
+            ticks = sorted(
+                {(g, "goal", s) for g, s in goals} | {(m, "tick", "") for m in (15, 30, 60, 75)}
+            )
             for minute, what, side in ticks:
                 if stop_at is not None and minute >= stop_at:
                     break
@@ -327,7 +431,12 @@ def simulate_timed(*, fixtures: int = 20, accounts: int = 200, bets: int = 2000,
                 h, a = (h + 1, a) if side == "home" else (h, a + 1)
                 if minute <= 45:
                     ht = (h, a)
-                feed(f, ts + SECOND_MS, "scores", {"period": Period.FT.value, "home": h, "away": a, "minute": minute})
+                feed(
+                    f,
+                    ts + SECOND_MS,
+                    "scores",
+                    {"period": Period.FT.value, "home": h, "away": a, "minute": minute},
+                )
                 decided = prices(f, ts + 30 * SECOND_MS, remaining, h, a, lam_h, lam_a)
                 for m in decided:
                     m.closed_at = status(f, ts + 30 * SECOND_MS, "closed", True, m.mid)
@@ -345,23 +454,69 @@ def simulate_timed(*, fixtures: int = 20, accounts: int = 200, bets: int = 2000,
         if stop_at is not None:
             ts = status(f, ko + stop_at * MINUTE_MS + 10 * SECOND_MS, "suspended", True)
             htv = ht if stop_at > 45 else (None, None)
-            feed(f, ts + 10 * MINUTE_MS, "results", {"status": "abandoned", "ft_home": None, "ft_away": None,
-                                                    "ht_home": htv[0], "ht_away": htv[1], "revision": 0})
+            feed(
+                f,
+                ts + 10 * MINUTE_MS,
+                "results",
+                {
+                    "status": "abandoned",
+                    "ft_home": None,
+                    "ft_away": None,
+                    "ht_home": htv[0],
+                    "ht_away": htv[1],
+                    "revision": 0,
+                },
+            )
             st["abandoned"] += 1
             continue
         if f.idx == fixtures - 1:
-            feed(f, ko + 92 * MINUTE_MS, "results", {"status": "final", "ft_home": None, "ft_away": None,
-                                                     "ht_home": None, "ht_away": None, "revision": 0})
+            feed(
+                f,
+                ko + 92 * MINUTE_MS,
+                "results",
+                {
+                    "status": "final",
+                    "ft_home": None,
+                    "ft_away": None,
+                    "ht_home": None,
+                    "ht_away": None,
+                    "revision": 0,
+                },
+            )
             st["malformed"] += 1
         ts = status(f, ko + 93 * MINUTE_MS, "closed", False)
-        ts = feed(f, ts + 2 * MINUTE_MS, "results", {"status": "final", "ft_home": h, "ft_away": a,
-                                                    "ht_home": ht[0], "ht_away": ht[1], "revision": 0})
+        ts = feed(
+            f,
+            ts + 2 * MINUTE_MS,
+            "results",
+            {
+                "status": "final",
+                "ft_home": h,
+                "ft_away": a,
+                "ht_home": ht[0],
+                "ht_away": ht[1],
+                "revision": 0,
+            },
+        )
         final_scores[f.event_id] = (h, a, *ht)
         if f.idx == corrected:
             # A goal chalked off after the final whistle: the provider corrects the result.
-            ch, ca, hh, ha = (h - 1, a, min(ht[0], h - 1), ht[1]) if h > 0 else (h, a + 1, ht[0], ht[1])
-            feed(f, ts + 30 * MINUTE_MS, "results", {"status": "final", "ft_home": ch, "ft_away": ca,
-                                                     "ht_home": hh, "ht_away": ha, "revision": 1})
+            ch, ca, hh, ha = (
+                (h - 1, a, min(ht[0], h - 1), ht[1]) if h > 0 else (h, a + 1, ht[0], ht[1])
+            )
+            feed(
+                f,
+                ts + 30 * MINUTE_MS,
+                "results",
+                {
+                    "status": "final",
+                    "ft_home": ch,
+                    "ft_away": ca,
+                    "ht_home": hh,
+                    "ht_away": ha,
+                    "revision": 1,
+                },
+            )
             st["corrected_results"] += 1
 
     # ---- bet requests
@@ -370,7 +525,11 @@ def simulate_timed(*, fixtures: int = 20, accounts: int = 200, bets: int = 2000,
         return None if odds is None else book_odds(odds, margin, method)
 
     def open_markets(f: _Fixture, ts: int) -> list[_Market]:
-        return [m for m in f.markets if m.history and m.history[0][0] <= ts and (m.closed_at is None or m.closed_at > ts)]
+        return [
+            m
+            for m in f.markets
+            if m.history and m.history[0][0] <= ts and (m.closed_at is None or m.closed_at > ts)
+        ]
 
     first_ko = min(f.kickoff for f in fxs)
     for n in range(bets):
@@ -396,16 +555,34 @@ def simulate_timed(*, fixtures: int = 20, accounts: int = 200, bets: int = 2000,
             candidates = open_markets(f, ts) or [f.markets[0]]
             m = rnd.choice(candidates)
             si = rnd.randrange(len(m.sels))
-            odds = book_at(m, ts, 1 if stale else 0) or book_at(m, ts) or (Decimal(2),) * len(m.sels)
-            legs.append({"event_id": f.event_id, "market_type": m.mtype.value, "period": Period.FT.value,
-                         "line": m.line, "selection": m.sels[si], "odds": _q(odds[si])})
+            odds = (
+                book_at(m, ts, 1 if stale else 0) or book_at(m, ts) or (Decimal(2),) * len(m.sels)
+            )
+            legs.append(
+                {
+                    "event_id": f.event_id,
+                    "market_type": m.mtype.value,
+                    "period": Period.FT.value,
+                    "line": m.line,
+                    "selection": m.sels[si],
+                    "odds": _q(odds[si]),
+                }
+            )
         if stale:
             policy = rnd.choice(("none", "higher", "any"))
             st["stale_odds_bets"] += 1
         else:
             policy = rnd.choice(("any", "any", "higher", "none"))
-        rec = {"bet_id": bet_id, "account_id": acct, "stake_minor": stake, "currency": "GBP",
-               "price_policy": policy, "legs": legs, "placed_at": ts, "channel": rnd.choice(("web", "app"))}
+        rec = {
+            "bet_id": bet_id,
+            "account_id": acct,
+            "stake_minor": stake,
+            "currency": "GBP",
+            "price_policy": policy,
+            "legs": legs,
+            "placed_at": ts,
+            "channel": rnd.choice(("web", "app")),
+        }
         tl.add(ts, ("bet_requests", acct, rec))
         st["bet_requests"] += 1
         if rnd.randrange(100) < 2:
@@ -423,34 +600,77 @@ def simulate_timed(*, fixtures: int = 20, accounts: int = 200, bets: int = 2000,
         (f"{prefix}-bad-stake", {"selection": "home"}, 0),
         (f"{prefix}-bad-selection", {"selection": "banana"}, 500),
     ):
-        rec = {"bet_id": bet_id, "account_id": "acct-000", "stake_minor": stake, "currency": "GBP", "price_policy": "any",
-               "legs": [{"event_id": f0.event_id, "market_type": "match_result", "period": "FT", "line": None,
-                         "odds": Decimal("2.0000"), **leg}],
-               "placed_at": bad_ts, "channel": "web"}
+        rec = {
+            "bet_id": bet_id,
+            "account_id": "acct-000",
+            "stake_minor": stake,
+            "currency": "GBP",
+            "price_policy": "any",
+            "legs": [
+                {
+                    "event_id": f0.event_id,
+                    "market_type": "match_result",
+                    "period": "FT",
+                    "line": None,
+                    "odds": Decimal("2.0000"),
+                    **leg,
+                }
+            ],
+            "placed_at": bad_ts,
+            "channel": "web",
+        }
         tl.add(bad_ts, ("bet_requests", "acct-000", rec))
         st["bet_requests"] += 1
     st["malformed"] += 2
     return tl.sorted()
 
 
-def simulate_events(*, fixtures: int = 20, accounts: int = 200, bets: int = 2000, seed: int = 1, in_play: bool = True,
-                    start_ms: int | None = None, margin: Decimal = Decimal("0.05"), method: str = "proportional",
-                    stats: Counter[str] | None = None) -> Iterator[Event]:
+def simulate_events(
+    *,
+    fixtures: int = 20,
+    accounts: int = 200,
+    bets: int = 2000,
+    seed: int = 1,
+    in_play: bool = True,
+    start_ms: int | None = None,
+    margin: Decimal = Decimal("0.05"),
+    method: str = "proportional",
+    stats: Counter[str] | None = None,
+) -> Iterator[Event]:
     """The match day as ``(topic_key, key, record)`` in timeline order; same args, same stream.
 
     ``stats`` (optional) is filled with counts by kind: topic keys plus ``goals``,
     ``accumulators``, ``stale_odds_bets``, ``duplicate_bets``, ``abandoned``,
     ``corrected_results`` and ``malformed``.
     """
-    for _, ev in simulate_timed(fixtures=fixtures, accounts=accounts, bets=bets, seed=seed, in_play=in_play,
-                                start_ms=start_ms, margin=margin, method=method, stats=stats):
+    for _, ev in simulate_timed(
+        fixtures=fixtures,
+        accounts=accounts,
+        bets=bets,
+        seed=seed,
+        in_play=in_play,
+        start_ms=start_ms,
+        margin=margin,
+        method=method,
+        stats=stats,
+    ):
         yield ev
 
 
-def simulate(settings: Settings | None = None, *, fixtures: int = 20, accounts: int = 200, bets: int = 2000,
-             seed: int = 1, in_play: bool = True, rate_per_s: float = 0.0, start_ms: int | None = None,
-             producer: Any = None, progress: Callable[[Counter[str]], None] | None = None,
-             progress_every: int = 5_000) -> Counter[str]:
+def simulate(
+    settings: Settings | None = None,
+    *,
+    fixtures: int = 20,
+    accounts: int = 200,
+    bets: int = 2000,
+    seed: int = 1,
+    in_play: bool = True,
+    rate_per_s: float = 0.0,
+    start_ms: int | None = None,
+    producer: Any = None,
+    progress: Callable[[Counter[str]], None] | None = None,
+    progress_every: int = 5_000,
+) -> Counter[str]:
     """Produce a simulated match day to Kafka; returns counts by kind (see simulate_events).
 
     The timeline starts at ``start_ms`` (default: now, so engine latency metrics are meaningful).
@@ -463,8 +683,17 @@ def simulate(settings: Settings | None = None, *, fixtures: int = 20, accounts: 
     prod = producer or EventProducer(s)
     stats: Counter[str] = Counter()
     start = start_ms if start_ms is not None else time.time_ns() // 1_000_000
-    events = simulate_timed(fixtures=fixtures, accounts=accounts, bets=bets, seed=seed, in_play=in_play, start_ms=start,
-                            margin=Decimal(s.margin), method=s.pricing_method, stats=stats)
+    events = simulate_timed(
+        fixtures=fixtures,
+        accounts=accounts,
+        bets=bets,
+        seed=seed,
+        in_play=in_play,
+        start_ms=start,
+        margin=Decimal(s.margin),
+        method=s.pricing_method,
+        stats=stats,
+    )
     wall0 = time.monotonic()
     for n, (_, (topic_key, key, record)) in enumerate(events, 1):
         if rate_per_s > 0:

@@ -19,7 +19,11 @@ import pytest
 
 from oddsflow.settings import REPO_ROOT, Settings
 
-EPL_CSV = Path(os.environ.get("ODDSFLOW_EPL_CSV", REPO_ROOT.parent / "shared" / "data" / "epl-odds-results.csv"))
+EPL_CSV = Path(
+    os.environ.get(
+        "ODDSFLOW_EPL_CSV", REPO_ROOT.parent / "shared" / "data" / "epl-odds-results.csv"
+    )
+)
 
 
 @pytest.fixture(scope="session")
@@ -51,20 +55,6 @@ def kafka_settings(services: Settings) -> Settings:
     return s
 
 
-def settings_env(s: Settings) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update({
-        "ODDSFLOW_TOPIC_PREFIX": s.topic_prefix,
-        "ODDSFLOW_KAFKA_BOOTSTRAP": s.kafka_bootstrap,
-        "ODDSFLOW_METRICS_PORT": str(s.metrics_port),
-        "ODDSFLOW_PROCESSING_GUARANTEE": s.processing_guarantee,
-        "ODDSFLOW_STANDBY_REPLICAS": str(s.standby_replicas),
-        "ODDSFLOW_COMMIT_INTERVAL_S": str(s.commit_interval_s),
-        "PYTHONUNBUFFERED": "1",
-    })
-    return env
-
-
 class WorkerProcess:
     """An `oddsflow worker` subprocess that tests can SIGKILL and restart."""
 
@@ -75,10 +65,13 @@ class WorkerProcess:
 
     def start(self) -> WorkerProcess:
         self.starts += 1
-        log = open(self.log_dir / f"{self.name}-{self.starts}.log", "wb")
+        log = open(self.log_dir / f"{self.name}-{self.starts}.log", "wb")  # noqa: SIM115 - handed to the child
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "oddsflow.cli", "worker", "-l", "warn"],
-            env=settings_env(self.s), stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
+            env=self.s.child_env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO_ROOT,
             start_new_session=True,
         )
         return self
@@ -100,7 +93,9 @@ class WorkerProcess:
         return self.proc is not None and self.proc.poll() is None
 
     def log_text(self) -> str:
-        return "\n".join(p.read_text(errors="replace") for p in sorted(self.log_dir.glob(f"{self.name}-*.log")))
+        return "\n".join(
+            p.read_text(errors="replace") for p in sorted(self.log_dir.glob(f"{self.name}-*.log"))
+        )
 
 
 @pytest.fixture()

@@ -14,9 +14,24 @@ from oddsflow.codec import SINGLE_OBJECT_MAGIC, Codec, CodecError, decode_any, s
 
 
 def _bet(**kw):
-    rec = {"bet_id": "b1", "account_id": "a1", "stake_minor": 1000, "currency": "GBP", "price_policy": "any",
-           "legs": [{"event_id": "e1", "market_type": "match_result", "period": "FT", "line": None,
-                     "selection": "home", "odds": Decimal("2.1")}], "placed_at": 1_767_225_600_000}
+    rec = {
+        "bet_id": "b1",
+        "account_id": "a1",
+        "stake_minor": 1000,
+        "currency": "GBP",
+        "price_policy": "any",
+        "legs": [
+            {
+                "event_id": "e1",
+                "market_type": "match_result",
+                "period": "FT",
+                "line": None,
+                "selection": "home",
+                "odds": Decimal("2.1"),
+            }
+        ],
+        "placed_at": 1_767_225_600_000,
+    }
     rec.update(kw)
     return rec
 
@@ -56,7 +71,9 @@ def test_garbage_is_a_codec_error_with_a_reason(data, message):
 
 
 def test_a_message_of_another_schema_is_rejected():
-    data = Codec("deposit").encode({"ref": "r", "account_id": "a", "amount_minor": 1, "currency": "GBP", "created_at": 0})
+    data = Codec("deposit").encode(
+        {"ref": "r", "account_id": "a", "amount_minor": 1, "currency": "GBP", "created_at": 0}
+    )
     with pytest.raises(CodecError, match="expected a bet_request"):
         Codec("bet_request").decode(data)
 
@@ -72,7 +89,10 @@ def test_a_record_that_does_not_fit_is_refused_at_encode():
         Codec("bet_request").encode(_bet(stake_minor="ten"))
 
 
-@given(stake=st.integers(min_value=0, max_value=2**62), odds=st.decimals(min_value=Decimal("1.0001"), max_value=Decimal("99999999"), places=4))
+@given(
+    stake=st.integers(min_value=0, max_value=2**62),
+    odds=st.decimals(min_value=Decimal("1.0001"), max_value=Decimal("99999999"), places=4),
+)
 def test_roundtrip_is_exact_for_money_and_odds(stake, odds):
     c = Codec("bet_request")
     rec = _bet(stake_minor=stake)

@@ -14,16 +14,27 @@ COMPOSE = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
 
 
 def test_the_whole_stack_is_there():
-    assert {"kafka", "postgres", "clickhouse", "worker", "ingest", "sink-postgres", "sink-clickhouse",
-            "prometheus", "grafana"} <= set(COMPOSE["services"])
+    assert {
+        "kafka",
+        "postgres",
+        "clickhouse",
+        "worker",
+        "ingest",
+        "sink-postgres",
+        "sink-clickhouse",
+        "prometheus",
+        "grafana",
+    } <= set(COMPOSE["services"])
 
 
 def test_oddsflow_env_names_real_settings_fields():
     fields = set(Settings.model_fields)
     for name, svc in COMPOSE["services"].items():
-        for key in (svc.get("environment") or {}):
+        for key in svc.get("environment") or {}:
             if key.startswith("ODDSFLOW_"):
-                assert key.removeprefix("ODDSFLOW_").lower() in fields, f"{name}: {key} is not a setting"
+                assert key.removeprefix("ODDSFLOW_").lower() in fields, (
+                    f"{name}: {key} is not a setting"
+                )
 
 
 def test_ports_match_the_local_defaults():
@@ -61,8 +72,13 @@ def test_prometheus_scrapes_the_metrics_port():
 
 @pytest.mark.skipif(shutil.which("docker") is None, reason="no docker client")
 def test_compose_config_is_valid_where_docker_compose_exists():
-    res = subprocess.run(["docker", "compose", "-f", str(REPO_ROOT / "docker-compose.yml"), "config", "-q"],
-                         capture_output=True, text=True)
-    if res.returncode != 0 and ("not a docker command" in res.stderr or "unknown" in res.stderr.lower()):
+    res = subprocess.run(
+        ["docker", "compose", "-f", str(REPO_ROOT / "docker-compose.yml"), "config", "-q"],
+        capture_output=True,
+        text=True,
+    )
+    if res.returncode != 0 and (
+        "not a docker command" in res.stderr or "unknown" in res.stderr.lower()
+    ):
         pytest.skip("docker compose plugin not installed")
     assert res.returncode == 0, res.stderr

@@ -16,7 +16,11 @@ pytestmark = pytest.mark.integration
 
 def test_up_twice_is_fine_and_reports_where_services_listen(services):
     again = svc.up(services)
-    assert [(s.name, s.running) for s in again] == [("kafka", True), ("postgres", True), ("clickhouse", True)]
+    assert [(s.name, s.running) for s in again] == [
+        ("kafka", True),
+        ("postgres", True),
+        ("clickhouse", True),
+    ]
     assert again[0].where == services.kafka_bootstrap
 
 
@@ -31,7 +35,7 @@ def test_a_busy_port_is_named_in_the_error(services, tmp_path):
     # Our Kafka already listens on this port, but this settings object's run dir has no pid:
     # starting "another" Kafka there must fail with a message naming the port.
     other = services.model_copy(update={"run_dir": tmp_path})
-    with pytest.raises(svc.ServiceError, match="port .* is busy"):
+    with pytest.raises(svc.ServiceError, match=r"port .* is busy"):
         svc.Kafka(other).up()
 
 
@@ -56,8 +60,14 @@ def test_transactions_work_on_this_broker(services):
     p.begin_transaction()
     p.produce(topic, b"committed")
     p.commit_transaction(30)
-    c = Consumer({"bootstrap.servers": services.kafka_bootstrap, "group.id": topic, "isolation.level": "read_committed",
-                  "auto.offset.reset": "earliest"})
+    c = Consumer(
+        {
+            "bootstrap.servers": services.kafka_bootstrap,
+            "group.id": topic,
+            "isolation.level": "read_committed",
+            "auto.offset.reset": "earliest",
+        }
+    )
     c.assign([TopicPartition(topic, 0, 0)])
     seen = []
     for _ in range(40):

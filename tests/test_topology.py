@@ -21,7 +21,9 @@ def test_the_repository_topology_is_valid():
 def test_check_reports_missing_schema_topic_and_copartition_mismatch():
     t = topology.load()
     topics = dict(t.topics)
-    topics["price_updates"] = dataclasses.replace(topics["price_updates"], partitions=7, value_schema="nope")
+    topics["price_updates"] = dataclasses.replace(
+        topics["price_updates"], partitions=7, value_schema="nope"
+    )
     agents = {"x": {"inputs": ["no_such_topic"], "outputs": [], "tables": ["no_table"]}}
     broken = dataclasses.replace(t, topics=topics, agents=agents)
     problems = "\n".join(broken.check())
@@ -58,7 +60,13 @@ def test_apply_creates_topics_once_and_then_does_nothing(services):
     cfg = admin.describe_configs([res])[res].result()
     assert cfg["cleanup.policy"].value == "compact"
     # Growing a topic's partitions in topology.yaml grows it in Kafka.
-    grown = dataclasses.replace(topo, topics={**topo.topics, "dead_letters": dataclasses.replace(topo.topics["dead_letters"], partitions=2)})
+    grown = dataclasses.replace(
+        topo,
+        topics={
+            **topo.topics,
+            "dead_letters": dataclasses.replace(topo.topics["dead_letters"], partitions=2),
+        },
+    )
     assert topology.apply(grown, s.kafka_bootstrap) == [f"grew {topo.topic('dead_letters').name}"]
 
 

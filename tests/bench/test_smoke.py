@@ -12,7 +12,9 @@ pytestmark = pytest.mark.integration
 def test_quick_baseline_writes_results(services, tmp_path):
     from oddsflow.bench.run import run_bench
 
-    doc = run_bench(services, quick=True, scenarios=["baseline"], results_dir=tmp_path, say=lambda m: None)
+    doc = run_bench(
+        services, quick=True, scenarios=["baseline"], results_dir=tmp_path, say=lambda m: None
+    )
     files = list(tmp_path.glob("*.json"))
     assert len(files) == 1 and (tmp_path / "LATEST.md").exists()
     saved = json.loads(files[0].read_text())
@@ -27,5 +29,7 @@ def test_quick_baseline_writes_results(services, tmp_path):
             g = b[mode][k]
             assert g["reps"] and g["reps"][0]["complete"], (mode, k)
             assert set(g["p99_ms"]) >= {"median", "min", "max", "iqr"}
-    assert saved["table"] and {"scenario", "metric", "median", "unit", "ratio"} <= set(saved["table"][0])
+    assert saved["table"] and {"scenario", "metric", "median", "unit", "ratio"} <= set(
+        saved["table"][0]
+    )
     assert doc["results_file"] == str(files[0])

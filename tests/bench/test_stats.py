@@ -32,7 +32,13 @@ def test_percentile_rejects_out_of_range():
 def test_latency_summary():
     s = latency_summary([float(x) for x in range(1, 101)])
     assert s["n"] == 100 and s["p50_ms"] == 50.5 and s["max_ms"] == 100
-    assert latency_summary([]) == {"n": 0, "p50_ms": None, "p95_ms": None, "p99_ms": None, "max_ms": None}
+    assert latency_summary([]) == {
+        "n": 0,
+        "p50_ms": None,
+        "p95_ms": None,
+        "p99_ms": None,
+        "max_ms": None,
+    }
 
 
 def test_spread_median_min_max_iqr():
@@ -58,19 +64,41 @@ def test_zigzag_varint_matches_fastavro(n):
 
 def test_stamped_record_decodes_with_the_send_time():
     codec = Codec("bet_request")
-    rec = {"bet_id": "b1", "account_id": "a1", "stake_minor": 100, "currency": "GBP", "price_policy": "any",
-           "legs": [{"event_id": "e1", "market_type": "match_result", "period": "FT", "line": None,
-                     "selection": "home", "odds": Decimal("2.00")}], "placed_at": 0, "channel": "bench"}
+    rec = {
+        "bet_id": "b1",
+        "account_id": "a1",
+        "stake_minor": 100,
+        "currency": "GBP",
+        "price_policy": "any",
+        "legs": [
+            {
+                "event_id": "e1",
+                "market_type": "match_result",
+                "period": "FT",
+                "line": None,
+                "selection": "home",
+                "odds": Decimal("2.00"),
+            }
+        ],
+        "placed_at": 0,
+        "channel": "bench",
+    }
     st = harness.stamped(codec, "a1", rec, "placed_at")
     out = codec.decode(st.value(1_767_225_600_123))
-    assert out["placed_at"] == 1_767_225_600_123 and out["bet_id"] == "b1" and out["channel"] == "bench"
+    assert (
+        out["placed_at"] == 1_767_225_600_123
+        and out["bet_id"] == "b1"
+        and out["channel"] == "bench"
+    )
     assert st.key == b"a1"
 
 
 def test_collapsed_stack_summary():
-    text = ("process 1:\"python\";main (/x/oddsflow/cli.py:10);handle (/x/processors/app.py:5);"
-            "encode (/x/fastavro/_write.py:3) 3\n"
-            "process 1:\"python\";main (/x/oddsflow/cli.py:10);handle (/x/processors/app.py:5) 1\n")
+    text = (
+        'process 1:"python";main (/x/oddsflow/cli.py:10);handle (/x/processors/app.py:5);'
+        "encode (/x/fastavro/_write.py:3) 3\n"
+        'process 1:"python";main (/x/oddsflow/cli.py:10);handle (/x/processors/app.py:5) 1\n'
+    )
     s = profile.summarize_collapsed(text)
     assert s["samples"] == 4
     assert s["self"][0] == {"name": "encode (fastavro/_write.py)", "pct": 75.0}
@@ -81,10 +109,18 @@ def test_collapsed_stack_summary():
 
 def test_targets_and_ratios_from_results():
     sc = {
-        "baseline": {"passthrough_transactional": {"bets_closed_loop": {"throughput_per_s": {"median": 1000.0}},
-                                                   "bets_open_1000": {"p99_ms": {"median": 10.0}}}},
-        "bets": {"exactly_once": {"closed_loop": {"throughput_per_s": {"median": 600.0}},
-                                  "open_1000": {"p99_ms": {"median": 40.0}, "throughput_per_s": {"median": 990.0}}}},
+        "baseline": {
+            "passthrough_transactional": {
+                "bets_closed_loop": {"throughput_per_s": {"median": 1000.0}},
+                "bets_open_1000": {"p99_ms": {"median": 10.0}},
+            }
+        },
+        "bets": {
+            "exactly_once": {
+                "closed_loop": {"throughput_per_s": {"median": 600.0}},
+                "open_1000": {"p99_ms": {"median": 40.0}, "throughput_per_s": {"median": 990.0}},
+            }
+        },
     }
     rs = {r["metric"]: r["ratio"] for r in report.ratios(sc)}
     assert rs["exactly_once: max decisions/s (closed loop)"] == 0.6

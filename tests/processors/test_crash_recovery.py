@@ -28,8 +28,15 @@ def feed_and_bets(n_bets: int, seed: int = 1):
     rng = random.Random(seed)
     inputs = []
     for i, e in enumerate(EVENTS):
-        inputs += [("fixtures", e, r.fixture(e)), ("market_status", e, r.status(e, "open", 1)),
-                   ("price_updates", e, r.prices(e, ("2.10", "3.40", "3.60") if i % 2 else ("1.80", "3.80", "4.50")))]
+        inputs += [
+            ("fixtures", e, r.fixture(e)),
+            ("market_status", e, r.status(e, "open", 1)),
+            (
+                "price_updates",
+                e,
+                r.prices(e, ("2.10", "3.40", "3.60") if i % 2 else ("1.80", "3.80", "4.50")),
+            ),
+        ]
     inputs += [("deposits", a, r.deposit(a, 1_000_00)) for a in ACCOUNTS]
     for n in range(n_bets):
         a = rng.choice(ACCOUNTS)
@@ -38,13 +45,17 @@ def feed_and_bets(n_bets: int, seed: int = 1):
             legs = [r.leg(e1, "home", "1.5"), r.leg(e2, "away", "1.5")]
         else:
             legs = [r.leg(rng.choice(EVENTS), rng.choice(["home", "draw", "away"]), "1.5")]
-        inputs.append(("bet_requests", a, r.bet(f"bet{n}", a, rng.choice([100, 250, 1000, 2500]), legs)))
+        inputs.append(
+            ("bet_requests", a, r.bet(f"bet{n}", a, rng.choice([100, 250, 1000, 2500]), legs))
+        )
     return inputs
 
 
 def results():
     rng = random.Random(2)
-    return [("results", e, r.result(e, (rng.randint(0, 3), rng.randint(0, 3)), (0, 0))) for e in EVENTS]
+    return [
+        ("results", e, r.result(e, (rng.randint(0, 3), rng.randint(0, 3)), (0, 0))) for e in EVENTS
+    ]
 
 
 def produce(s, inputs, rate_per_s: float = 0.0):
@@ -75,7 +86,9 @@ def check_books(s, n_bets):
     decisions = [v for _, v in consume_all("bet_decisions", s, idle_s=2)]
     per_bet = Counter(d["bet_id"] for d in decisions)
     assert len(per_bet) == n_bets, "a bet request has no decision"
-    assert max(per_bet.values()) == 1, f"duplicated decisions: {[b for b, c in per_bet.items() if c > 1][:5]}"
+    assert max(per_bet.values()) == 1, (
+        f"duplicated decisions: {[b for b, c in per_bet.items() if c > 1][:5]}"
+    )
     accepted = {d["bet_id"] for d in decisions if d["accepted"]}
     assert len(accepted) > n_bets // 2
     settlements = [v for _, v in consume_all("settlements", s, idle_s=2)]
@@ -84,7 +97,9 @@ def check_books(s, n_bets):
     assert max(per_settled.values()) == 1, "a bet was settled twice"
     txs = [v for _, v in consume_all("ledger", s, idle_s=2)]
     ids = Counter(t["tx_id"] for t in txs)
-    assert max(ids.values()) == 1, f"duplicated postings: {[i for i, c in ids.items() if c > 1][:5]}"
+    assert max(ids.values()) == 1, (
+        f"duplicated postings: {[i for i, c in ids.items() if c > 1][:5]}"
+    )
     balances: dict[str, int] = defaultdict(int)
     for t in txs:
         assert sum(p["amount_minor"] for p in t["postings"]) == 0
@@ -125,7 +140,9 @@ def test_sigkill_mid_stream_loses_and_doubles_nothing(kafka_settings, worker_fac
     w.start()
     feeder.join()
     accepted = {v["bet_id"] for _, v in consume_all("bet_decisions", s, idle_s=1) if v["accepted"]}
-    wait_for(lambda: count(s, "settlements") >= len(accepted), 240, 2, "all settlements after restart")
+    wait_for(
+        lambda: count(s, "settlements") >= len(accepted), 240, 2, "all settlements after restart"
+    )
     time.sleep(3)  # anything doubled would show up now
     check_books(s, n_bets)
     assert "Traceback" not in w.log_text()

@@ -24,18 +24,33 @@ NOW = r.T0_MS + 1000
 class Engine:
     """Both handlers wired like the topology: outputs routed to their consumers in order."""
 
-    def __init__(self, limits: Limits | None = None, state: dict[str, dict[str, bytes]] | None = None) -> None:
-        self.state = state if state is not None else {n: {} for n in ("markets", "events", "legs", "liab", "wallets", "bets")}
+    def __init__(
+        self, limits: Limits | None = None, state: dict[str, dict[str, bytes]] | None = None
+    ) -> None:
+        self.state = (
+            state
+            if state is not None
+            else {n: {} for n in ("markets", "events", "legs", "liab", "wallets", "bets")}
+        )
         st = {k: Store(v) for k, v in self.state.items()}
         self.limits = limits or Limits(bet_delay_ms_in_play=0)
-        self.m = MarketsHandler(st["markets"], st["events"], st["legs"], st["liab"], Book(limits=self.limits))
+        self.m = MarketsHandler(
+            st["markets"], st["events"], st["legs"], st["liab"], Book(limits=self.limits)
+        )
         self.w = WalletHandler(st["wallets"], st["bets"], self.limits)
         self.outputs: list[tuple[str, str, dict[str, Any]]] = []
         self.routes = {
-            "fixtures": self.m.on_fixture, "price_updates": self.m.on_price_update, "market_status": self.m.on_market_status,
-            "results": self.m.on_result, "scores": self.m.on_score, "leg_commands": self.m.on_leg_command,
-            "leg_delays": self.m.on_leg_command, "bet_requests": self.w.on_bet_request, "deposits": self.w.on_deposit,
-            "leg_verdicts": self.w.on_leg_verdict, "leg_settlements": self.w.on_leg_settlement,
+            "fixtures": self.m.on_fixture,
+            "price_updates": self.m.on_price_update,
+            "market_status": self.m.on_market_status,
+            "results": self.m.on_result,
+            "scores": self.m.on_score,
+            "leg_commands": self.m.on_leg_command,
+            "leg_delays": self.m.on_leg_command,
+            "bet_requests": self.w.on_bet_request,
+            "deposits": self.w.on_deposit,
+            "leg_verdicts": self.w.on_leg_verdict,
+            "leg_settlements": self.w.on_leg_settlement,
         }
 
     def feed(self, topic: str, rec: dict[str, Any], now_ms: int = NOW) -> None:
@@ -85,7 +100,9 @@ def test_single_accepted_then_settled_with_exact_amounts():
     e = Engine()
     home = market_up(e)
     e.feed("deposits", r.deposit("a1", 100_00))
-    e.feed("bet_requests", r.bet("b1", "a1", 10_00, [r.leg("e1", "home", str(home))], policy="none"))
+    e.feed(
+        "bet_requests", r.bet("b1", "a1", 10_00, [r.leg("e1", "home", str(home))], policy="none")
+    )
     d = e.decisions()["b1"]
     assert d["accepted"] and d["bound_odds"] == [home]
     e.feed("results", r.result("e1", (2, 1), (0, 0)))
@@ -116,8 +133,21 @@ def test_rejections_by_reason(setup, bet_kwargs, reason):
     if setup == "suspend":
         e.feed("market_status", r.status("e1", "suspended", seq=2))
     e.feed("deposits", r.deposit("a1", 100_00))
-    leg = r.leg(bet_kwargs.get("event", "e1"), bet_kwargs.get("selection", "home"), bet_kwargs.get("odds", "2.00"))
-    e.feed("bet_requests", r.bet("b1", "a1", bet_kwargs.get("stake", 10_00), [leg], policy=bet_kwargs.get("policy", "any")))
+    leg = r.leg(
+        bet_kwargs.get("event", "e1"),
+        bet_kwargs.get("selection", "home"),
+        bet_kwargs.get("odds", "2.00"),
+    )
+    e.feed(
+        "bet_requests",
+        r.bet(
+            "b1",
+            "a1",
+            bet_kwargs.get("stake", 10_00),
+            [leg],
+            policy=bet_kwargs.get("policy", "any"),
+        ),
+    )
     d = e.decisions()["b1"]
     assert (d["accepted"], d["reason"]) == (False, reason)
     # Whatever was reserved was released: the wallet is whole again.
@@ -130,7 +160,11 @@ def test_rejections_by_reason(setup, bet_kwargs, reason):
 
 
 def test_liability_limit_rejects_and_released_legs_free_liability():
-    limits = Limits(bet_delay_ms_in_play=0, liability_minor_max_selection=50_00, liability_minor_max_market=50_00)
+    limits = Limits(
+        bet_delay_ms_in_play=0,
+        liability_minor_max_selection=50_00,
+        liability_minor_max_market=50_00,
+    )
     e = Engine(limits)
     home = market_up(e)
     e.feed("deposits", r.deposit("a1", 1000_00))
@@ -138,7 +172,10 @@ def test_liability_limit_rejects_and_released_legs_free_liability():
     e.feed("bet_requests", r.bet("b2", "a1", 40_00, [r.leg("e1", "home", str(home))]))
     d = e.decisions()
     assert d["b1"]["accepted"]
-    assert (d["b2"]["accepted"], d["b2"]["reason"]) in {(False, "LIABILITY_SELECTION"), (False, "LIABILITY_MARKET")}
+    assert (d["b2"]["accepted"], d["b2"]["reason"]) in {
+        (False, "LIABILITY_SELECTION"),
+        (False, "LIABILITY_MARKET"),
+    }
 
 
 def test_accumulator_waits_for_last_leg_and_releases_on_partial_reject():
@@ -146,7 +183,10 @@ def test_accumulator_waits_for_last_leg_and_releases_on_partial_reject():
     h1 = market_up(e, "e1")
     h2 = market_up(e, "e2")
     e.feed("deposits", r.deposit("a1", 100_00))
-    e.feed("bet_requests", r.bet("acc", "a1", 10_00, [r.leg("e1", "home", str(h1)), r.leg("e2", "home", str(h2))]))
+    e.feed(
+        "bet_requests",
+        r.bet("acc", "a1", 10_00, [r.leg("e1", "home", str(h1)), r.leg("e2", "home", str(h2))]),
+    )
     assert e.decisions()["acc"]["accepted"]
     e.feed("results", r.result("e1", (1, 0)))
     assert e.out("settlements") == []  # one leg still open
@@ -157,23 +197,39 @@ def test_accumulator_waits_for_last_leg_and_releases_on_partial_reject():
     market_up(e, "e3")
     market_up(e, "e4")
     e.feed("market_status", r.status("e3", "suspended", seq=2))
-    e.feed("bet_requests", r.bet("acc2", "a1", 5_00, [r.leg("e4", "home", "1.5"), r.leg("e3", "home", "1.5")]))
+    e.feed(
+        "bet_requests",
+        r.bet("acc2", "a1", 5_00, [r.leg("e4", "home", "1.5"), r.leg("e3", "home", "1.5")]),
+    )
     d = e.decisions()["acc2"]
     assert (d["accepted"], d["reason"]) == (False, "MARKET_SUSPENDED")
     releases = [c for c in e.out("leg_commands") if c["action"] == "release"]
     assert [(c["bet_id"], c["leg"]["event_id"]) for c in releases] == [("acc2", "e4")]
     assert not [k for k in e.state["legs"] if k.startswith("e4|")]
     # A leg on a market that has settled is closed for betting.
-    e.feed("bet_requests", r.bet("acc3", "a1", 5_00, [r.leg("e1", "home", "1.5"), r.leg("e4", "home", "1.5")]))
+    e.feed(
+        "bet_requests",
+        r.bet("acc3", "a1", 5_00, [r.leg("e1", "home", "1.5"), r.leg("e4", "home", "1.5")]),
+    )
     assert e.decisions()["acc3"]["reason"] == "MARKET_CLOSED"
 
 
 def test_selection_not_priced_is_unknown():
     e = Engine()
-    e.feed("price_updates", r.prices("e1", ("7.00", "9.00", "11.00"), market_type="correct_score",
-                                     selections=("1-0", "0-0", "0-1")))
+    e.feed(
+        "price_updates",
+        r.prices(
+            "e1",
+            ("7.00", "9.00", "11.00"),
+            market_type="correct_score",
+            selections=("1-0", "0-0", "0-1"),
+        ),
+    )
     e.feed("deposits", r.deposit("a1", 100_00))
-    e.feed("bet_requests", r.bet("b1", "a1", 10_00, [r.leg("e1", "5-5", "90.00", market_type="correct_score")]))
+    e.feed(
+        "bet_requests",
+        r.bet("b1", "a1", 10_00, [r.leg("e1", "5-5", "90.00", market_type="correct_score")]),
+    )
     assert e.decisions()["b1"]["reason"] == "SELECTION_UNKNOWN"
 
 
@@ -198,7 +254,9 @@ def test_resettlement_posts_only_the_difference():
     e.feed("results", r.result("e1", (1, 1), revision=1))  # corrected: home did not win
     s = e.out("settlements")
     assert [(x["revision"], x["return_minor"], x["previous_return_minor"]) for x in s] == [
-        (0, payout_minor(10_00, home), 0), (1, 0, payout_minor(10_00, home))]
+        (0, payout_minor(10_00, home), 0),
+        (1, 0, payout_minor(10_00, home)),
+    ]
     [resettle] = [t for t in e.out("ledger") if t["kind"] == "resettle"]
     player = [p for p in resettle["postings"] if p["account"] == "player:a1:available"]
     assert player[0]["amount_minor"] == -payout_minor(10_00, home)
@@ -230,10 +288,14 @@ def test_in_play_bet_is_held_then_rechecked_at_the_later_price():
 
 
 def test_crash_and_resume_replaying_inputs_changes_nothing():
-    inputs = [("fixtures", r.fixture("e1")), ("market_status", r.status("e1", "open", 1)),
-              ("price_updates", r.prices("e1")), ("deposits", r.deposit("a1", 100_00)),
-              ("bet_requests", r.bet("b1", "a1", 10_00, [r.leg("e1", "home", "2.00")])),
-              ("results", r.result("e1", (0, 2)))]
+    inputs = [
+        ("fixtures", r.fixture("e1")),
+        ("market_status", r.status("e1", "open", 1)),
+        ("price_updates", r.prices("e1")),
+        ("deposits", r.deposit("a1", 100_00)),
+        ("bet_requests", r.bet("b1", "a1", 10_00, [r.leg("e1", "home", "2.00")])),
+        ("results", r.result("e1", (0, 2))),
+    ]
     e = Engine()
     for t, v in inputs[:5]:
         e.feed(t, v)
@@ -244,7 +306,9 @@ def test_crash_and_resume_replaying_inputs_changes_nothing():
     once = Engine()
     for t, v in inputs:
         once.feed(t, v)
-    assert [x["tx_id"] for x in once.out("ledger")] == [x["tx_id"] for x in e.out("ledger") + e2.out("ledger")]
+    assert [x["tx_id"] for x in once.out("ledger")] == [
+        x["tx_id"] for x in e.out("ledger") + e2.out("ledger")
+    ]
     assert e2.state["wallets"] == once.state["wallets"]
 
 

@@ -40,9 +40,16 @@ def test_worker_metrics_are_served_and_move(kafka_settings, worker_factory):
     s = kafka_settings.model_copy(update={"metrics_port": port})
     worker_factory(s).start()
     text = wait_for(lambda: _scrape(port), 60, what="/metrics")
-    for name in ("oddsflow_events_in_total", "oddsflow_bet_decisions_total", "oddsflow_bet_decision_latency_seconds",
-                 "oddsflow_price_publish_lag_seconds", "oddsflow_dead_letters_total", "oddsflow_processing_seconds",
-                 "oddsflow_consumer_lag_messages", "oddsflow_table_keys"):
+    for name in (
+        "oddsflow_events_in_total",
+        "oddsflow_bet_decisions_total",
+        "oddsflow_bet_decision_latency_seconds",
+        "oddsflow_price_publish_lag_seconds",
+        "oddsflow_dead_letters_total",
+        "oddsflow_processing_seconds",
+        "oddsflow_consumer_lag_messages",
+        "oddsflow_table_keys",
+    ):
         assert f"# HELP {name}" in text, name
     p = EventProducer(s)
     p.send("price_updates", "e1", r.prices("e1"))
@@ -51,9 +58,16 @@ def test_worker_metrics_are_served_and_move(kafka_settings, worker_factory):
     p.send_raw("bet_requests", "a1", b"not avro at all")
     p.flush()
     # Deposit and bet travel on different topics, so the bet may be decided either way.
-    text = wait_for(lambda: (t := _scrape(port)) and _value(t, "oddsflow_bet_decisions_total") >= 1 and t,
-                    90, what="decision counter")
+    text = wait_for(
+        lambda: (t := _scrape(port)) and _value(t, "oddsflow_bet_decisions_total") >= 1 and t,
+        90,
+        what="decision counter",
+    )
     assert _value(text, "oddsflow_events_in_total", agent="pricing") >= 1
     assert _value(text, "oddsflow_bet_decision_latency_seconds_count") >= 1
-    text = wait_for(lambda: (t := _scrape(port)) and _value(t, "oddsflow_dead_letters_total") >= 1 and t, 30, what="dead letter counter")
+    text = wait_for(
+        lambda: (t := _scrape(port)) and _value(t, "oddsflow_dead_letters_total") >= 1 and t,
+        30,
+        what="dead letter counter",
+    )
     assert _value(text, "oddsflow_dead_letters_total", stage="wallet", error_type="CodecError") == 1

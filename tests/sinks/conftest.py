@@ -48,13 +48,17 @@ def pg_dsn(services: Settings, pg_template: str) -> Iterator[str]:
 
 
 @pytest.fixture()
-def sink_settings(services: Settings, pg_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    s = services.model_copy(update={
-        "topic_prefix": f"t{uuid.uuid4().hex[:8]}.",
-        "postgres_dsn": pg_dsn,
-        "metrics_port": 0,
-        "chdb_path": _chdb_path(tmp_path_factory),
-    })
+def sink_settings(
+    services: Settings, pg_dsn: str, tmp_path_factory: pytest.TempPathFactory
+) -> Settings:
+    s = services.model_copy(
+        update={
+            "topic_prefix": f"t{uuid.uuid4().hex[:8]}.",
+            "postgres_dsn": pg_dsn,
+            "metrics_port": 0,
+            "chdb_path": _chdb_path(tmp_path_factory),
+        }
+    )
     topology.apply(topology.load(settings=s), s.kafka_bootstrap)
     return s
 

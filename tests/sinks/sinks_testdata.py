@@ -40,16 +40,32 @@ class Book:
     def ggr_minor(self) -> int:
         return self.balances["book:ggr"]
 
-    def tx(self, tx_id: str, kind: str, bet_id: str | None, account_id: str, at_ms: int,
-           legs: list[tuple[str, int]]) -> None:
+    def tx(
+        self,
+        tx_id: str,
+        kind: str,
+        bet_id: str | None,
+        account_id: str,
+        at_ms: int,
+        legs: list[tuple[str, int]],
+    ) -> None:
         legs = [(a, m) for a, m in legs if m != 0]
         assert sum(m for _, m in legs) == 0
-        self.add("ledger", account_id, {
-            "tx_id": tx_id, "kind": kind, "bet_id": bet_id, "account_id": account_id,
-            "postings": [{"posting_id": f"{tx_id}:{n}", "account": a, "amount_minor": m, "currency": CCY}
-                         for n, (a, m) in enumerate(legs)],
-            "created_at": at_ms,
-        })
+        self.add(
+            "ledger",
+            account_id,
+            {
+                "tx_id": tx_id,
+                "kind": kind,
+                "bet_id": bet_id,
+                "account_id": account_id,
+                "postings": [
+                    {"posting_id": f"{tx_id}:{n}", "account": a, "amount_minor": m, "currency": CCY}
+                    for n, (a, m) in enumerate(legs)
+                ],
+                "created_at": at_ms,
+            },
+        )
         for a, m in legs:
             self.balances[a] += m
         self.postings += len(legs)
@@ -67,20 +83,47 @@ def make_book(accounts: int = 5, bets: int = 40, seed: int = 7, tag: str = "") -
     for i in range(accounts):
         acc = f"{tag}a{i}"
         t += 1000
-        b.tx(f"{tag}dep:{acc}", "deposit", None, acc, t, [("cash:deposits", -1_000_000_00), (f"player:{acc}:available", 1_000_000_00)])
+        b.tx(
+            f"{tag}dep:{acc}",
+            "deposit",
+            None,
+            acc,
+            t,
+            [("cash:deposits", -1_000_000_00), (f"player:{acc}:available", 1_000_000_00)],
+        )
     events = [f"{tag}e{j}" for j in range(4)]
     for ev in events:
         for n, mt in enumerate(MARKET_TYPES):
             for version in range(3):
                 odds = Decimal("1.9000") + Decimal(version) / 10 + Decimal(n) / 100
-                b.add("priced_markets", market_id(ev, mt), {
-                    "market_id": market_id(ev, mt), "event_id": ev, "market_type": mt, "period": "FT", "line": None,
-                    "status": "open", "in_play": False,
-                    "selections": [{"selection": s, "provider_odds": odds, "fair_probability": Decimal("0.5000000000"),
-                                    "odds": odds} for s in ("home", "away")],
-                    "margin": Decimal("0.0500"), "method": "proportional", "overround": Decimal("1.0500000000"),
-                    "version": version, "provider_ts": t + version * 60_000, "priced_ts": t + version * 60_000 + 5,
-                })
+                b.add(
+                    "priced_markets",
+                    market_id(ev, mt),
+                    {
+                        "market_id": market_id(ev, mt),
+                        "event_id": ev,
+                        "market_type": mt,
+                        "period": "FT",
+                        "line": None,
+                        "status": "open",
+                        "in_play": False,
+                        "selections": [
+                            {
+                                "selection": s,
+                                "provider_odds": odds,
+                                "fair_probability": Decimal("0.5000000000"),
+                                "odds": odds,
+                            }
+                            for s in ("home", "away")
+                        ],
+                        "margin": Decimal("0.0500"),
+                        "method": "proportional",
+                        "overround": Decimal("1.0500000000"),
+                        "version": version,
+                        "provider_ts": t + version * 60_000,
+                        "priced_ts": t + version * 60_000 + 5,
+                    },
+                )
     for i in range(bets):
         acc = f"{tag}a{i % accounts}"
         bet = f"{tag}b{i}"
@@ -91,26 +134,74 @@ def make_book(accounts: int = 5, bets: int = 40, seed: int = 7, tag: str = "") -
         potential = int(stake * odds)
         t += 3_600_000 // 4  # a few bets per hour, across many hours
         accepted = i % 7 != 3
-        b.add("bet_requests", acc, {
-            "bet_id": bet, "account_id": acc, "stake_minor": stake, "currency": CCY, "price_policy": "any",
-            "legs": [{"event_id": ev, "market_type": mt, "period": "FT", "line": None, "selection": "home", "odds": odds}],
-            "placed_at": t, "channel": "web",
-        })
-        b.tx(f"{bet}:reserve", "reserve", bet, acc, t, [(f"player:{acc}:available", -stake), (f"player:{acc}:reserved", stake)])
-        b.add("bet_decisions", acc, {
-            "bet_id": bet, "account_id": acc, "accepted": accepted,
-            "reason": None if accepted else "PRICE_CHANGED",
-            "bound_odds": [odds] if accepted else [], "stake_minor": stake,
-            "potential_return_minor": potential if accepted else 0, "currency": CCY,
-            "requested_at": t, "decided_at": t + 3,
-        })
+        b.add(
+            "bet_requests",
+            acc,
+            {
+                "bet_id": bet,
+                "account_id": acc,
+                "stake_minor": stake,
+                "currency": CCY,
+                "price_policy": "any",
+                "legs": [
+                    {
+                        "event_id": ev,
+                        "market_type": mt,
+                        "period": "FT",
+                        "line": None,
+                        "selection": "home",
+                        "odds": odds,
+                    }
+                ],
+                "placed_at": t,
+                "channel": "web",
+            },
+        )
+        b.tx(
+            f"{bet}:reserve",
+            "reserve",
+            bet,
+            acc,
+            t,
+            [(f"player:{acc}:available", -stake), (f"player:{acc}:reserved", stake)],
+        )
+        b.add(
+            "bet_decisions",
+            acc,
+            {
+                "bet_id": bet,
+                "account_id": acc,
+                "accepted": accepted,
+                "reason": None if accepted else "PRICE_CHANGED",
+                "bound_odds": [odds] if accepted else [],
+                "stake_minor": stake,
+                "potential_return_minor": potential if accepted else 0,
+                "currency": CCY,
+                "requested_at": t,
+                "decided_at": t + 3,
+            },
+        )
         if not accepted:
             b.bets_rejected += 1
-            b.tx(f"{bet}:release", "release", bet, acc, t + 3, [(f"player:{acc}:reserved", -stake), (f"player:{acc}:available", stake)])
+            b.tx(
+                f"{bet}:release",
+                "release",
+                bet,
+                acc,
+                t + 3,
+                [(f"player:{acc}:reserved", -stake), (f"player:{acc}:available", stake)],
+            )
             continue
         b.bets_accepted += 1
         b.turnover_minor += stake
-        b.tx(f"{bet}:accept", "accept", bet, acc, t + 3, [(f"player:{acc}:reserved", -stake), ("book:open_bets", stake)])
+        b.tx(
+            f"{bet}:accept",
+            "accept",
+            bet,
+            acc,
+            t + 3,
+            [(f"player:{acc}:reserved", -stake), ("book:open_bets", stake)],
+        )
         if i % 5 == 4:  # left open
             b.open_liability_minor += potential - stake
             continue
@@ -118,19 +209,59 @@ def make_book(accounts: int = 5, bets: int = 40, seed: int = 7, tag: str = "") -
         ret = potential if win else 0
         ts = t + 7_200_000
         b.bets_settled += 1
-        b.add("settlements", acc, {
-            "bet_id": bet, "account_id": acc, "outcome": "win" if win else "lose", "stake_minor": stake,
-            "return_minor": ret, "previous_return_minor": 0, "revision": 0, "currency": CCY, "settled_at": ts,
-        })
-        b.tx(f"{bet}:payout", "payout", bet, acc, ts, [("book:open_bets", -stake), ("book:ggr", stake - ret), (f"player:{acc}:available", ret)])
+        b.add(
+            "settlements",
+            acc,
+            {
+                "bet_id": bet,
+                "account_id": acc,
+                "outcome": "win" if win else "lose",
+                "stake_minor": stake,
+                "return_minor": ret,
+                "previous_return_minor": 0,
+                "revision": 0,
+                "currency": CCY,
+                "settled_at": ts,
+            },
+        )
+        b.tx(
+            f"{bet}:payout",
+            "payout",
+            bet,
+            acc,
+            ts,
+            [
+                ("book:open_bets", -stake),
+                ("book:ggr", stake - ret),
+                (f"player:{acc}:available", ret),
+            ],
+        )
         if i % 9 == 0:  # a corrected result flips the outcome
             new_ret = 0 if win else potential
             b.bets_resettled += 1
-            b.add("settlements", acc, {
-                "bet_id": bet, "account_id": acc, "outcome": "lose" if win else "win", "stake_minor": stake,
-                "return_minor": new_ret, "previous_return_minor": ret, "revision": 1, "currency": CCY, "settled_at": ts + 60_000,
-            })
-            b.tx(f"{bet}:resettle:1", "resettle", bet, acc, ts + 60_000, [("book:ggr", ret - new_ret), (f"player:{acc}:available", new_ret - ret)])
+            b.add(
+                "settlements",
+                acc,
+                {
+                    "bet_id": bet,
+                    "account_id": acc,
+                    "outcome": "lose" if win else "win",
+                    "stake_minor": stake,
+                    "return_minor": new_ret,
+                    "previous_return_minor": ret,
+                    "revision": 1,
+                    "currency": CCY,
+                    "settled_at": ts + 60_000,
+                },
+            )
+            b.tx(
+                f"{bet}:resettle:1",
+                "resettle",
+                bet,
+                acc,
+                ts + 60_000,
+                [("book:ggr", ret - new_ret), (f"player:{acc}:available", new_ret - ret)],
+            )
             ret = new_ret
         b.returns_minor += ret
     return b

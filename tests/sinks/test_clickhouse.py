@@ -54,7 +54,9 @@ def test_named_queries(ch_settings) -> None:
         if bet in last:
             want_ggr[leg["market_type"]] += d["stake_minor"] - last[bet]["return_minor"]
         else:
-            want_liab[market_id(leg["event_id"], leg["market_type"])] += d["potential_return_minor"] - d["stake_minor"]
+            want_liab[market_id(leg["event_id"], leg["market_type"])] += (
+                d["potential_return_minor"] - d["stake_minor"]
+            )
 
     with ch.open_backend(ch_settings) as s:
         ggr = _as_dicts(*ch.run_named_query(s, "ggr_by_market_type"))
@@ -73,8 +75,12 @@ def test_named_queries(ch_settings) -> None:
 
         mid = market_id("e1", "over_under")
         moves = _as_dicts(*ch.run_named_query(s, "price_movement", market_id=mid))
-        assert [(int(r["version"]), r["selection"]) for r in moves] == [(v, sel) for v in range(3) for sel in ("away", "home")]
-        assert moves[0]["odds"] < moves[-1]["odds"]  # prices drift up in the test book, exactly as decimals
+        assert [(int(r["version"]), r["selection"]) for r in moves] == [
+            (v, sel) for v in range(3) for sel in ("away", "home")
+        ]
+        assert (
+            moves[0]["odds"] < moves[-1]["odds"]
+        )  # prices drift up in the test book, exactly as decimals
         with pytest.raises(ValueError):
             ch.run_named_query(s, "price_movement")
 
@@ -98,6 +104,8 @@ def test_analytics_cli(ch_settings, monkeypatch) -> None:
     r = runner.invoke(app, ["analytics", "query", "ggr_by_market_type"])
     assert r.exit_code == 0, r.output
     assert "market_type" in r.output and "ggr_minor" in r.output
-    r = runner.invoke(app, ["analytics", "query", "price_movement", "--market-id", market_id("e0", "btts")])
+    r = runner.invoke(
+        app, ["analytics", "query", "price_movement", "--market-id", market_id("e0", "btts")]
+    )
     assert r.exit_code == 0 and "(6 rows)" in r.output, r.output
     assert cli.clickhouse_ggr(ch_settings) == book.ggr_minor

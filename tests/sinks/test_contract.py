@@ -27,13 +27,21 @@ class PostgresAdapter:
             return {
                 "postings": q("SELECT count(*) FROM postings"),
                 "abs_sum_minor": q("SELECT coalesce(sum(abs(amount_minor)), 0) FROM postings"),
-                "ggr_minor": q("SELECT coalesce(sum(amount_minor), 0) FROM postings WHERE account = 'book:ggr'"),
-                "balances": dict(conn.execute("SELECT account, balance_minor FROM account_balances").fetchall()),
+                "ggr_minor": q(
+                    "SELECT coalesce(sum(amount_minor), 0) FROM postings WHERE account = 'book:ggr'"
+                ),
+                "balances": dict(
+                    conn.execute("SELECT account, balance_minor FROM account_balances").fetchall()
+                ),
                 "accepted": q("SELECT count(*) FROM bets WHERE accepted"),
                 "rejected": q("SELECT count(*) FROM bets WHERE NOT accepted"),
                 "settled": q("SELECT count(*) FROM bets WHERE settlement_revision IS NOT NULL"),
-                "turnover_minor": q("SELECT coalesce(sum(stake_minor), 0) FROM bets WHERE accepted"),
-                "returns_minor": q("SELECT coalesce(sum(return_minor), 0) FROM bets WHERE settlement_revision IS NOT NULL"),
+                "turnover_minor": q(
+                    "SELECT coalesce(sum(stake_minor), 0) FROM bets WHERE accepted"
+                ),
+                "returns_minor": q(
+                    "SELECT coalesce(sum(return_minor), 0) FROM bets WHERE settlement_revision IS NOT NULL"
+                ),
             }
 
     def forget_offsets(self) -> None:
@@ -82,7 +90,9 @@ def adapter(request, sink_settings):
 def expected(book) -> dict:
     return {
         "postings": book.postings,
-        "abs_sum_minor": sum(abs(p["amount_minor"]) for _, r in book.messages["ledger"] for p in r["postings"]),
+        "abs_sum_minor": sum(
+            abs(p["amount_minor"]) for _, r in book.messages["ledger"] for p in r["postings"]
+        ),
         "ggr_minor": book.ggr_minor,
         "balances": {a: b for a, b in book.balances.items()},
         "accepted": book.bets_accepted,

@@ -20,12 +20,14 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 def _env(s) -> dict[str, str]:
     env = dict(os.environ)
-    env.update({
-        "ODDSFLOW_TOPIC_PREFIX": s.topic_prefix,
-        "ODDSFLOW_KAFKA_BOOTSTRAP": s.kafka_bootstrap,
-        "ODDSFLOW_POSTGRES_DSN": s.pg_dsn,
-        "PYTHONUNBUFFERED": "1",
-    })
+    env.update(
+        {
+            "ODDSFLOW_TOPIC_PREFIX": s.topic_prefix,
+            "ODDSFLOW_KAFKA_BOOTSTRAP": s.kafka_bootstrap,
+            "ODDSFLOW_POSTGRES_DSN": s.pg_dsn,
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     return env
 
 
@@ -41,13 +43,29 @@ def test_sigkill_mid_stream_then_restart(sink_settings, pg_dsn: str, tmp_path) -
     book = make_book(accounts=50, bets=8700, seed=11)
     assert book.postings >= 50_000
     produce(sink_settings, book, keys=("ledger", "bet_decisions", "settlements"))
-    want_abs = sum(abs(p["amount_minor"]) for _, r in book.messages["ledger"] for p in r["postings"])
-    cmd = [sys.executable, "-m", "oddsflow.sinks.postgres", "--batch-size-max", "2000", "--log-level", "WARNING"]
+    want_abs = sum(
+        abs(p["amount_minor"]) for _, r in book.messages["ledger"] for p in r["postings"]
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "oddsflow.sinks.postgres",
+        "--batch-size-max",
+        "2000",
+        "--log-level",
+        "WARNING",
+    ]
 
     started = time.monotonic()
     with open(tmp_path / "sink-1.log", "wb") as log1:
-        proc = subprocess.Popen(cmd, env=_env(sink_settings), cwd=REPO_ROOT, stdout=log1, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            cmd,
+            env=_env(sink_settings),
+            cwd=REPO_ROOT,
+            stdout=log1,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -65,14 +83,24 @@ def test_sigkill_mid_stream_then_restart(sink_settings, pg_dsn: str, tmp_path) -
     assert total == 0  # only whole, balanced transactions were committed
 
     t0 = time.monotonic()
-    r = subprocess.run([*cmd, "--idle-exit", "2"], env=_env(sink_settings), cwd=REPO_ROOT, capture_output=True,
-                       timeout=150)
+    r = subprocess.run(
+        [*cmd, "--idle-exit", "2"],
+        env=_env(sink_settings),
+        cwd=REPO_ROOT,
+        capture_output=True,
+        timeout=150,
+    )
     restart_s = time.monotonic() - t0 - 2  # minus the idle wait
     assert r.returncode == 0, r.stderr.decode()[-2000:]
     assert _counts(pg_dsn) == (book.postings, want_abs, len(book.messages["ledger"]), 0)
     with psycopg.connect(pg_dsn) as conn:
-        assert conn.execute("SELECT count(*) FROM bets").fetchone()[0] == book.bets_accepted + book.bets_rejected
+        assert (
+            conn.execute("SELECT count(*) FROM bets").fetchone()[0]
+            == book.bets_accepted + book.bets_rejected
+        )
         assert conn.execute("SELECT count(*) FROM sink_rejects").fetchone()[0] == 0
     rate = (book.postings - postings) / max(restart_s, 1e-3)
-    print(f"\nkill test: {book.postings} postings; killed after {postings} at {time.monotonic() - started:.1f}s; "
-          f"restart wrote {book.postings - postings} postings in ~{restart_s:.1f}s (~{rate:,.0f} postings/s incl. startup)")
+    print(
+        f"\nkill test: {book.postings} postings; killed after {postings} at {time.monotonic() - started:.1f}s; "
+        f"restart wrote {book.postings - postings} postings in ~{restart_s:.1f}s (~{rate:,.0f} postings/s incl. startup)"
+    )

@@ -3,6 +3,7 @@ behaviour on bad input and an unavailable database."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
@@ -18,25 +19,35 @@ from sinks_testdata import BASE_MS, make_book, produce
 from oddsflow.kafka import EventProducer
 from oddsflow.sinks import postgres as pg
 from oddsflow.sinks.cli import ledger_summary
-import contextlib
 
 pytestmark = pytest.mark.integration
 
 
-def _tx(conn: psycopg.Connection, tx_id: str, legs: list[tuple[str, int]], at: datetime | None = None) -> None:
+def _tx(
+    conn: psycopg.Connection, tx_id: str, legs: list[tuple[str, int]], at: datetime | None = None
+) -> None:
     at = at or datetime(2026, 1, 1, tzinfo=UTC)
-    conn.execute("INSERT INTO transactions (tx_id, kind, created_at) VALUES (%s, 'deposit', %s)", (tx_id, at))
+    conn.execute(
+        "INSERT INTO transactions (tx_id, kind, created_at) VALUES (%s, 'deposit', %s)", (tx_id, at)
+    )
     for n, (acc, amount) in enumerate(legs):
-        conn.execute("INSERT INTO accounts (account, currency) VALUES (%s, 'GBP') ON CONFLICT DO NOTHING", (acc,))
+        conn.execute(
+            "INSERT INTO accounts (account, currency) VALUES (%s, 'GBP') ON CONFLICT DO NOTHING",
+            (acc,),
+        )
         conn.execute(
             "INSERT INTO postings (posting_id, tx_id, account, amount_minor, currency, created_at)"
-            " VALUES (%s, %s, %s, %s, 'GBP', %s)", (f"{tx_id}:{n}", tx_id, acc, amount, at))
+            " VALUES (%s, %s, %s, %s, 'GBP', %s)",
+            (f"{tx_id}:{n}", tx_id, acc, amount, at),
+        )
 
 
 def test_migrate_is_idempotent_and_versioned(pg_dsn: str) -> None:
     assert pg.migrate(pg_dsn) == []
     with psycopg.connect(pg_dsn) as conn:
-        versions = [v for (v,) in conn.execute("SELECT version FROM schema_migrations ORDER BY version")]
+        versions = [
+            v for (v,) in conn.execute("SELECT version FROM schema_migrations ORDER BY version")
+        ]
     assert versions == [m.version for m in pg.migrations()]
 
 
@@ -71,18 +82,26 @@ def test_finance_queries(sink_settings, pg_dsn: str) -> None:
     book = make_book(accounts=3, bets=30)
     produce(sink_settings, book, keys=("ledger", "bet_decisions", "settlements"))
     c = pg.run_postgres_sink(sink_settings, max_idle_s=1.0)
-    assert c.flushed_messages == sum(len(book.messages[k]) for k in ("ledger", "bet_decisions", "settlements"))
+    assert c.flushed_messages == sum(
+        len(book.messages[k]) for k in ("ledger", "bet_decisions", "settlements")
+    )
 
     # trial balance: every account, sums to zero, equals the book
     tb = pg.trial_balance(pg_dsn)
-    assert {a: b for a, _, b in tb} == {a: b for a, b in book.balances.items() if b != 0 or a in {x for x, _, _ in tb}}
+    assert {a: b for a, _, b in tb} == {
+        a: b for a, b in book.balances.items() if b != 0 or a in {x for x, _, _ in tb}
+    }
     assert sum(b for _, _, b in tb) == 0
 
     # balance at a point in time: before and after the first deposit (at BASE_MS + 1s)
     first_deposit = datetime.fromtimestamp((BASE_MS + 1000) / 1000, tz=UTC)
-    assert pg.balance(pg_dsn, "player:a0:available", first_deposit - timedelta(milliseconds=1)) == {}
+    assert (
+        pg.balance(pg_dsn, "player:a0:available", first_deposit - timedelta(milliseconds=1)) == {}
+    )
     assert pg.balance(pg_dsn, "player:a0:available", first_deposit) == {"GBP": 1_000_000_00}
-    assert pg.balance(pg_dsn, "player:a0:available") == {"GBP": book.balances["player:a0:available"]}
+    assert pg.balance(pg_dsn, "player:a0:available") == {
+        "GBP": book.balances["player:a0:available"]
+    }
     with pytest.raises(ValueError):
         pg.balance(pg_dsn, "x", datetime(2026, 1, 1))  # noqa: DTZ001 - the point of the test
 
@@ -103,7 +122,12 @@ def test_finance_queries(sink_settings, pg_dsn: str) -> None:
     wallets["player:a1:available"] += 7
     wallets["player:zz:available"] = 5
     assert pg.reconcile(pg_dsn, wallets) == [
-        pg.Mismatch("player:a1:available", book.balances["player:a1:available"] + 7, book.balances["player:a1:available"], 7),
+        pg.Mismatch(
+            "player:a1:available",
+            book.balances["player:a1:available"] + 7,
+            book.balances["player:a1:available"],
+            7,
+        ),
         pg.Mismatch("player:zz:available", 5, 0, 5),
     ]
     summary = ledger_summary(pg_dsn)
@@ -121,9 +145,25 @@ def test_poison_and_undecodable_messages_do_not_stop_the_sink(sink_settings, pg_
     msgs = book.messages["ledger"]
     for mk, rec in msgs[:5]:
         p.send("ledger", mk, rec)
-    p.send("ledger", "a0", {"tx_id": "evil", "kind": "deposit", "bet_id": None, "account_id": "a0",
-                            "postings": [{"posting_id": "evil:0", "account": "player:a0:available",
-                                          "amount_minor": 1_000_000, "currency": "GBP"}], "created_at": BASE_MS})
+    p.send(
+        "ledger",
+        "a0",
+        {
+            "tx_id": "evil",
+            "kind": "deposit",
+            "bet_id": None,
+            "account_id": "a0",
+            "postings": [
+                {
+                    "posting_id": "evil:0",
+                    "account": "player:a0:available",
+                    "amount_minor": 1_000_000,
+                    "currency": "GBP",
+                }
+            ],
+            "created_at": BASE_MS,
+        },
+    )
     p.send_raw("ledger", "a0", b"\x00garbage")
     for mk, rec in msgs[5:]:
         p.send("ledger", mk, rec)
@@ -132,7 +172,9 @@ def test_poison_and_undecodable_messages_do_not_stop_the_sink(sink_settings, pg_
     assert c.undecodable == 1
     with psycopg.connect(pg_dsn) as conn:
         assert conn.execute("SELECT count(*), sum(abs(amount_minor)) FROM postings").fetchone() == (
-            book.postings, sum(abs(m) for _, r in msgs for m in [p_["amount_minor"] for p_ in r["postings"]]))
+            book.postings,
+            sum(abs(m) for _, r in msgs for m in [p_["amount_minor"] for p_ in r["postings"]]),
+        )
         rejects = conn.execute("SELECT error FROM sink_rejects").fetchall()
         assert len(rejects) == 1 and "unbalanced" in rejects[0][0]
         (total,) = conn.execute("SELECT sum(total_minor) FROM trial_balance_totals").fetchone()
@@ -208,7 +250,9 @@ def test_postgres_down_then_back(sink_settings, pg_dsn: str) -> None:
     p.flush()
     stop = threading.Event()
     result: list[object] = []
-    t = threading.Thread(target=lambda: result.append(pg.run_postgres_sink(flaky, stop_event=stop)), daemon=True)
+    t = threading.Thread(
+        target=lambda: result.append(pg.run_postgres_sink(flaky, stop_event=stop)), daemon=True
+    )
     t.start()
     try:
         time.sleep(1.5)  # down at startup: the sink keeps retrying

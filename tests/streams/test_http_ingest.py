@@ -23,7 +23,10 @@ def test_parse_tokens_and_split_array() -> None:
     assert parse_tokens("demo:t1, csv:t2,") == {"demo": "t1", "csv": "t2"}
     with pytest.raises(ValueError):
         parse_tokens("demo")
-    assert split_array(b' [ {"a": 2.10} , 3 ] ') == [({"a": Decimal("2.10")}, b'{"a": 2.10}'), (3, b"3")]
+    assert split_array(b' [ {"a": 2.10} , 3 ] ') == [
+        ({"a": Decimal("2.10")}, b'{"a": 2.10}'),
+        (3, b"3"),
+    ]
     for bad in (b'{"a": 1}', b"[1,", b"[1] x", b"\xff"):
         with pytest.raises(FeedError):
             split_array(bad)
@@ -33,8 +36,13 @@ def test_parse_tokens_and_split_array() -> None:
 def settings(services: Settings) -> Settings:
     from oddsflow import topology
 
-    s = services.model_copy(update={"topic_prefix": f"t{uuid.uuid4().hex[:8]}.", "metrics_port": 0,
-                                    "provider_tokens": "demo:demo-token,other:other-token"})
+    s = services.model_copy(
+        update={
+            "topic_prefix": f"t{uuid.uuid4().hex[:8]}.",
+            "metrics_port": 0,
+            "provider_tokens": "demo:demo-token,other:other-token",
+        }
+    )
     topology.apply(topology.load(settings=s), s.kafka_bootstrap)
     return s
 
@@ -45,21 +53,71 @@ async def client(settings: Settings):
         yield c
 
 
-GOOD_PRICE = {"kind": "price", "event_id": "h1", "market_type": "match_result", "period": "FT", "seq": 5, "ts": TS,
-              "selections": [{"selection": "home", "odds": 2.10}, {"selection": "draw", "odds": "3.40"},
-                             {"selection": "away", "odds": "3.60"}]}
-GOOD_BET = {"kind": "bet", "bet_id": "hb1", "account_id": "ha1", "stake_minor": 1000, "placed_at": TS_MS,
-            "price_policy": "any",
-            "legs": [{"event_id": "h1", "market_type": "match_result", "period": "FT", "selection": "home", "odds": "2.00"}]}
-BAD_ODDS = dict(GOOD_PRICE, seq=6, selections=[{"selection": "home", "odds": "0.9"}, {"selection": "draw", "odds": "3"},
-                                                {"selection": "away", "odds": "3"}])
-NAIVE = {"kind": "status", "event_id": "h1", "seq": 7, "status": "open", "ts": "2024-08-17T14:00:00"}
+GOOD_PRICE = {
+    "kind": "price",
+    "event_id": "h1",
+    "market_type": "match_result",
+    "period": "FT",
+    "seq": 5,
+    "ts": TS,
+    "selections": [
+        {"selection": "home", "odds": 2.10},
+        {"selection": "draw", "odds": "3.40"},
+        {"selection": "away", "odds": "3.60"},
+    ],
+}
+GOOD_BET = {
+    "kind": "bet",
+    "bet_id": "hb1",
+    "account_id": "ha1",
+    "stake_minor": 1000,
+    "placed_at": TS_MS,
+    "price_policy": "any",
+    "legs": [
+        {
+            "event_id": "h1",
+            "market_type": "match_result",
+            "period": "FT",
+            "selection": "home",
+            "odds": "2.00",
+        }
+    ],
+}
+BAD_ODDS = dict(
+    GOOD_PRICE,
+    seq=6,
+    selections=[
+        {"selection": "home", "odds": "0.9"},
+        {"selection": "draw", "odds": "3"},
+        {"selection": "away", "odds": "3"},
+    ],
+)
+NAIVE = {
+    "kind": "status",
+    "event_id": "h1",
+    "seq": 7,
+    "status": "open",
+    "ts": "2024-08-17T14:00:00",
+}
 
 
 @pytest.mark.integration
-async def test_batch_is_validated_produced_and_dead_lettered(client: TestClient, settings: Settings) -> None:
-    body = ("[" + ",".join([json.dumps(GOOD_PRICE), json.dumps(BAD_ODDS), '{"kind": "goal"}', json.dumps(GOOD_BET),
-                            json.dumps(NAIVE)]) + "]").encode()
+async def test_batch_is_validated_produced_and_dead_lettered(
+    client: TestClient, settings: Settings
+) -> None:
+    body = (
+        "["
+        + ",".join(
+            [
+                json.dumps(GOOD_PRICE),
+                json.dumps(BAD_ODDS),
+                '{"kind": "goal"}',
+                json.dumps(GOOD_BET),
+                json.dumps(NAIVE),
+            ]
+        )
+        + "]"
+    ).encode()
     resp = await client.post("/feeds/demo/events", data=body, headers=AUTH)
     assert resp.status == 202
     payload = await resp.json()
@@ -79,19 +137,29 @@ async def test_batch_is_validated_produced_and_dead_lettered(client: TestClient,
     prices = consume_all("price_updates", settings, expect=1, idle_s=1.5)
     assert [k for k, _ in prices] == ["h1"]
     rec = prices[0][1]
-    assert rec["market_id"] == "h1/match_result/FT" and rec["provider"] == "demo" and rec["seq"] == 5
+    assert (
+        rec["market_id"] == "h1/match_result/FT" and rec["provider"] == "demo" and rec["seq"] == 5
+    )
     assert rec["provider_ts"] == TS_MS
     assert [(s["selection"], s["odds"]) for s in rec["selections"]] == [
-        ("home", Decimal("2.1000")), ("draw", Decimal("3.4000")), ("away", Decimal("3.6000"))]
+        ("home", Decimal("2.1000")),
+        ("draw", Decimal("3.4000")),
+        ("away", Decimal("3.6000")),
+    ]
     bets = consume_all("bet_requests", settings, expect=2, idle_s=1.5)
     assert [k for k, _ in bets] == ["ha1", "ha1"]
     assert bets[0][1]["legs"][0]["odds"] == Decimal("2.0000") and bets[0][1]["stake_minor"] == 1000
 
-    dead = [(k, d) for k, d in consume_all("dead_letters", settings, idle_s=1.5) if k == "http:demo"]
+    dead = [
+        (k, d) for k, d in consume_all("dead_letters", settings, idle_s=1.5) if k == "http:demo"
+    ]
     assert len(dead) == 6
     first = [d for _, d in dead[:3]]
-    assert [(d["topic"], d["partition"], d["offset"]) for d in first] == [("http:demo", -1, 1), ("http:demo", -1, 2),
-                                                                         ("http:demo", -1, 4)]
+    assert [(d["topic"], d["partition"], d["offset"]) for d in first] == [
+        ("http:demo", -1, 1),
+        ("http:demo", -1, 2),
+        ("http:demo", -1, 4),
+    ]
     assert json.loads(first[0]["value"]) == json.loads(json.dumps(BAD_ODDS))
     assert first[0]["error"] == reasons[1] and first[0]["error_type"] == "bad_odds"
     assert first[1]["error_type"] == "unknown_kind" and first[2]["error_type"] == "bad_timestamp"
@@ -102,18 +170,28 @@ async def test_batch_is_validated_produced_and_dead_lettered(client: TestClient,
 async def test_auth_and_bad_bodies(client: TestClient) -> None:
     body = json.dumps([GOOD_PRICE]).encode()
     assert (await client.post("/feeds/demo/events", data=body)).status == 401
-    assert (await client.post("/feeds/demo/events", data=body, headers={"Authorization": "Basic x"})).status == 401
-    assert (await client.post("/feeds/demo/events", data=body, headers={"Authorization": "Bearer nope"})).status == 403
+    assert (
+        await client.post("/feeds/demo/events", data=body, headers={"Authorization": "Basic x"})
+    ).status == 401
+    assert (
+        await client.post("/feeds/demo/events", data=body, headers={"Authorization": "Bearer nope"})
+    ).status == 403
     assert (await client.post("/feeds/nobody/events", data=body, headers=AUTH)).status == 403
     # another provider's token is not valid for this provider
-    assert (await client.post("/feeds/demo/events", data=body,
-                              headers={"Authorization": "Bearer other-token"})).status == 403
+    assert (
+        await client.post(
+            "/feeds/demo/events", data=body, headers={"Authorization": "Bearer other-token"}
+        )
+    ).status == 403
     r = await client.post("/feeds/demo/events", data=b'{"kind": "price"}', headers=AUTH)
     assert r.status == 400 and "JSON array" in (await r.json())["error"]
     r = await client.post("/feeds/demo/events", data=b"[1, 2", headers=AUTH)
     assert r.status == 400
-    r = await client.post("/feeds/other/events", data=json.dumps([NAIVE, {"kind": "x"}]).encode(),
-                          headers={"Authorization": "Bearer other-token"})
+    r = await client.post(
+        "/feeds/other/events",
+        data=json.dumps([NAIVE, {"kind": "x"}]).encode(),
+        headers={"Authorization": "Bearer other-token"},
+    )
     assert r.status == 400
     assert [x["index"] for x in (await r.json())["rejected"]] == [0, 1]
 

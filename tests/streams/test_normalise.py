@@ -15,19 +15,74 @@ from oddsflow.streams.normalise import FeedError, loads, normalise, odds, timest
 TS = "2024-08-17T14:00:00+01:00"
 TS_MS = 1_723_899_600_000
 
-PRICE = {"kind": "price", "event_id": "e1", "market_type": "match_result", "period": "FT", "seq": 7, "ts": TS,
-         "selections": [{"selection": "home", "odds": "2.10"}, {"selection": "draw", "odds": "3.4"},
-                        {"selection": "away", "odds": 3.6}]}
-AH = {"kind": "price", "event_id": "e1", "market_type": "asian_handicap", "period": "FT", "line": "-0.250", "seq": 8,
-      "ts": TS_MS, "selections": [{"selection": "home", "odds": "1.90"}, {"selection": "away", "odds": "1.95"}]}
-FIXTURE = {"kind": "fixture", "event_id": "e1", "seq": 1, "competition": "EPL", "home": "A", "away": "B",
-           "kickoff": "2024-08-17T15:00:00+01:00", "ts": TS}
-STATUS = {"kind": "status", "event_id": "e1", "seq": 9, "status": "bet_stop", "in_play": True, "ts": TS}
+PRICE = {
+    "kind": "price",
+    "event_id": "e1",
+    "market_type": "match_result",
+    "period": "FT",
+    "seq": 7,
+    "ts": TS,
+    "selections": [
+        {"selection": "home", "odds": "2.10"},
+        {"selection": "draw", "odds": "3.4"},
+        {"selection": "away", "odds": 3.6},
+    ],
+}
+AH = {
+    "kind": "price",
+    "event_id": "e1",
+    "market_type": "asian_handicap",
+    "period": "FT",
+    "line": "-0.250",
+    "seq": 8,
+    "ts": TS_MS,
+    "selections": [{"selection": "home", "odds": "1.90"}, {"selection": "away", "odds": "1.95"}],
+}
+FIXTURE = {
+    "kind": "fixture",
+    "event_id": "e1",
+    "seq": 1,
+    "competition": "EPL",
+    "home": "A",
+    "away": "B",
+    "kickoff": "2024-08-17T15:00:00+01:00",
+    "ts": TS,
+}
+STATUS = {
+    "kind": "status",
+    "event_id": "e1",
+    "seq": 9,
+    "status": "bet_stop",
+    "in_play": True,
+    "ts": TS,
+}
 SCORE = {"kind": "score", "event_id": "e1", "seq": 10, "home": 1, "away": 0, "minute": 23, "ts": TS}
-RESULT = {"kind": "result", "event_id": "e1", "seq": 11, "ft": {"home": 2, "away": 1}, "ht": "1-0", "ts": TS}
-BET = {"kind": "bet", "bet_id": "b1", "account_id": "a1", "stake": "10.50", "price_policy": "higher", "placed_at": TS,
-       "legs": [{"event_id": "e1", "market_type": "total_goals", "line": "2.5", "period": "FT", "selection": "over",
-                 "odds": "1.85"}]}
+RESULT = {
+    "kind": "result",
+    "event_id": "e1",
+    "seq": 11,
+    "ft": {"home": 2, "away": 1},
+    "ht": "1-0",
+    "ts": TS,
+}
+BET = {
+    "kind": "bet",
+    "bet_id": "b1",
+    "account_id": "a1",
+    "stake": "10.50",
+    "price_policy": "higher",
+    "placed_at": TS,
+    "legs": [
+        {
+            "event_id": "e1",
+            "market_type": "total_goals",
+            "line": "2.5",
+            "period": "FT",
+            "selection": "over",
+            "odds": "1.85",
+        }
+    ],
+}
 DEPOSIT = {"kind": "deposit", "ref": "d1", "account_id": "a1", "amount_minor": 10_000, "ts": TS}
 
 
@@ -42,20 +97,70 @@ def with_(base: dict, **changes: object) -> dict:
 
 
 GOOD = [
-    (PRICE, "price_updates", "e1", {"market_id": "e1/match_result/FT", "line": None, "provider_ts": TS_MS, "seq": 7,
-                                    "selections": [{"selection": "home", "odds": Decimal("2.1000")},
-                                                   {"selection": "draw", "odds": Decimal("3.4000")},
-                                                   {"selection": "away", "odds": Decimal("3.6000")}]}),
+    (
+        PRICE,
+        "price_updates",
+        "e1",
+        {
+            "market_id": "e1/match_result/FT",
+            "line": None,
+            "provider_ts": TS_MS,
+            "seq": 7,
+            "selections": [
+                {"selection": "home", "odds": Decimal("2.1000")},
+                {"selection": "draw", "odds": Decimal("3.4000")},
+                {"selection": "away", "odds": Decimal("3.6000")},
+            ],
+        },
+    ),
     (AH, "price_updates", "e1", {"market_id": "e1/asian_handicap/FT/-0.25", "line": "-0.25"}),
-    (FIXTURE, "fixtures", "e1", {"kickoff": TS_MS + 3_600_000, "sport": "football", "provider": "demo"}),
+    (
+        FIXTURE,
+        "fixtures",
+        "e1",
+        {"kickoff": TS_MS + 3_600_000, "sport": "football", "provider": "demo"},
+    ),
     (STATUS, "market_status", "e1", {"market_id": None, "status": "bet_stop", "in_play": True}),
-    (with_(STATUS, market_type="total_goals", line="2.5"), "market_status", "e1", {"market_id": "e1/total_goals/FT/2.5"}),
+    (
+        with_(STATUS, market_type="total_goals", line="2.5"),
+        "market_status",
+        "e1",
+        {"market_id": "e1/total_goals/FT/2.5"},
+    ),
     (SCORE, "scores", "e1", {"home": 1, "away": 0, "period": "FT", "minute": 23}),
-    (RESULT, "results", "e1", {"status": "final", "ft_home": 2, "ft_away": 1, "ht_home": 1, "ht_away": 0, "revision": 0}),
-    (with_(RESULT, status="abandoned", ft=..., ht=...), "results", "e1", {"status": "abandoned", "ft_home": None}),
-    (BET, "bet_requests", "a1", {"stake_minor": 1050, "currency": "GBP", "price_policy": "higher", "channel": "web",
-                                 "legs": [{"event_id": "e1", "market_type": "total_goals", "period": "FT", "line": "2.5",
-                                           "selection": "over", "odds": Decimal("1.8500")}]}),
+    (
+        RESULT,
+        "results",
+        "e1",
+        {"status": "final", "ft_home": 2, "ft_away": 1, "ht_home": 1, "ht_away": 0, "revision": 0},
+    ),
+    (
+        with_(RESULT, status="abandoned", ft=..., ht=...),
+        "results",
+        "e1",
+        {"status": "abandoned", "ft_home": None},
+    ),
+    (
+        BET,
+        "bet_requests",
+        "a1",
+        {
+            "stake_minor": 1050,
+            "currency": "GBP",
+            "price_policy": "higher",
+            "channel": "web",
+            "legs": [
+                {
+                    "event_id": "e1",
+                    "market_type": "total_goals",
+                    "period": "FT",
+                    "line": "2.5",
+                    "selection": "over",
+                    "odds": Decimal("1.8500"),
+                }
+            ],
+        },
+    ),
     (DEPOSIT, "deposits", "a1", {"amount_minor": 10_000, "created_at": TS_MS}),
 ]
 
@@ -66,8 +171,17 @@ def test_valid_items(item, topic_key, key, expected) -> None:
     assert (tk, k) == (topic_key, key)
     for field, value in expected.items():
         assert rec[field] == value, field
-    Codec({"fixtures": "fixture", "price_updates": "price_update", "market_status": "market_status",
-           "scores": "score", "results": "result", "bet_requests": "bet_request", "deposits": "deposit"}[tk]).encode(rec)
+    Codec(
+        {
+            "fixtures": "fixture",
+            "price_updates": "price_update",
+            "market_status": "market_status",
+            "scores": "score",
+            "results": "result",
+            "bet_requests": "bet_request",
+            "deposits": "deposit",
+        }[tk]
+    ).encode(rec)
 
 
 BAD = [
@@ -85,23 +199,72 @@ BAD = [
     (with_(PRICE, market_type="corners"), "unknown market_type"),
     (with_(PRICE, period="2H"), "unknown period"),
     (with_(PRICE, line="2.5"), "has no line"),
-    (with_(PRICE, selections=[{"selection": "home", "odds": "1.0"}, {"selection": "draw", "odds": "3"},
-                              {"selection": "away", "odds": "3"}]), "> 1"),
-    (with_(PRICE, selections=[{"selection": "home", "odds": "abc"}, {"selection": "draw", "odds": "3"},
-                              {"selection": "away", "odds": "3"}]), "not a number"),
-    (with_(PRICE, selections=[{"selection": "home", "odds": "NaN"}, {"selection": "draw", "odds": "3"},
-                              {"selection": "away", "odds": "3"}]), "finite"),
-    (with_(PRICE, selections=[{"selection": "home", "odds": "2"}, {"selection": "draw", "odds": "3"}]), "exactly"),
-    (with_(PRICE, selections=[{"selection": "home", "odds": "2"}, {"selection": "home", "odds": "3"},
-                              {"selection": "away", "odds": "3"}]), "duplicate"),
+    (
+        with_(
+            PRICE,
+            selections=[
+                {"selection": "home", "odds": "1.0"},
+                {"selection": "draw", "odds": "3"},
+                {"selection": "away", "odds": "3"},
+            ],
+        ),
+        "> 1",
+    ),
+    (
+        with_(
+            PRICE,
+            selections=[
+                {"selection": "home", "odds": "abc"},
+                {"selection": "draw", "odds": "3"},
+                {"selection": "away", "odds": "3"},
+            ],
+        ),
+        "not a number",
+    ),
+    (
+        with_(
+            PRICE,
+            selections=[
+                {"selection": "home", "odds": "NaN"},
+                {"selection": "draw", "odds": "3"},
+                {"selection": "away", "odds": "3"},
+            ],
+        ),
+        "finite",
+    ),
+    (
+        with_(
+            PRICE,
+            selections=[{"selection": "home", "odds": "2"}, {"selection": "draw", "odds": "3"}],
+        ),
+        "exactly",
+    ),
+    (
+        with_(
+            PRICE,
+            selections=[
+                {"selection": "home", "odds": "2"},
+                {"selection": "home", "odds": "3"},
+                {"selection": "away", "odds": "3"},
+            ],
+        ),
+        "duplicate",
+    ),
     (with_(PRICE, selections=[{"selection": "x", "odds": "2"}]), "unknown selection"),
     (with_(PRICE, selections=[]), "non-empty list"),
     (with_(PRICE, market_id="e1/match_result/1H"), "does not match"),
     (with_(AH, line=...), "needs a line"),
     (with_(AH, line="0.3"), "multiple of 0.25"),
     (with_(AH, line="x"), "not a number"),
-    (with_(AH, market_type="total_goals", line="-0.5",
-           selections=[{"selection": "over", "odds": "2"}, {"selection": "under", "odds": "2"}]), ">= 0"),
+    (
+        with_(
+            AH,
+            market_type="total_goals",
+            line="-0.5",
+            selections=[{"selection": "over", "odds": "2"}, {"selection": "under", "odds": "2"}],
+        ),
+        ">= 0",
+    ),
     (with_(FIXTURE, away="A", home="A"), "differ"),
     (with_(FIXTURE, kickoff="2024-08-17 15:00"), "naive"),
     (with_(STATUS, status="paused"), "unknown status"),
@@ -135,16 +298,26 @@ def test_invalid_items_have_a_reason(item, reason) -> None:
 
 
 def test_json_numbers_are_exact_decimals() -> None:
-    item = loads(b'{"kind":"price","event_id":"e1","market_type":"total_goals","line":2.5,"seq":1,"ts":1723899600000,'
-                 b'"selections":[{"selection":"over","odds":1.1},{"selection":"under","odds":7.00005}]}')
+    item = loads(
+        b'{"kind":"price","event_id":"e1","market_type":"total_goals","line":2.5,"seq":1,"ts":1723899600000,'
+        b'"selections":[{"selection":"over","odds":1.1},{"selection":"under","odds":7.00005}]}'
+    )
     _, _, rec = normalise(item, "p")
     assert [s["odds"] for s in rec["selections"]] == [Decimal("1.1000"), Decimal("7.0000")]
     assert all(isinstance(s["odds"], Decimal) for s in rec["selections"])
     with pytest.raises(ValueError):
-        loads(b'[NaN]')
+        loads(b"[NaN]")
 
 
-@given(st.decimals(min_value=Decimal("1.0001"), max_value=Decimal(100_000), allow_nan=False, allow_infinity=False, places=4))
+@given(
+    st.decimals(
+        min_value=Decimal("1.0001"),
+        max_value=Decimal(100_000),
+        allow_nan=False,
+        allow_infinity=False,
+        places=4,
+    )
+)
 def test_odds_above_one_round_trip_at_scale_4(d: Decimal) -> None:
     assert odds(str(d)) == d
     assert odds(d).as_tuple().exponent == -4
@@ -156,8 +329,10 @@ def test_odds_at_or_below_one_are_rejected(d: Decimal) -> None:
         odds(d)
 
 
-@given(st.datetimes(min_value=datetime(2001, 1, 1), max_value=datetime(2099, 1, 1)),  # noqa: DTZ001
-       st.integers(min_value=-14 * 60, max_value=14 * 60))
+@given(
+    st.datetimes(min_value=datetime(2001, 1, 1), max_value=datetime(2099, 1, 1)),  # noqa: DTZ001
+    st.integers(min_value=-14 * 60, max_value=14 * 60),
+)
 def test_iso_with_any_offset_equals_epoch_ms(naive: datetime, offset_min: int) -> None:
     aware = naive.replace(tzinfo=timezone(timedelta(minutes=offset_min)))
     expected = (aware - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)

@@ -13,11 +13,20 @@ import pytest
 from oddsflow.codec import Codec
 from oddsflow.streams.replay import event_id_for, replay_events, replay_timed, uk_local_to_ms
 
-CSV = Path(os.environ.get("ODDSFLOW_EPL_CSV") or Path(__file__).resolve().parents[3] / "shared/data/epl-odds-results.csv")
+CSV = Path(
+    os.environ.get("ODDSFLOW_EPL_CSV")
+    or Path(__file__).resolve().parents[3] / "shared/data/epl-odds-results.csv"
+)
 pytestmark = pytest.mark.skipif(not CSV.exists(), reason=f"EPL CSV not found at {CSV}")
 
-SCHEMA = {"fixtures": "fixture", "price_updates": "price_update", "market_status": "market_status",
-          "results": "result", "bet_requests": "bet_request", "deposits": "deposit"}
+SCHEMA = {
+    "fixtures": "fixture",
+    "price_updates": "price_update",
+    "market_status": "market_status",
+    "results": "result",
+    "bet_requests": "bet_request",
+    "deposits": "deposit",
+}
 
 
 def rows(n: int | None = None) -> list[dict[str, str]]:
@@ -58,14 +67,20 @@ def test_per_match_sequence_seqs_and_price_paths() -> None:
         r = src[eid]
         kinds = [tk for tk, _ in evs]
         n_markets = 2 + (1 if r["bts_yes_open"] else 0) - (0 if r["over_2.5_open"] else 1)
-        assert kinds == ["fixtures", "market_status"] + ["price_updates"] * n_markets * (steps + 1) + ["market_status", "results"]
+        assert kinds == ["fixtures", "market_status"] + ["price_updates"] * n_markets * (
+            steps + 1
+        ) + ["market_status", "results"]
         seqs = [rec["seq"] for _, rec in evs]
         assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
         times = [rec["provider_ts"] for _, rec in evs]
         assert times == sorted(times)
         fixture, opened, *prices, stop, result = (rec for _, rec in evs)
         ko = uk_local_to_ms(r["Date"])
-        assert fixture["kickoff"] == ko and fixture["home"] == r["HomeTeam"] and fixture["away"] == r["AwayTeam"]
+        assert (
+            fixture["kickoff"] == ko
+            and fixture["home"] == r["HomeTeam"]
+            and fixture["away"] == r["AwayTeam"]
+        )
         assert (opened["status"], opened["in_play"], opened["market_id"]) == ("open", False, None)
         assert (stop["status"], stop["in_play"], stop["provider_ts"]) == ("bet_stop", True, ko)
         assert all(p["provider_ts"] < ko for p in prices)
@@ -73,10 +88,19 @@ def test_per_match_sequence_seqs_and_price_paths() -> None:
         paths: dict[tuple[str, str], list[Decimal]] = defaultdict(list)
         for p in prices:
             for s in p["selections"]:
-                assert s["odds"] > Decimal("1.01") and s["odds"] == s["odds"].quantize(Decimal("0.01"))
+                assert s["odds"] > Decimal("1.01") and s["odds"] == s["odds"].quantize(
+                    Decimal("0.01")
+                )
                 paths[(p["market_id"], s["selection"])].append(s["odds"])
-        cols = {"home": "home", "draw": "draw", "away": "away", "over": "over_2.5", "under": "under_2.5",
-                "yes": "bts_yes", "no": "bts_no"}
+        cols = {
+            "home": "home",
+            "draw": "draw",
+            "away": "away",
+            "over": "over_2.5",
+            "under": "under_2.5",
+            "yes": "bts_yes",
+            "no": "bts_no",
+        }
         for (mid, sel), path in paths.items():
             col = cols[sel]
             assert len(path) == steps + 1
@@ -89,7 +113,11 @@ def test_per_match_sequence_seqs_and_price_paths() -> None:
         # Exact result mapping.
         assert (result["status"], result["revision"]) == ("final", 0)
         assert (result["ft_home"], result["ft_away"], result["ht_home"], result["ht_away"]) == (
-            int(r["FTHG"]), int(r["FTAG"]), int(r["HTHG"]), int(r["HTAG"]))
+            int(r["FTHG"]),
+            int(r["FTAG"]),
+            int(r["HTHG"]),
+            int(r["HTAG"]),
+        )
 
 
 def test_records_fit_the_avro_schemas_and_timeline_is_ordered() -> None:
@@ -121,7 +149,9 @@ def test_bets_sit_between_last_price_and_kickoff_and_deposits_cover_them() -> No
             assert key == rec["account_id"] and rec["price_policy"] == "any"
             assert isinstance(rec["stake_minor"], int) and rec["stake_minor"] > 0
             (leg,) = rec["legs"]
-            mid = "/".join(x for x in (leg["event_id"], leg["market_type"], leg["period"], leg["line"]) if x)
+            mid = "/".join(
+                x for x in (leg["event_id"], leg["market_type"], leg["period"], leg["line"]) if x
+            )
             assert leg["odds"] == last_price[(mid, leg["selection"])]
             assert rec["placed_at"] < kickoff[leg["event_id"]]
             stakes[rec["account_id"]] += rec["stake_minor"]
@@ -148,7 +178,8 @@ def test_replay_produces_to_kafka(kafka_settings) -> None:
     assert counts["fixtures"] == 3 and counts["bet_requests"] == 6 and counts["deposits"] == 6
     results = consume_all("results", kafka_settings, expect=3, idle_s=1.0)
     assert sorted(r["event_id"] for _, r in results) == sorted(
-        rec["event_id"] for tk, _, rec in replay_events(CSV, limit=3) if tk == "results")
+        rec["event_id"] for tk, _, rec in replay_events(CSV, limit=3) if tk == "results"
+    )
 
 
 def test_cli_commands_are_registered() -> None:

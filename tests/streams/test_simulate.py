@@ -13,8 +13,15 @@ from oddsflow.streams.simulate import (
     simulate_timed,
 )
 
-SCHEMA = {"fixtures": "fixture", "price_updates": "price_update", "market_status": "market_status", "scores": "score",
-          "results": "result", "bet_requests": "bet_request", "deposits": "deposit"}
+SCHEMA = {
+    "fixtures": "fixture",
+    "price_updates": "price_update",
+    "market_status": "market_status",
+    "scores": "score",
+    "results": "result",
+    "bet_requests": "bet_request",
+    "deposits": "deposit",
+}
 
 
 def test_same_seed_same_stream_other_seed_differs() -> None:
@@ -31,7 +38,9 @@ def test_contents() -> None:
     kinds = Counter(tk for tk, _, _ in events)
     assert kinds["fixtures"] == 12 and kinds["deposits"] == 50
     assert stats["goals"] > 0 and kinds["scores"] == stats["goals"]
-    assert stats["accumulators"] > 50 and stats["duplicate_bets"] > 0 and stats["stale_odds_bets"] > 50
+    assert (
+        stats["accumulators"] > 50 and stats["duplicate_bets"] > 0 and stats["stale_odds_bets"] > 50
+    )
     assert stats["abandoned"] == 1 and stats["corrected_results"] == 1 and stats["malformed"] == 6
     codecs = {k: Codec(v) for k, v in SCHEMA.items()}
     for tk, _, rec in events:
@@ -50,7 +59,11 @@ def test_contents() -> None:
             assert all(isinstance(leg["odds"], Decimal) for leg in rec["legs"])
             bet_ids[rec["bet_id"]] += 1
     assert sum(1 for n in bet_ids.values() if n == 2) == stats["duplicate_bets"]
-    assert {rec["price_policy"] for tk, _, rec in events if tk == "bet_requests"} == {"none", "higher", "any"}
+    assert {rec["price_policy"] for tk, _, rec in events if tk == "bet_requests"} == {
+        "none",
+        "higher",
+        "any",
+    }
 
 
 def test_per_event_feed_is_well_ordered_and_in_play_goals_bet_stop() -> None:
@@ -67,7 +80,10 @@ def test_per_event_feed_is_well_ordered_and_in_play_goals_bet_stop() -> None:
             if tk == "scores":
                 # a goal: bet stop right before the score, markets reopened after new prices
                 assert evs[i - 1][0] == "market_status" and evs[i - 1][1]["status"] == "bet_stop"
-                assert any(t == "market_status" and r["status"] == "open" and r["market_id"] for t, r in evs[i:])
+                assert any(
+                    t == "market_status" and r["status"] == "open" and r["market_id"]
+                    for t, r in evs[i:]
+                )
             if tk == "results":
                 results[(rec["status"], rec["revision"])] += 1
                 if rec["status"] == "final" and rec["ft_home"] is not None:
@@ -83,14 +99,18 @@ def test_per_event_feed_is_well_ordered_and_in_play_goals_bet_stop() -> None:
 
 
 def test_pre_match_only_has_no_scores() -> None:
-    kinds = Counter(tk for tk, _, _ in simulate_events(fixtures=4, accounts=5, bets=50, seed=2, in_play=False))
+    kinds = Counter(
+        tk for tk, _, _ in simulate_events(fixtures=4, accounts=5, bets=50, seed=2, in_play=False)
+    )
     assert kinds["scores"] == 0 and kinds["results"] >= 4
 
 
 def test_price_model_gives_valid_books() -> None:
-    for lam_h, lam_a, rem, h, a in ((Decimal("1.5"), Decimal("1.1"), Decimal(1), 0, 0),
-                                    (Decimal("2.2"), Decimal("0.6"), Decimal("0.05"), 4, 0),
-                                    (Decimal("0.9"), Decimal("1.7"), Decimal("0.5"), 1, 1)):
+    for lam_h, lam_a, rem, h, a in (
+        (Decimal("1.5"), Decimal("1.1"), Decimal(1), 0, 0),
+        (Decimal("2.2"), Decimal("0.6"), Decimal("0.05"), 4, 0),
+        (Decimal("0.9"), Decimal("1.7"), Decimal("0.5"), 1, 1),
+    ):
         for key, probs in fair_probabilities(lam_h, lam_a, rem, h, a).items():
             if probs is None:
                 continue
