@@ -364,7 +364,8 @@ def _summarise(
         ch_ggr = sinks_cli.clickhouse_ggr(s)
     except subprocess.TimeoutExpired:
         ch_ggr = None
-    pg_mismatch = [m for m in _pg_reconcile(s, engine_wallets)]
+    pg_mismatch = list(_pg_reconcile(s, engine_wallets))
+    trails_incomplete = _incomplete_trails(s, final_settlement)
     return {
         "events_ingested": sum(produced["counts"].values()),
         "ingested_by_topic": dict(produced["counts"]),
@@ -372,6 +373,8 @@ def _summarise(
         "price_publications": len(rec["priced_markets"]),
         "bet_requests": produced["counts"].get("bet_requests", 0),
         "bets_decided": len(decisions),
+        "bet_ids_sent": len(produced["bet_ids"]),
+        "money_trails_incomplete": trails_incomplete,
         "bets_accepted": len(accepted),
         "bets_rejected": len(decisions) - len(accepted),
         "rejected_by_reason": dict(reasons.most_common()),
@@ -393,6 +396,28 @@ def _summarise(
         "dead_letters": len(rec["dead_letters"]),
         "malformed_sent": produced["malformed"],
     }
+
+
+def _incomplete_trails(s: Settings, settled: dict[str, dict[str, Any]]) -> int:
+    """Settled bets whose Postgres money trail lacks a step or does not add up to the return."""
+    from oddsflow.sinks.postgres import money_trail
+
+    bad = 0
+    for bet_id, st in settled.items():
+        trail = money_trail(s.pg_dsn, bet_id)
+        kinds = {row["kind"] for row in trail}
+        player = sum(
+            r["amount_minor"]
+            for r in trail
+            if r["account"] == f"player:{st['account_id']}:available"
+        )
+        # reserve -stake, settle/resettle +return: the player's net is return - stake
+        if (
+            not {"reserve", "accept", "settle"} <= kinds
+            or player != st["return_minor"] - st["stake_minor"]
+        ):
+            bad += 1
+    return bad
 
 
 def _pg_reconcile(s: Settings, engine_wallets: dict[str, dict[str, Any]]) -> list[Any]:
@@ -434,6 +459,7 @@ def _print_summary(x: dict[str, Any]) -> None:
         f"duplicates {x['ledger_duplicate_tx']}, trial balance {format_minor(x['trial_balance_minor'])}",
         f"ledger GGR             {format_minor(x['ledger_ggr_minor'])} (Postgres: {x['postgres'].get('ggr_minor')}, "
         f"ClickHouse: {x['clickhouse_ggr_minor']})",
+        f"money trails           {x['bets_settled'] - x['money_trails_incomplete']}/{x['bets_settled']} settled bets complete in Postgres",
         f"wallets reconcile      {x['wallets']} wallets; mismatches vs ledger topic {x['wallets_not_matching_topic']}, "
         f"vs Postgres {x['wallets_not_matching_postgres']}",
         f"dead letters           {x['dead_letters']} (+{x['rejected_by_reason'].get('INVALID_REQUEST', 0)} invalid bets rejected;"
