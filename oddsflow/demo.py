@@ -58,6 +58,17 @@ class Processes:
                     f"{name} exited with {p.returncode}; see {self.log_dir / (name + '.log')}"
                 )
 
+    def wait_ready(self, name: str, timeout_s: float = 180.0) -> None:
+        """A worker is ready once it has recovered its tables (it logs that line)."""
+        deadline = time.monotonic() + timeout_s
+        log = self.log_dir / f"{name}.log"
+        while time.monotonic() < deadline:
+            self.check()
+            if log.exists() and "recovered" in log.read_text(errors="replace"):
+                return
+            time.sleep(0.5)
+        raise TimeoutError(f"{name} not ready after {timeout_s:.0f}s; see {log}")
+
     def stop(self) -> None:
         for p in self.procs.values():
             if p.poll() is None:
@@ -176,6 +187,9 @@ def run_demo(
     _say(f"  metrics: http://127.0.0.1:{base.metrics_port}/metrics")
 
     try:
+        for i in range(workers):
+            procs.wait_ready(f"worker-{i}")
+        _say("  worker(s) ready")
         produced = _produce(
             s,
             source=source,
