@@ -186,4 +186,32 @@ def apply(topology: Topology, bootstrap: str, timeout_s: float = 30) -> list[str
                 res = ConfigResource(ConfigResource.Type.TOPIC, t.name, set_config=t.configs())
                 admin.alter_configs([res])[res].result()
                 actions.append(f"configured {t.name}")
+    _wait_until_served(admin, [t.name for t in topology.topics.values()], timeout_s)
     return actions
+
+
+def _wait_until_served(admin: Any, names: list[str], timeout_s: float) -> None:
+    """Return once every topic has a leader for every partition in the broker's metadata.
+
+    A consumer that subscribes before then (e.g. right after the broker started) is told the
+    topic is missing, and Faust never subscribes to it again.
+    """
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        md = admin.list_topics(timeout=timeout_s).topics
+        missing = [
+            n
+            for n in names
+            if n not in md
+            or not md[n].partitions
+            or any(p.leader < 0 for p in md[n].partitions.values())
+        ]
+        if not missing:
+            return
+        if time.monotonic() > deadline:
+            raise TopologyError(
+                f"topics not served by the broker after {timeout_s:.0f}s: {missing[:5]}"
+            )
+        time.sleep(0.2)

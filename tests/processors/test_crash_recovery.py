@@ -17,6 +17,7 @@ from oddsflow.demo import read_changelog
 from oddsflow.kafka import EventProducer, consume_all
 from tests.conftest import wait_for
 from tests.processors import records as r
+from tests.processors.test_worker_metrics import _free_port, _scrape, _value
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -151,14 +152,18 @@ def test_sigkill_mid_stream_loses_and_doubles_nothing(kafka_settings, worker_fac
 def test_scale_out_two_workers_and_failover(kafka_settings, worker_factory):
     s = kafka_settings
     n_bets = 3000
-    w1 = worker_factory(s, "w1").start()
-    w2 = worker_factory(s, "w2").start()
+    ports = [_free_port(), _free_port()]
+    w1 = worker_factory(s.model_copy(update={"metrics_port": ports[0]}), "w1").start()
+    w2 = worker_factory(s.model_copy(update={"metrics_port": ports[1]}), "w2").start()
     inputs = feed_and_bets(n_bets, seed=3)
     n_setup = len(EVENTS) * 3 + len(ACCOUNTS)
     produce(s, inputs[:n_setup])
     wait_for(lambda: count(s, "priced_markets") >= len(EVENTS), 120, 0.5, "markets priced")
     feeder = produce_in_background(s, inputs[n_setup:], rate_per_s=300)
     time.sleep(4)
+    # Both workers are in the group and each has handled events of its own partitions.
+    handled = [_value(_scrape(p), "oddsflow_events_in_total") for p in ports]
+    assert all(h > 0 for h in handled), handled
     w2.kill()  # its partitions and table state move to w1 (changelog recovery)
     assert count(s, "bet_decisions") < n_bets
     feeder.join()
