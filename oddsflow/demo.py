@@ -109,37 +109,17 @@ class Follower:
 
 
 def read_changelog(s: Settings, table: str) -> dict[str, dict[str, Any]]:
-    """The engine's own table state: the latest value per key in the table's changelog topic."""
+    """The engine's own table state: the latest value per key in the table's changelog topic.
+
+    Reads the same way a worker recovers its tables (processors.recovery), over every partition.
+    """
+    from oddsflow.processors.recovery import read_changelogs
+
+    topo = topology.load(settings=s)
     name = f"{s.topic_prefix}{s.app_id}-{table}-changelog"
-    c = Consumer(
-        consumer_config(
-            f"{s.topic_prefix}demo-changelog-{time.monotonic_ns()}",
-            s,
-            **{"enable.partition.eof": True},
-        )
-    )
-    md = c.list_topics(name, timeout=10)
-    parts = (
-        len(md.topics[name].partitions) if name in md.topics and md.topics[name].partitions else 0
-    )
-    out: dict[str, dict[str, Any]] = {}
-    if parts:
-        c.subscribe([name])
-        eof: set[int] = set()
-        deadline = time.monotonic() + 60
-        while len(eof) < parts and time.monotonic() < deadline:
-            for m in c.consume(5000, 0.5):
-                if m.error():
-                    if m.error().code() == KafkaError._PARTITION_EOF:
-                        eof.add(m.partition())
-                    continue
-                key = orjson.loads(m.key())
-                if m.value() is None:
-                    out.pop(key, None)
-                else:
-                    out[key] = orjson.loads(m.value())
-    c.close()
-    return out
+    partitions = set(range(topo.group_partitions(topo.tables[table]["group"])))
+    raw = read_changelogs(s.kafka_bootstrap, {name: partitions})[name]
+    return {k: orjson.loads(v) for k, v in raw.items()}
 
 
 def run_demo(

@@ -337,7 +337,7 @@ class MarketsHandler:
                 "market_id": mid,
                 "stake_minor": rec["stake_minor"],
                 "bound_odds": str(verdict.bound_odds),
-                "leg": _leg_json(rec["leg"]),
+                "leg": leg_json(rec["leg"]),
                 "settled_revision": -1,
             },
         )
@@ -375,7 +375,7 @@ class MarketsHandler:
         }
 
 
-def _leg_json(leg: dict[str, Any]) -> dict[str, Any]:
+def leg_json(leg: dict[str, Any]) -> dict[str, Any]:
     return {**leg, "odds": str(leg["odds"])}
 
 

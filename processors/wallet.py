@@ -40,10 +40,8 @@ from oddsflow.domain.acceptance import (
 from oddsflow.domain.money import payout_minor
 from oddsflow.domain.settlement import LegSettlement, Outcome, combine
 from oddsflow.metrics import DECISION_LATENCY_SECONDS, DECISIONS, SETTLEMENTS
-from oddsflow.processors.markets import InputError, leg_from_record
+from oddsflow.processors.markets import ODDS_Q, InputError, leg_from_record, leg_json
 from oddsflow.processors.state import Effects, Store
-
-ODDS_Q = Decimal("0.0001")
 
 
 def _wallet(rec: dict[str, Any] | None) -> Wallet:
@@ -359,10 +357,6 @@ class WalletHandler:
         ).inc()
 
 
-def _leg_json(leg: dict[str, Any]) -> dict[str, Any]:
-    return {**leg, "odds": str(leg["odds"])}
-
-
 def _leg_avro(leg: dict[str, Any]) -> dict[str, Any]:
     return {**leg, "odds": Decimal(leg["odds"]).quantize(ODDS_Q)}
 
@@ -375,7 +369,7 @@ def _request_json(rec: dict[str, Any]) -> dict[str, Any]:
         "currency": rec["currency"],
         "price_policy": rec["price_policy"],
         "placed_at": rec["placed_at"],
-        "legs": [_leg_json(leg) for leg in rec["legs"]],
+        "legs": [leg_json(leg) for leg in rec["legs"]],
     }
 
 
