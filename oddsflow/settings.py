@@ -53,6 +53,10 @@ class Settings(BaseSettings):
     # transaction commits: the commit interval bounds decision latency from below.
     commit_interval_s: float = 0.1
     commit_every: int = 10_000
+    # Agents take events in batches: up to this many, or whatever arrived within this time.
+    # A batch's outputs go out per partition in one go (see processors.emit).
+    agent_batch_max: int = 1_000
+    agent_batch_within_ms: float = 10.0
     # How long the group waits for a silent (e.g. SIGKILLed) worker before moving its partitions.
     session_timeout_s: float = 10.0
 
