@@ -55,8 +55,9 @@ class Plan:
 
     @classmethod
     def make(cls, quick: bool) -> Plan:
-        # Sized for the measured engine (hundreds of decisions/s on 2 cores): over-capacity rates
-        # run briefly, since the backlog they build has to drain before the next measurement.
+        # Sized for the measured engine (about a thousand decisions/s on 2 cores): over-capacity
+        # rates run briefly, since the backlog they build has to drain before the next
+        # measurement. The full run places and settles the 100,000-bet burst for real.
         if quick:
             return cls(
                 quick=True,
@@ -67,8 +68,8 @@ class Plan:
                 open_s=1.5,
                 price_guarantees=("exactly_once",),
                 bet_rates=(250, 1_000),
-                bet_closed_n=1_000,
-                settle_n=2_000,
+                bet_closed_n=2_000,
+                settle_n=10_000,
                 settle_reps=1,
                 sink_n=20_000,
                 raw_n=50_000,
@@ -84,9 +85,9 @@ class Plan:
             price_rates=(250, 1_000, 5_000),
             open_s=2.0,
             price_guarantees=("exactly_once", "at_least_once"),
-            bet_rates=(100, 250, 1_000),
-            bet_closed_n=2_000,
-            settle_n=10_000,
+            bet_rates=(100, 500, 1_000, 2_000),
+            bet_closed_n=5_000,
+            settle_n=100_000,
             settle_reps=1,
             sink_n=50_000,
             raw_n=200_000,

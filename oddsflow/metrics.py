@@ -23,7 +23,16 @@ STALE_UPDATES = Counter(
 DECISIONS = Counter("oddsflow_bet_decisions_total", "Bet decisions", ["outcome", "reason"])
 SETTLEMENTS = Counter("oddsflow_settlements_total", "Bet settlements", ["outcome", "kind"])
 PROCESSING_SECONDS = Histogram(
-    "oddsflow_processing_seconds", "Time to process one event", ["agent"], buckets=LATENCY_BUCKETS_S
+    "oddsflow_processing_seconds",
+    "Time to process one event (its batch's time divided by the batch's events)",
+    ["agent"],
+    buckets=LATENCY_BUCKETS_S,
+)
+AGENT_BATCH_EVENTS = Histogram(
+    "oddsflow_agent_batch_events",
+    "Events an agent took in one batch",
+    ["agent"],
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000),
 )
 DECISION_LATENCY_SECONDS = Histogram(
     "oddsflow_bet_decision_latency_seconds",

@@ -219,7 +219,12 @@ def build_app(settings: Settings, *, limits: Limits | None = None) -> Engine:
         limits=limits or Limits(),
     )
     markets = MarketsHandler(
-        table("markets"), table("event_state"), table("open_legs"), table("liabilities"), book
+        table("markets"),
+        table("event_state"),
+        table("open_legs"),
+        table("liabilities"),
+        book,
+        account_partitions=topo.group_partitions("account"),
     )
     wallet = WalletHandler(table("wallets"), table("bets"), book.limits)
     engine = Engine(app, topo, topics, codecs, markets, wallet)
@@ -236,7 +241,7 @@ def build_app(settings: Settings, *, limits: Limits | None = None) -> Engine:
         "bet_requests": wallet.on_bet_request,
         "deposits": wallet.on_deposit,
         "leg_verdicts": wallet.on_leg_verdict,
-        "leg_settlements": wallet.on_leg_settlement,
+        "leg_settlements": wallet.on_leg_settlements,
     }
 
     topic_names = {key: spec.name for key, spec in topo.topics.items()}
@@ -333,6 +338,7 @@ def build_app(settings: Settings, *, limits: Limits | None = None) -> Engine:
         metrics.PROCESSING_SECONDS.labels(agent).observe(
             (time.perf_counter() - started) / max(1, len(events))
         )
+        metrics.AGENT_BATCH_EVENTS.labels(agent).observe(len(events))
 
     changelog_names = {t.name: t.changelog_topic.get_topic_name() for t in stores.values()}
     feed_topic = app.topic(*(topo.topic(k).name for k in feed_handlers), **RAW)

@@ -19,6 +19,12 @@ from typing import Any
 from aiokafka.partitioner import murmur2
 
 
+def key_partition(key: bytes, partitions: int) -> int:
+    """The partition of ``key``, as Java's client, librdkafka's murmur2_random and aiokafka
+    choose it."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
 class PartitionBatcher:
     """Collects ``(topic, key, value, partition)`` records and sends them per partition."""
 
@@ -50,7 +56,7 @@ class PartitionBatcher:
                 for key, value in records:
                     if key is None:
                         raise ValueError(f"a record for {topic} needs a key or a partition")
-                    p = (murmur2(key) & 0x7FFFFFFF) % n
+                    p = key_partition(key, n)
                     groups.setdefault((topic, p), []).append((key, value))
             else:
                 groups.setdefault((topic, partition), []).extend(records)

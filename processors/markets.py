@@ -26,11 +26,16 @@ from oddsflow.domain.money import payout_minor
 from oddsflow.domain.pricing import Method, price
 from oddsflow.domain.settlement import EventStatus, Result, settle_leg
 from oddsflow.metrics import PRICE_PUBLISH_LAG_SECONDS, STALE_UPDATES
+from oddsflow.processors.emit import key_partition
 from oddsflow.processors.state import Effects, Store
 
 ODDS_Q = Decimal("0.0001")
 PROB_Q = Decimal("0.0000000001")
 CLOSED_STATUSES = {"closed", "settled", "cancelled"}
+
+
+# Legs per leg_settlements message: ~60 bytes each, well inside Kafka's 1 MB message limit.
+SETTLEMENT_CHUNK_LEGS = 500
 
 
 class InputError(ValueError):
@@ -88,13 +93,21 @@ def liability_record(liab: Liability) -> dict[str, Any]:
 
 class MarketsHandler:
     def __init__(
-        self, markets: Store, events: Store, open_legs: Store, liabilities: Store, book: Book
+        self,
+        markets: Store,
+        events: Store,
+        open_legs: Store,
+        liabilities: Store,
+        book: Book,
+        account_partitions: int = 1,
     ) -> None:
         self.markets = markets
         self.events = events
         self.open_legs = open_legs
         self.liabilities = liabilities
         self.book = book
+        # Leg outcomes go to the wallets in one message per account partition (see on_result).
+        self.account_partitions = account_partitions
 
     # ------------------------------------------------------------------ feed
 
@@ -247,25 +260,33 @@ class MarketsHandler:
                 m.update(status=final_status, in_play=False, version=m["version"] + 1)
                 self.markets.put(mid, m)
                 self._publish(mid, m, fx, now_ms)
-        for key, leg_rec in self.open_legs.with_prefix(f"{rec['event_id']}|"):
-            if leg_rec["settled_revision"] >= rec["revision"]:
-                continue
+        # One message per account partition (chunked), not one per leg: a cup final's result
+        # settles 100,000 bets, and per-message cost, not the settlement rule, dominates.
+        by_partition: dict[int, list[dict[str, Any]]] = {}
+        # No per-leg mark: the event's result_revision, checked above and written in the same
+        # transaction as these outputs, already makes a redelivered result a no-op.
+        for _, leg_rec in self.open_legs.with_prefix(f"{rec['event_id']}|"):
             ls = settle_leg(leg_from_record(leg_rec["leg"]), result)
-            leg_rec["settled_revision"] = rec["revision"]
-            self.open_legs.put(key, leg_rec)
-            fx.emit(
-                "leg_settlements",
-                leg_rec["account_id"],
+            acct = leg_rec["account_id"]
+            by_partition.setdefault(
+                key_partition(acct.encode(), self.account_partitions), []
+            ).append(
                 {
                     "bet_id": leg_rec["bet_id"],
-                    "account_id": leg_rec["account_id"],
+                    "account_id": acct,
                     "leg_index": leg_rec["leg_index"],
-                    "event_id": rec["event_id"],
                     "outcome": ls.outcome.value,
                     "factor": ls.factor,
-                    "revision": rec["revision"],
-                },
+                }
             )
+        for legs in by_partition.values():
+            for i in range(0, len(legs), SETTLEMENT_CHUNK_LEGS):
+                chunk = legs[i : i + SETTLEMENT_CHUNK_LEGS]
+                fx.emit(
+                    "leg_settlements",
+                    chunk[0]["account_id"],  # hashes to the partition of every leg in it
+                    {"event_id": rec["event_id"], "revision": rec["revision"], "legs": chunk},
+                )
         for mid in ev["markets"]:
             self.liabilities.delete(mid)  # a settled market carries no open liability
 
@@ -338,7 +359,6 @@ class MarketsHandler:
                 "stake_minor": rec["stake_minor"],
                 "bound_odds": str(verdict.bound_odds),
                 "leg": leg_json(rec["leg"]),
-                "settled_revision": -1,
             },
         )
         fx.emit(

@@ -13,9 +13,10 @@ leg settlements). The saga for a bet request:
    (rejected, with the lowest-valued reason) and emits exactly one decision; released legs
    are told to drop their liability.
 
-Settlement: each event partition emits a ``leg_settlement`` per open leg; when a bet's
-last leg is in, the wallet computes the return and credits it. A corrected result
-(higher revision) recomputes it and posts only the difference.
+Settlement: each event partition emits its open legs' outcomes, batched per account
+partition (``leg_settlements``); when a bet's last leg is in, the wallet computes the return
+and credits it. A corrected result (higher revision) recomputes it and posts only the
+difference.
 
 Every transition is idempotent by id (bet id, leg index, revision), so a redelivery after
 a crash is harmless whether or not the transaction that produced it was committed.
@@ -286,32 +287,39 @@ class WalletHandler:
 
     # ------------------------------------------------------------------ settlement
 
-    def on_leg_settlement(self, rec: dict[str, Any], fx: Effects, now_ms: int) -> None:
+    def on_leg_settlements(self, rec: dict[str, Any], fx: Effects, now_ms: int) -> None:
+        """A batch of leg outcomes from one result (see ``MarketsHandler.on_result``)."""
+        for leg in rec["legs"]:
+            self.on_leg_settlement(leg, rec["revision"], fx, now_ms)
+
+    def on_leg_settlement(
+        self, rec: dict[str, Any], revision: int, fx: Effects, now_ms: int
+    ) -> None:
         key = f"bet:{rec['bet_id']}"
         bet = self.bets.get(key)
         if bet is None or bet.get("request") is None:
             return  # a leg of a bet rejected before reservation, or unknown: nothing to settle
         idx = str(rec["leg_index"])
         prev = bet["legs_settled"].get(idx)
-        if prev is not None and prev["revision"] >= rec["revision"]:
+        if prev is not None and prev["revision"] >= revision:
             return  # duplicate
         bet["legs_settled"][idx] = {
             "outcome": rec["outcome"],
             "factor": str(rec["factor"]),
-            "revision": rec["revision"],
+            "revision": revision,
         }
-        self.bets.put(key, bet)
-        if bet["state"] == "accepted":
-            self._maybe_settle(key, bet, fx, now_ms)
+        if bet["state"] != "accepted" or not self._maybe_settle(key, bet, fx, now_ms):
+            self.bets.put(key, bet)
 
-    def _maybe_settle(self, key: str, bet: dict[str, Any], fx: Effects, now_ms: int) -> None:
+    def _maybe_settle(self, key: str, bet: dict[str, Any], fx: Effects, now_ms: int) -> bool:
+        """Settle the bet if its last leg is in; True if it did (and stored ``bet``)."""
         req = bet["request"]
         n = len(req["legs"])
         if len(bet["legs_settled"]) < n:
-            return
+            return False
         sig = [bet["legs_settled"][str(i)]["revision"] for i in range(n)]
         if bet["settle_sig"] == sig:
-            return
+            return False
         legs = [
             LegSettlement(
                 Outcome(bet["legs_settled"][str(i)]["outcome"]),
@@ -355,6 +363,7 @@ class WalletHandler:
         SETTLEMENTS.labels(
             settled.outcome.value, "settle" if previous is None else "resettle"
         ).inc()
+        return True
 
 
 def _leg_avro(leg: dict[str, Any]) -> dict[str, Any]:

@@ -71,7 +71,7 @@ def test_batcher_partitions_like_every_other_producer_and_keeps_order(kafka_sett
 
     got = _read(s, "bet_requests", len(records))
     assert len(got) == len(records)
-    for p, key, value in got:
+    for p, key, _ in got:
         if key == b"pinned":
             assert p == 2
         else:
@@ -91,12 +91,12 @@ def test_batcher_refuses_a_record_without_key_or_partition():
     b.add("t", None, b"v", None)
 
     class NoMetadataProducer:
-        class client:  # noqa: N801 - mimics aiokafka's attribute
+        class client:
             @staticmethod
             async def _wait_on_metadata(topic: str) -> None:
                 return None
 
-            class cluster:  # noqa: N801
+            class cluster:
                 @staticmethod
                 def partitions_for_topic(topic: str) -> set[int]:
                     return {0, 1}

@@ -50,7 +50,7 @@ class Engine:
             "bet_requests": self.w.on_bet_request,
             "deposits": self.w.on_deposit,
             "leg_verdicts": self.w.on_leg_verdict,
-            "leg_settlements": self.w.on_leg_settlement,
+            "leg_settlements": self.w.on_leg_settlements,
         }
 
     def feed(self, topic: str, rec: dict[str, Any], now_ms: int = NOW) -> None:
@@ -320,3 +320,37 @@ def test_bad_content_raises_input_error_for_the_dead_letter_topic():
         e.feed("results", r.result("e1", None, st="final"))
     with pytest.raises(InputError):
         e.feed("deposits", r.deposit("a1", -5))
+
+
+def test_a_result_fans_out_one_message_per_account_partition_in_chunks():
+    # 1,200 bets from 40 accounts on one market: the result reaches the wallets as a few
+    # leg_settlements messages, each holding only legs of its own account partition.
+    from oddsflow.processors.emit import key_partition
+    from oddsflow.processors.markets import SETTLEMENT_CHUNK_LEGS
+
+    e = Engine(limits=Limits(bet_delay_ms_in_play=0))
+    e.m.account_partitions = 4
+    home = market_up(e)
+    accounts = [f"acct{i}" for i in range(40)]
+    for a in accounts:
+        e.feed("deposits", r.deposit(a, 1_000_000_00))
+    n = 1_200
+    for i in range(n):
+        leg = r.leg("e1", "home", str(home))
+        e.feed("bet_requests", r.bet(f"b{i}", accounts[i % 40], 1_00, [leg], policy="none"))
+    assert sum(d["accepted"] for d in e.decisions().values()) == n
+    e.feed("results", r.result("e1", (1, 0), (0, 0)))
+    batches = e.out("leg_settlements")
+    assert len(batches) < n / 100
+    seen = []
+    for b in batches:
+        assert 0 < len(b["legs"]) <= SETTLEMENT_CHUNK_LEGS
+        parts = {key_partition(leg["account_id"].encode(), 4) for leg in b["legs"]}
+        assert len(parts) == 1
+        seen += [leg["bet_id"] for leg in b["legs"]]
+    assert sorted(seen) == sorted(f"b{i}" for i in range(n))
+    settlements = e.out("settlements")
+    assert len(settlements) == n and {s["outcome"] for s in settlements} == {"win"}
+    # Replaying the same result (a redelivery) settles nothing twice.
+    e.feed("results", r.result("e1", (1, 0), (0, 0)))
+    assert len(e.out("settlements")) == n
