@@ -78,6 +78,20 @@ def _rows(sc: dict[str, Any]) -> list[dict[str, Any]]:
         rows.append(row)
 
     if b:
+        add(
+            "baseline",
+            "in-process ceiling (handlers + Avro, no Kafka): bets decided",
+            b,
+            ("ceiling", "bets_per_s"),
+            "dec/s",
+        )
+        add(
+            "baseline",
+            "in-process ceiling (handlers + Avro, no Kafka): prices",
+            b,
+            ("ceiling", "prices_per_s"),
+            "upd/s",
+        )
         add("baseline", "raw producer", b, ("raw_producer", "msgs_per_s"), "msgs/s")
         for mode in ("transactional", "plain"):
             g = b.get(f"passthrough_{mode}") or {}
@@ -263,10 +277,13 @@ def targets(
             ">=",
             5000,
             "dec/s",
-            ""
-            if alive is not False
-            else "the exactly_once worker exited during the run; "
-            f"at_least_once max: {_fmt(med(bets, 'at_least_once', 'closed_loop', 'throughput_per_s'))} dec/s",
+            (
+                ""
+                if alive is not False
+                else "the exactly_once worker exited during the run; "
+                f"at_least_once max: {_fmt(med(bets, 'at_least_once', 'closed_loop', 'throughput_per_s'))} dec/s; "
+            )
+            + f"one core's in-process ceiling: {_fmt(med(b, 'ceiling', 'bets_per_s'))} dec/s",
         )
         t(
             "decision p99 @1,000 bets/s offered (exactly_once)",
@@ -283,6 +300,7 @@ def targets(
             ">=",
             20000,
             "upd/s",
+            f"one core's in-process ceiling: {_fmt(med(b, 'ceiling', 'prices_per_s'))} upd/s",
         )
         t(
             "publish lag p99 @5,000/s (exactly_once)",

@@ -817,6 +817,19 @@ def scenario_baseline(ctx: Ctx) -> dict[str, Any]:
 
     plan = ctx.plan
     out: dict[str, Any] = {}
+    # in-process ceiling: the handlers and the codec with no Kafka, Faust or asyncio
+    from oddsflow.bench import ceiling
+
+    reps = [ceiling.measure(ctx.base, 2_000 if plan.quick else 5_000) for _ in range(plan.reps)]
+    for i, r in enumerate(reps, start=1):
+        ctx.say(
+            f"  in-process ceiling rep {i}: {r['bets_per_s']} bets/s ({r['us_per_bet']} us), "
+            f"{r['prices_per_s']} prices/s ({r['us_per_price']} us)"
+        )
+    out["ceiling"] = {
+        "reps": reps,
+        **{k: spread(r[k] for r in reps) for k in ("bets_per_s", "prices_per_s")},
+    }
     # raw producer: pre-encoded bet requests, as fast as the client and broker take them
     s = h.fresh_settings(ctx.base, "r")
     bets = Bets(s, 1000, [f"e{i}" for i in range(50)])

@@ -1,0 +1,94 @@
+"""The in-process ceiling: the engine's own per-message work with no Kafka at all.
+
+The same handlers the agents run (``processors.markets`` / ``processors.wallet`` over the
+pure domain), with every message Avro-encoded and decoded as on the wire and the state in
+dicts, routed hop to hop in one loop. Its rate is what one core could do if Kafka, Faust and
+asyncio cost nothing: an upper bound for one worker process, to set beside the passthrough
+baseline (Kafka with no logic).
+"""
+
+from __future__ import annotations
+
+import time
+from decimal import Decimal
+from typing import Any
+
+from oddsflow import topology
+from oddsflow.codec import Codec
+from oddsflow.domain.acceptance import Limits
+from oddsflow.processors.markets import Book, MarketsHandler
+from oddsflow.processors.state import Effects, Store
+from oddsflow.processors.wallet import WalletHandler
+from oddsflow.settings import Settings
+
+
+class InProcessEngine:
+    def __init__(self, s: Settings) -> None:
+        topo = topology.load(settings=s)
+        self.codecs = {k: Codec(spec.value_schema) for k, spec in topo.topics.items()}
+        limits = Limits(bet_delay_ms_in_play=0)
+        self.markets = MarketsHandler(
+            Store({}),
+            Store({}),
+            Store({}),
+            Store({}),
+            Book(margin=Decimal(s.margin), limits=limits),
+            account_partitions=topo.group_partitions("account"),
+        )
+        self.wallet = WalletHandler(Store({}), Store({}), limits)
+        m, w = self.markets, self.wallet
+        self.routes = {
+            "price_updates": m.on_price_update,
+            "results": m.on_result,
+            "leg_commands": m.on_leg_command,
+            "bet_requests": w.on_bet_request,
+            "deposits": w.on_deposit,
+            "leg_verdicts": w.on_leg_verdict,
+            "leg_settlements": w.on_leg_settlements,
+        }
+        self.outputs: dict[str, int] = {}
+
+    def feed(self, topic: str, record: dict[str, Any], now_ms: int) -> None:
+        queue = [(topic, self.codecs[topic].encode(record))]
+        while queue:
+            t, raw = queue.pop()
+            fx = Effects()
+            self.routes[t](self.codecs[t].decode(raw), fx, now_ms)
+            for o in fx.out:
+                data = self.codecs[o.topic].encode(o.value)
+                self.outputs[o.topic] = self.outputs.get(o.topic, 0) + 1
+                if o.topic in self.routes:
+                    queue.append((o.topic, data))
+
+
+def measure(s: Settings, n: int) -> dict[str, Any]:
+    """Bets decided and price updates priced per second of one core, in process."""
+    from oddsflow.bench.scenarios import bet, deposit, price_update
+
+    eng = InProcessEngine(s)
+    now = int(time.time() * 1000)
+    events = [f"e{i}" for i in range(50)]
+    for i, e in enumerate(events):
+        eng.feed("price_updates", {**price_update(e, 1), "provider_ts": now + i}, now)
+    accounts = [f"a{i}" for i in range(1000)]
+    for a in accounts:
+        eng.feed("deposits", deposit(a, 10_000_000_00), now)
+    bets = [bet(f"c{i}", accounts[i % 1000], events[i % 50]) for i in range(n)]
+    t0 = time.perf_counter()
+    for b in bets:
+        eng.feed("bet_requests", {**b, "placed_at": now}, now)
+    bet_s = time.perf_counter() - t0
+    decided = eng.outputs.get("bet_decisions", 0)
+    updates = [{**price_update(events[i % 50], 2 + i), "provider_ts": now} for i in range(n)]
+    t0 = time.perf_counter()
+    for u in updates:
+        eng.feed("price_updates", u, now)
+    price_s = time.perf_counter() - t0
+    return {
+        "n": n,
+        "bets_decided": decided,
+        "bets_per_s": round(decided / bet_s, 1),
+        "us_per_bet": round(1e6 * bet_s / n, 1),
+        "prices_per_s": round(n / price_s, 1),
+        "us_per_price": round(1e6 * price_s / n, 1),
+    }
