@@ -5,6 +5,12 @@ settlements) into Postgres. Exactly once = idempotent rows (unique ids, ON CONFL
 + the Kafka offsets stored in the same database transaction as the rows; on assignment the
 consumer seeks to the offsets stored here, so Kafka's committed offsets are only advisory.
 
+Throughput: the consumer decodes the next batch while this one is written (kafka_batch's
+pipeline); a large batch is written by several connections at once, split by partition, each
+part in one transaction with its partitions' offsets (:class:`PostgresLedgerStore`); ledger rows
+reach the staging tables as pre-formatted COPY text; and the database checks its rules once per
+statement, not once per row (migrations 0003 and 0004).
+
 Run it with ``python -m oddsflow.sinks.postgres [--idle-exit SECONDS]`` (settings from ODDSFLOW_*).
 """
 
@@ -18,6 +24,7 @@ import re
 import threading
 import time
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
@@ -25,10 +32,17 @@ from typing import Any
 
 import psycopg
 from psycopg import errors as pg_errors
+from psycopg import sql
 
 from oddsflow.settings import Settings, get_settings
 from oddsflow.sinks import metrics
-from oddsflow.sinks.kafka_batch import Batch, BatchConsumer, RetryableStoreError, SinkConfig
+from oddsflow.sinks.kafka_batch import (
+    Batch,
+    BatchConsumer,
+    Record,
+    RetryableStoreError,
+    SinkConfig,
+)
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +120,9 @@ CREATE TEMP TABLE IF NOT EXISTS stage_tx (
     src_topic text, src_partition integer, src_offset bigint) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS stage_postings (
     posting_id text, tx_id text, account text, amount_minor bigint, currency text,
-    created_ms bigint) ON COMMIT DELETE ROWS;
+    created_ms bigint,
+    -- set on the batch's first posting to each account: the rows that feed `accounts`
+    first_of_account boolean) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS stage_decisions (
     bet_id text, account_id text, accepted boolean, reject_reason text, stake_minor bigint,
     potential_return_minor bigint, currency text, bound_odds numeric(12,4)[],
@@ -125,9 +141,11 @@ _MERGE_SQL: tuple[tuple[str, str, str], ...] = (
     (
         "accounts",
         "ledger",
+        # one row per account (the sink marks each account's first posting in the batch);
+        # sorted, so two writers creating the same new accounts take them in the same order
         """
         INSERT INTO accounts (account, currency)
-        SELECT DISTINCT ON (account) account, currency FROM stage_postings ORDER BY account
+        SELECT account, currency FROM stage_postings WHERE first_of_account ORDER BY account
         ON CONFLICT (account) DO NOTHING""",
     ),
     (
@@ -196,31 +214,241 @@ _MERGE_SQL: tuple[tuple[str, str, str], ...] = (
 )
 
 _OFFSETS_SQL = """
-    INSERT INTO consumed_offsets (consumer_group, topic, partition, next_offset) VALUES (%s, %s, %s, %s)
+    INSERT INTO consumed_offsets (consumer_group, topic, partition, next_offset) VALUES {values}
     ON CONFLICT (consumer_group, topic, partition) DO UPDATE
        -- never move backwards: a retried old batch must not rewind another writer's progress
        SET next_offset = GREATEST(consumed_offsets.next_offset, EXCLUDED.next_offset), updated_at = now()"""
+
+
+# COPY text format: \N is NULL; a backslash, tab, newline or carriage return inside a value
+# must be escaped (https://www.postgresql.org/docs/current/sql-copy.html#id-1.9.3.55.9.2)
+_NULL = "\\N"
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_field(v: Any) -> str:
+    return _NULL if v is None else str(v).translate(_COPY_ESCAPES)
+
+
+def _copy_lines(rows: Iterable[tuple[Any, ...]]) -> str:
+    """COPY text for any rows, every value escaped: the slow path of :func:`_ledger_copy`."""
+    return "".join("\t".join(map(_copy_field, row)) + "\n" for row in rows)
+
+
+def _ledger_copy(ledger: list[Record]) -> tuple[str, str]:
+    """COPY text for stage_tx and stage_postings (each account's first posting in the batch
+    marked ``first_of_account``), built in one pass over the decoded records.
+
+    This is the sink's hottest Python loop, so values go straight into f-strings; whether any
+    of them needed escaping is checked once per table on the result (a value holding a tab,
+    newline, carriage return or backslash changes the counts below), and only then is the
+    text rebuilt value by value with escapes. Integers (amounts, times, offsets) are Avro longs:
+    Python ints, formatted exactly.
+    """
+    tx_lines: list[str] = []
+    posting_lines: list[str] = []
+    accounts: set[str] = set()
+    nulls = 0
+    for r in ledger:
+        v = r.value
+        tx_id = v["tx_id"]
+        created = v["created_at"]
+        bet_id = v.get("bet_id")
+        account_id = v.get("account_id")
+        if bet_id is None:
+            bet_id = _NULL
+            nulls += 1
+        if account_id is None:
+            account_id = _NULL
+            nulls += 1
+        tx_lines.append(
+            f"{tx_id}\t{v['kind']}\t{bet_id}\t{account_id}\t{created}\t"
+            f"{r.topic}\t{r.partition}\t{r.offset}\n"
+        )
+        for p in v["postings"]:
+            account = p["account"]
+            if account in accounts:
+                first = "f"
+            else:
+                accounts.add(account)
+                first = "t"
+            posting_lines.append(
+                f"{p['posting_id']}\t{tx_id}\t{account}\t{p['amount_minor']}\t"
+                f"{p['currency']}\t{created}\t{first}\n"
+            )
+    tx_text = "".join(tx_lines)
+    postings_text = "".join(posting_lines)
+    if not (
+        tx_text.count("\t") == 7 * len(tx_lines)
+        and tx_text.count("\n") == len(tx_lines)
+        and tx_text.count("\\") == nulls
+        and "\r" not in tx_text
+    ):
+        tx_text = _copy_lines(
+            (
+                v["tx_id"],
+                v["kind"],
+                v.get("bet_id"),
+                v.get("account_id"),
+                v["created_at"],
+                r.topic,
+                r.partition,
+                r.offset,
+            )
+            for r in ledger
+            for v in (r.value,)
+        )
+    if not (
+        postings_text.count("\t") == 6 * len(posting_lines)
+        and postings_text.count("\n") == len(posting_lines)
+        and "\\" not in postings_text
+        and "\r" not in postings_text
+    ):
+        rows: list[tuple[Any, ...]] = []
+        accounts.clear()
+        for r in ledger:
+            v = r.value
+            for p in v["postings"]:
+                rows.append(
+                    (
+                        p["posting_id"],
+                        v["tx_id"],
+                        p["account"],
+                        p["amount_minor"],
+                        p["currency"],
+                        v["created_at"],
+                        "f" if p["account"] in accounts else "t",
+                    )
+                )
+                accounts.add(p["account"])
+        postings_text = _copy_lines(rows)
+    return tx_text, postings_text
 
 
 def _odds_array(odds: Iterable[Any]) -> str:
     return "{" + ",".join(str(o) for o in odds) + "}"
 
 
-class PostgresLedgerStore:
-    """Writes batches (rows + offsets) in one database transaction. Not thread-safe."""
+# Batches smaller than this are written by one connection: splitting them would only add commits.
+MIN_PARALLEL_RECORDS = 1000
 
-    def __init__(self, dsn: str, consumer_group: str, connect_timeout_s: int = 5) -> None:
+
+def split_by_partition(batch: Batch, parts: int) -> list[Batch]:
+    """Up to ``parts`` sub-batches with disjoint sets of partition numbers, balanced by record
+    count. Every record of one partition (of every topic: a bet's decision, settlements and
+    ledger transactions share the account key, hence the partition number) lands in the same
+    sub-batch, in its original order, and each sub-batch carries exactly the offsets of its own
+    partitions (including messages skipped as undecodable). So committing a sub-batch with its
+    offsets is exactly as atomic, per partition, as committing the whole batch."""
+    sizes: dict[int, int] = {}
+    for _topic, partition in batch.next_offsets:
+        sizes.setdefault(partition, 0)
+    for r in batch.records:
+        sizes[r.partition] = sizes.get(r.partition, 0) + 1
+    if parts <= 1 or len(sizes) <= 1:
+        return [batch]
+    loads = [0] * parts
+    owner: dict[int, int] = {}
+    # largest partition first, each to the least loaded sub-batch
+    for partition in sorted(sizes, key=lambda p: (-sizes[p], p)):
+        i = loads.index(min(loads))
+        owner[partition] = i
+        loads[i] += sizes[partition]
+    records: list[list[Record]] = [[] for _ in range(parts)]
+    for r in batch.records:
+        records[owner[r.partition]].append(r)
+    offsets: list[dict[tuple[str, int], int]] = [{} for _ in range(parts)]
+    for tp, o in batch.next_offsets.items():
+        offsets[owner[tp[1]]][tp] = o
+    return [Batch(tuple(records[i]), offsets[i]) for i in range(parts) if offsets[i]]
+
+
+class PostgresLedgerStore:
+    """Writes batches: every row of a batch commits in the same database transaction as the
+    Kafka offsets that cover it.
+
+    A large batch is split by partition (:func:`split_by_partition`) across ``writers``
+    connections that write at the same time, each sub-batch with its own partitions' offsets in
+    its own transaction: the database's work for a batch runs on several cores. ``flush`` returns
+    once every sub-batch has committed and raises if any failed; the retried batch then redoes
+    the committed ones as no-ops (rows are idempotent, offsets never move backwards).
+
+    ``flush`` and ``load_offsets`` must not be called concurrently (the consumer does not).
+    """
+
+    def __init__(
+        self, dsn: str, consumer_group: str, connect_timeout_s: int = 5, writers: int = 2
+    ) -> None:
         self.dsn = dsn
         self.consumer_group = consumer_group
         self.connect_timeout_s = connect_timeout_s
-        self._conn: psycopg.Connection[Any] | None = None
+        self._writers = [_Writer(self) for _ in range(max(1, writers))]
+        self._pool: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
         self.rejected = 0
+
+    def close(self) -> None:
+        for w in self._writers:
+            w.close()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    def load_offsets(self, tps: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        return self._writers[0].load_offsets(tps)
+
+    def flush(self, batch: Batch) -> None:
+        parts = (
+            split_by_partition(batch, len(self._writers))
+            if len(batch.records) >= MIN_PARALLEL_RECORDS
+            else [batch]
+        )
+        if len(parts) == 1:
+            self._writers[0].write(batch)
+            return
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(
+                max_workers=len(self._writers) - 1, thread_name_prefix="postgres-sink-writer"
+            )
+        futures = [
+            self._pool.submit(w.write, part)
+            for w, part in zip(self._writers[1:], parts[1:], strict=False)
+        ]
+        errors: list[Exception] = []
+        try:
+            self._writers[0].write(parts[0])
+        except Exception as exc:
+            errors.append(exc)
+        for f in futures:  # always wait for every writer before returning or raising
+            try:
+                f.result()
+            except Exception as exc:
+                errors.append(exc)
+        for error in errors:  # a bug outranks an outage: it must surface, not be retried forever
+            if not isinstance(error, RetryableStoreError):
+                raise error
+        if errors:
+            raise errors[0]
+
+    def _count_reject(self) -> None:
+        with self._lock:
+            self.rejected += 1
+        metrics.REJECTED.labels(SINK_NAME).inc()
+
+
+class _Writer:
+    """One connection of a :class:`PostgresLedgerStore` and the batch-writing logic on it; used
+    by one thread at a time."""
+
+    def __init__(self, store: PostgresLedgerStore) -> None:
+        self.store = store
+        self._conn: psycopg.Connection[Any] | None = None
 
     def _connection(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed:
             conn = psycopg.connect(
-                self.dsn,
-                connect_timeout=self.connect_timeout_s,
+                self.store.dsn,
+                connect_timeout=self.store.connect_timeout_s,
                 application_name=f"oddsflow-sink-{SINK_NAME}",
             )
             conn.execute(_STAGING_DDL)
@@ -245,7 +473,7 @@ class PostgresLedgerStore:
             rows = conn.execute(
                 "SELECT topic, partition, next_offset FROM consumed_offsets"
                 " WHERE consumer_group = %s AND topic = ANY(%s)",
-                (self.consumer_group, sorted({t for t, _ in tps})),
+                (self.store.consumer_group, sorted({t for t, _ in tps})),
             ).fetchall()
             conn.commit()
         except psycopg.Error:
@@ -253,22 +481,24 @@ class PostgresLedgerStore:
             raise
         return {(t, p): o for t, p, o in rows}
 
-    def flush(self, batch: Batch) -> None:
+    def write(self, batch: Batch) -> None:
         try:
-            self._flush(batch)
-        except (pg_errors.IntegrityError, pg_errors.DataError) as exc:
-            # One record the database refuses must not wedge the stream: bisect to find it,
-            # keep it in sink_rejects, and write everything else.
-            self._rollback()
-            if len(batch.records) > 1:
-                first, second = batch.split()
-                self.flush(first)
-                self.flush(second)
-                self._write_offsets_only(batch.next_offsets)  # covers skipped undecodable messages
-            elif batch.records:
-                self._reject(batch, exc)
-            else:
-                raise RetryableStoreError(str(exc)) from exc
+            try:
+                self._flush(batch)
+            except (pg_errors.IntegrityError, pg_errors.DataError) as exc:
+                # One record the database refuses must not wedge the stream: bisect to find
+                # it, keep it in sink_rejects, and write everything else.
+                self._rollback()
+                if len(batch.records) > 1:
+                    first, second = batch.split()
+                    self.write(first)
+                    self.write(second)
+                    # covers skipped undecodable messages
+                    self._write_offsets_only(batch.next_offsets)
+                elif batch.records:
+                    self._reject(batch, exc)
+                else:
+                    raise RetryableStoreError(str(exc)) from exc
         except psycopg.Error as exc:
             # connection lost, server shutting down, lock timeout...: back off and retry the batch
             self._drop_connection()
@@ -286,35 +516,11 @@ class PostgresLedgerStore:
         with conn.cursor() as cur:
             ledger = batch.of("ledger")
             if ledger:
+                tx_text, postings_text = _ledger_copy(ledger)
                 with cur.copy("COPY stage_tx FROM STDIN") as cp:
-                    for r in ledger:
-                        v = r.value
-                        cp.write_row(
-                            (
-                                v["tx_id"],
-                                v["kind"],
-                                v.get("bet_id"),
-                                v.get("account_id"),
-                                v["created_at"],
-                                r.topic,
-                                r.partition,
-                                r.offset,
-                            )
-                        )
+                    cp.write(tx_text)
                 with cur.copy("COPY stage_postings FROM STDIN") as cp:
-                    for r in ledger:
-                        v = r.value
-                        for p in v["postings"]:
-                            cp.write_row(
-                                (
-                                    p["posting_id"],
-                                    v["tx_id"],
-                                    p["account"],
-                                    p["amount_minor"],
-                                    p["currency"],
-                                    v["created_at"],
-                                )
-                            )
+                    cp.write(postings_text)
             decisions = batch.of("bet_decisions")
             if decisions:
                 with cur.copy("COPY stage_decisions FROM STDIN") as cp:
@@ -353,29 +559,48 @@ class PostgresLedgerStore:
                                 v["settled_at"],
                             )
                         )
-            written: dict[str, int] = {}
             present = {
                 "ledger": bool(ledger),
                 "bet_decisions": bool(decisions),
                 "settlements": bool(settlements),
             }
-            for table, source, sql in _MERGE_SQL:
-                if not present[source]:
-                    continue
-                cur.execute(sql)
+            merges = [(table, q) for table, source, q in _MERGE_SQL if present[source]]
+            statements = [q for _, q in merges]
+            if batch.next_offsets:
+                statements.append(self._offsets_sql(conn, batch.next_offsets))
+            # every merge and the offsets in one round trip (simple query protocol, no
+            # parameters: the offsets are rendered as literals); the first error aborts it
+            if statements:
+                cur.execute(";\n".join(statements))
+            written: dict[str, int] = {}
+            for table, _ in merges:
                 written[table] = written.get(table, 0) + max(cur.rowcount, 0)
-            self._offsets(cur, batch.next_offsets)
-        conn.commit()  # the deferred balance check runs here
+                cur.nextset()
+        conn.commit()  # the deferred checks (balanced transactions) run here
         for table, n in written.items():
             metrics.ROWS_WRITTEN.labels(SINK_NAME, table).inc(n)
+
+    def _offsets_sql(
+        self, conn: psycopg.Connection[Any], next_offsets: Mapping[tuple[str, int], int]
+    ) -> str:
+        """The offsets upsert as one statement, values quoted by psycopg (sorted: the same
+        row order in every writer)."""
+        values = sql.SQL(", ").join(
+            sql.SQL("({}, {}, {}, {})").format(
+                sql.Literal(self.store.consumer_group),
+                sql.Literal(t),
+                sql.Literal(p),
+                sql.Literal(o),
+            )
+            for (t, p), o in sorted(next_offsets.items())
+        )
+        return sql.SQL(_OFFSETS_SQL).format(values=values).as_string(conn)
 
     def _offsets(
         self, cur: psycopg.Cursor[Any], next_offsets: Mapping[tuple[str, int], int]
     ) -> None:
-        cur.executemany(
-            _OFFSETS_SQL,
-            [(self.consumer_group, t, p, o) for (t, p), o in sorted(next_offsets.items())],
-        )
+        if next_offsets:
+            cur.execute(self._offsets_sql(cur.connection, next_offsets))
 
     def _write_offsets_only(self, next_offsets: Mapping[tuple[str, int], int]) -> None:
         conn = self._connection()
@@ -401,8 +626,7 @@ class PostgresLedgerStore:
             )
             self._offsets(cur, batch.next_offsets)
         conn.commit()
-        self.rejected += 1
-        metrics.REJECTED.labels(SINK_NAME).inc()
+        self.store._count_reject()
 
 
 def _migrate_with_retry(dsn: str, stop_event: threading.Event, backoff_max_s: float = 5.0) -> bool:
@@ -426,16 +650,18 @@ def run_postgres_sink(
     stop_event: threading.Event | None = None,
     max_idle_s: float | None = None,
     config: SinkConfig | None = None,
+    writers: int = 2,
 ) -> BatchConsumer:
     """Consume the ledger, decisions and settlements into Postgres until ``stop_event`` is set
-    or no message arrived for ``max_idle_s`` seconds. Returns the consumer (for its counters)."""
+    or no message arrived for ``max_idle_s`` seconds. Returns the consumer (for its counters).
+    ``writers``: database connections writing a large batch in parallel (see PostgresLedgerStore)."""
     settings = settings or get_settings()
     stop_event = stop_event or threading.Event()
     config = config or SinkConfig(name=SINK_NAME, topic_keys=TOPIC_KEYS)
     consumer = BatchConsumer(
         settings, config, load_offsets=lambda tps: {}, flush=lambda b: None, stop_event=stop_event
     )
-    store = PostgresLedgerStore(settings.pg_dsn, consumer.group_id)
+    store = PostgresLedgerStore(settings.pg_dsn, consumer.group_id, writers=writers)
     consumer.load_offsets = store.load_offsets
     consumer.flush = store.flush
     try:
@@ -541,6 +767,12 @@ def main(argv: list[str] | None = None) -> int:
         default=SinkConfig.batch_size_max,
         help="messages per flush at most",
     )
+    parser.add_argument(
+        "--writers",
+        type=int,
+        default=2,
+        help="database connections writing a large batch in parallel, split by partition",
+    )
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -559,7 +791,13 @@ def main(argv: list[str] | None = None) -> int:
         config = SinkConfig(
             name=SINK_NAME, topic_keys=TOPIC_KEYS, batch_size_max=args.batch_size_max
         )
-        c = run_postgres_sink(Settings(), stop_event=stop, max_idle_s=args.idle_exit, config=config)
+        c = run_postgres_sink(
+            Settings(),
+            stop_event=stop,
+            max_idle_s=args.idle_exit,
+            config=config,
+            writers=args.writers,
+        )
     except KeyboardInterrupt:
         return 130
     log.info(
