@@ -536,89 +536,118 @@ def _profile_bets(
 
 
 # --------------------------------------------------------------------------------- settlement
-def scenario_settlement_burst(ctx: Ctx) -> dict[str, Any]:
+def _wait_recovered(workers: list[h.Worker], timeout_s: float = 120) -> None:
+    """Until every worker has rebuilt its tables after the group's last rebalance."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if all("recovered" in w.log_tail(100_000) for w in workers):
+            time.sleep(3)  # a worker that joined last triggers one more round: let it finish
+            if all("recovered" in w.log_tail(100_000) for w in workers):
+                return
+        if not all(w.alive() for w in workers):
+            break
+        time.sleep(0.5)
+    _check(False, "workers to recover their tables", workers[0])
+
+
+def _burst(ctx: Ctx, workers: int) -> dict[str, Any]:
+    """Place ``plan.settle_n`` bets on one market, then time one result settling them all."""
     plan = ctx.plan
     s = h.fresh_settings(ctx.base, "s", processing_guarantee="exactly_once")
-    w = _start_worker(ctx, s, "settle")
+    ctx.say(f"  starting {workers} worker(s) (exactly_once, prefix {s.topic_prefix})")
+    ws = [h.Worker(s, ctx.log_dir, f"settle{i}").start() for i in range(workers)]
+
+    def alive() -> bool:
+        return all(w.alive() for w in ws)
+
     prod = h.LoadProducer(s)
-    events = [f"burst{i}" for i in range(plan.settle_reps)]
-    accounts = 1_000
+    ev, accounts, n = "burst0", 1_000, plan.settle_n
     cols: list[h.Collector] = []
     try:
-        _preload(ctx, s, w, prod, events, accounts, 10_000_000_00)
+        if workers > 1:
+            _wait_recovered(ws)
+        _preload(ctx, s, ws[0], prod, [ev], accounts, 10_000_000_00)
         col_d = h.Collector(s, [tname(s, "bet_decisions")])
         col_s = h.Collector(s, [tname(s, "settlements")])
         col_l = h.Collector(s, [tname(s, "ledger")])
         cols = [col_d, col_s, col_l]
-        bets = Bets(s, accounts, events)
-        reps = []
-        for i, ev in enumerate(events):
-            n = plan.settle_n
-            t0 = time.monotonic()
-            r = measure_open(
-                prod,
-                tname(s, "bet_requests"),
-                bets.make(n, ev),
-                None,
-                col_d,
-                Codec("bet_decision"),
-                "requested_at",
-                w.alive,
-                max(300, n / 20),
-                w.pid,
-            )
-            _check(r["complete"], "burst bets decided", w)
-            accepted = _accepted(col_d.values[-n:])
-            expect_ledger = accounts + 2 * n * (i + 1)  # deposits + (reserve, accept) per bet
-            _check(
-                col_l.wait_count(expect_ledger, 60, w.alive),
-                "reserve/accept ledger transactions",
-                w,
-            )
-            place_s = time.monotonic() - t0
-            s0, l0 = col_s.count(), col_l.count()
-            sent_ms = h.now_ms()
-            prod.send_records(Codec("result"), tname(s, "results"), [(ev, result(ev))])
-            ok = col_s.wait_count(s0 + accepted, max(600, n / 20), w.alive) and col_l.wait_count(
-                l0 + accepted, 120, w.alive
-            )
-            _check(ok, "every settlement and settle transaction", w)
-            last_s = col_s.times[s0 + accepted - 1]
-            last_l = col_l.times[l0 + accepted - 1]
-            first_s = col_s.times[s0]
-            dur = (max(last_s, last_l) - sent_ms) / 1000
-            rep = {
-                "bets": n,
-                "accepted": accepted,
-                "place_s": round(place_s, 2),
-                "placement_per_s": r["throughput_per_s"],
-                "burst_s": round(dur, 3),
-                "first_settlement_ms": round(first_s - sent_ms, 1),
-                "settlements_per_s": round(accepted / dur, 1),
-                "extrapolated_100k_s": round(dur * 100_000 / max(1, accepted), 1),
-            }
-            ctx.say(
-                f"  settlement burst rep {i + 1}: {accepted} bets settled in {rep['burst_s']} s"
-            )
-            reps.append(rep)
-        return {
-            "n": plan.settle_n,
-            "reps": reps,
-            "burst_s": spread(r["burst_s"] for r in reps),
-            "settlements_per_s": spread(r["settlements_per_s"] for r in reps),
-            "extrapolated_100k_s": spread(r["extrapolated_100k_s"] for r in reps),
-            "note": (
-                "measured N bets on one market; 100,000-bet figure extrapolated linearly from the "
-                "measured rate"
-                if plan.settle_n != 100_000
-                else "measured at 100,000 bets"
-            ),
+        t0 = time.monotonic()
+        r = measure_open(
+            prod,
+            tname(s, "bet_requests"),
+            Bets(s, accounts, [ev]).make(n, ev),
+            None,
+            col_d,
+            Codec("bet_decision"),
+            "requested_at",
+            alive,
+            max(300, n / 20),
+        )
+        _check(r["complete"], "burst bets decided", ws[0])
+        accepted = _accepted(col_d.values[-n:])
+        expect_ledger = accounts + 2 * n  # deposits + (reserve, accept) per bet
+        _check(col_l.wait_count(expect_ledger, 60, alive), "reserve/accept ledger", ws[0])
+        place_s = time.monotonic() - t0
+        s0, l0 = col_s.count(), col_l.count()
+        sent_ms = h.now_ms()
+        prod.send_records(Codec("result"), tname(s, "results"), [(ev, result(ev))])
+        ok = col_s.wait_count(s0 + accepted, max(600, n / 20), alive) and col_l.wait_count(
+            l0 + accepted, 120, alive
+        )
+        _check(ok, "every settlement and settle transaction", ws[0])
+        last = max(col_s.times[s0 + accepted - 1], col_l.times[l0 + accepted - 1])
+        dur = (last - sent_ms) / 1000
+        rep = {
+            "workers": workers,
+            "bets": n,
+            "accepted": accepted,
+            "place_s": round(place_s, 2),
+            "placement_per_s": r["throughput_per_s"],
+            "burst_s": round(dur, 3),
+            "first_settlement_ms": round(col_s.times[s0] - sent_ms, 1),
+            "settlements_per_s": round(accepted / dur, 1),
+            "extrapolated_100k_s": round(dur * 100_000 / max(1, accepted), 1),
         }
+        ctx.say(
+            f"  settlement burst, {workers} worker(s): {accepted} bets settled in "
+            f"{rep['burst_s']} s (placed at {rep['placement_per_s']}/s)"
+        )
+        return rep
     finally:
         for c in cols:
             c.stop()
-        w.stop()
+        for w in ws:
+            w.stop()
         h.delete_topics(s)
+
+
+def scenario_settlement_burst(ctx: Ctx) -> dict[str, Any]:
+    """One worker (as every other scenario), then the same burst on two workers sharing the
+    partitions (scale-out on the same two cores)."""
+    plan = ctx.plan
+    reps = [_burst(ctx, 1) for _ in range(plan.settle_reps)]
+    out: dict[str, Any] = {
+        "n": plan.settle_n,
+        "reps": reps,
+        "burst_s": spread(r["burst_s"] for r in reps),
+        "settlements_per_s": spread(r["settlements_per_s"] for r in reps),
+        "extrapolated_100k_s": spread(r["extrapolated_100k_s"] for r in reps),
+        "note": (
+            "measured N bets on one market; 100,000-bet figure extrapolated linearly from the "
+            "measured rate"
+            if plan.settle_n != 100_000
+            else "measured at 100,000 bets"
+        ),
+    }
+    reps2 = [_burst(ctx, 2) for _ in range(plan.settle_reps)]
+    out["two_workers"] = {
+        "reps": reps2,
+        "burst_s": spread(r["burst_s"] for r in reps2),
+        "settlements_per_s": spread(r["settlements_per_s"] for r in reps2),
+        "extrapolated_100k_s": spread(r["extrapolated_100k_s"] for r in reps2),
+        "placement_per_s": spread(r["placement_per_s"] for r in reps2),
+    }
+    return out
 
 
 # -------------------------------------------------------------------------------------- sinks

@@ -25,6 +25,7 @@ a crash is harmless whether or not the transaction that produced it was committe
 from __future__ import annotations
 
 from decimal import Decimal
+from functools import cache
 from typing import Any
 
 from oddsflow.domain import ledger
@@ -360,10 +361,14 @@ class WalletHandler:
                 "settled_at": now_ms,
             },
         )
-        SETTLEMENTS.labels(
-            settled.outcome.value, "settle" if previous is None else "resettle"
-        ).inc()
+        _settlements_counter(settled.outcome.value, previous is None).inc()
         return True
+
+
+@cache
+def _settlements_counter(outcome: str, first: bool) -> Any:
+    # prometheus_client's labels() costs more than a settlement's arithmetic: look up once.
+    return SETTLEMENTS.labels(outcome, "settle" if first else "resettle")
 
 
 def _leg_avro(leg: dict[str, Any]) -> dict[str, Any]:
