@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     # A batch's outputs go out per partition in one go (see processors.emit).
     agent_batch_max: int = 1_000
     agent_batch_within_ms: float = 10.0
+    # ...and emit what a batch has done after this long, so the loop and the commit move on.
+    agent_batch_budget_ms: float = 500.0
     # How long the group waits for a silent (e.g. SIGKILLed) worker before moving its partitions.
     session_timeout_s: float = 10.0
 

@@ -248,6 +248,7 @@ def build_app(settings: Settings, *, limits: Limits | None = None) -> Engine:
     eos = settings.processing_guarantee == "exactly_once"
     batch_max = settings.agent_batch_max
     batch_within_s = settings.agent_batch_within_ms / 1000
+    batch_budget_s = settings.agent_batch_budget_ms / 1000
 
     def kafka_producer() -> Any:
         # The aiokafka producer of this worker: under exactly_once its one transactional
@@ -291,16 +292,22 @@ def build_app(settings: Settings, *, limits: Limits | None = None) -> Engine:
     async def handle_batch(
         events: list[Any], handlers: dict[str, Any], agent: str, **kw: Any
     ) -> None:
-        """Run each event through its handler, then emit the whole batch at once.
+        """Run each event through its handler, then emit the batch's outputs at once.
 
         A handler that fails rolls back its own table writes and sends its input to the
         dead-letter topic; the rest of the batch is unaffected. Table writes are coalesced
-        per key (the changelog is compacted: only a key's last value of the batch counts).
+        per key (the changelog is compacted: only a key's last value counts).
+
+        A batch that has run for ``agent_batch_budget_ms`` emits what it has done so far
+        and lets the commit run before it goes on: the event loop must not stay blocked
+        for long (a 500-leg settlement message is one event), and under exactly_once a
+        transaction left open longer than the transaction timeout is aborted by the broker.
         """
-        started = time.perf_counter()
+        started = slice_started = time.perf_counter()
         batcher = PartitionBatcher()
         changelog: dict[tuple[str, str], tuple[int, bytes | None]] = {}
-        for event in events:
+
+        def process(event: Any) -> None:
             key = name_to_key[event.message.topic]
             c = events_in.get((agent, key))
             if c is None:
@@ -314,12 +321,12 @@ def build_app(settings: Settings, *, limits: Limits | None = None) -> Engine:
             except (CodecError, InputError) as exc:
                 journal.rollback()
                 batcher.add(*dead_letter_record(event, exc, agent))
-                continue
+                return
             except Exception as exc:  # a bug or an input no rule foresaw: park it, keep running
                 journal.rollback()
                 log.exception("unexpected error in %s", agent)
                 batcher.add(*dead_letter_record(event, exc, agent))
-                continue
+                return
             partition = event.message.partition
             for store, k, value, _ in journal.writes:
                 changelog[(store.table.name, k)] = (partition, value)
@@ -332,9 +339,22 @@ def build_app(settings: Settings, *, limits: Limits | None = None) -> Engine:
                 if c is None:
                     c = events_out[(agent, o.topic)] = metrics.EVENTS_OUT.labels(agent, o.topic)
                 c.inc()
-        for (table_name, k), (partition, value) in changelog.items():
-            batcher.add(changelog_names[table_name], orjson.dumps(k), value, partition)
-        await emit(events, batcher)
+
+        async def flush(done: list[Any]) -> None:
+            for (table_name, k), (partition, value) in changelog.items():
+                batcher.add(changelog_names[table_name], orjson.dumps(k), value, partition)
+            changelog.clear()
+            await emit(done, batcher)
+
+        first = 0
+        for i, event in enumerate(events):
+            process(event)
+            if i + 1 < len(events) and time.perf_counter() - slice_started > batch_budget_s:
+                await flush(events[first : i + 1])
+                first = i + 1
+                await asyncio.sleep(0)  # the commit (waiting on the emit lock) goes first
+                slice_started = time.perf_counter()
+        await flush(events[first:])
         metrics.PROCESSING_SECONDS.labels(agent).observe(
             (time.perf_counter() - started) / max(1, len(events))
         )

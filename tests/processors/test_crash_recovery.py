@@ -154,7 +154,11 @@ def test_scale_out_two_workers_and_failover(kafka_settings, worker_factory):
     n_bets = 3000
     ports = [_free_port(), _free_port()]
     w1 = worker_factory(s.model_copy(update={"metrics_port": ports[0]}), "w1").start()
-    w2 = worker_factory(s.model_copy(update={"metrics_port": ports[1]}), "w2").start()
+    # w2 emits every event of a batch on its own (a zero batch budget): the split path of
+    # processors.app.handle_batch must keep the same books.
+    w2 = worker_factory(
+        s.model_copy(update={"metrics_port": ports[1], "agent_batch_budget_ms": 0}), "w2"
+    ).start()
     inputs = feed_and_bets(n_bets, seed=3)
     n_setup = len(EVENTS) * 3 + len(ACCOUNTS)
     produce(s, inputs[:n_setup])
