@@ -60,17 +60,7 @@ def fresh_settings(base: Settings, tag: str, **overrides: Any) -> Settings:
 
 def delete_topics(s: Settings) -> None:
     """Best effort: remove a scenario's topics (and the worker's changelogs) afterwards."""
-    from confluent_kafka.admin import AdminClient
-
-    try:
-        admin = AdminClient({"bootstrap.servers": s.kafka_bootstrap})
-        names = [t for t in admin.list_topics(timeout=10).topics if t.startswith(s.topic_prefix)]
-        if names:
-            for f in admin.delete_topics(names, operation_timeout=30).values():
-                with contextlib.suppress(Exception):
-                    f.result(30)
-    except Exception:
-        pass
+    topology.delete_prefixed(s.kafka_bootstrap, s.topic_prefix)
 
 
 # ------------------------------------------------------------------------------------ worker

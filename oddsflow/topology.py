@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -188,6 +189,22 @@ def apply(topology: Topology, bootstrap: str, timeout_s: float = 30) -> list[str
                 actions.append(f"configured {t.name}")
     _wait_until_served(admin, [t.name for t in topology.topics.values()], timeout_s)
     return actions
+
+
+def delete_prefixed(bootstrap: str, prefix: str) -> None:
+    """Best effort: drop every topic named ``prefix*`` (a test's or bench run's own topics,
+    changelogs included) so runs do not pile up on the broker."""
+    from confluent_kafka.admin import AdminClient
+
+    try:
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        names = [t for t in admin.list_topics(timeout=10).topics if t.startswith(prefix)]
+        if names:
+            for f in admin.delete_topics(names, operation_timeout=30).values():
+                with contextlib.suppress(Exception):
+                    f.result(30)
+    except Exception:
+        pass
 
 
 def _wait_until_served(admin: Any, names: list[str], timeout_s: float) -> None:

@@ -13,7 +13,6 @@ murmur2 of the key bytes, modulo the partition count), so co-partitioning holds.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any
 
@@ -40,10 +39,6 @@ class PartitionBatcher:
     ) -> None:
         self._by_tp.setdefault((topic, partition), []).append((key, value))
         self.count += 1
-
-    def extend(self, records: Iterable[tuple[str, bytes | None, bytes | None, int | None]]) -> None:
-        for topic, key, value, partition in records:
-            self.add(topic, key, value, partition)
 
     async def send(self, producer: Any) -> None:
         """Append every record to ``producer`` (an ``AIOKafkaProducer``); delivery is not

@@ -3,7 +3,6 @@ once per session), an isolated topic namespace per test, and a chdb path per ses
 
 from __future__ import annotations
 
-import contextlib
 import sys
 import uuid
 from collections.abc import Iterator
@@ -62,22 +61,7 @@ def sink_settings(
     )
     topology.apply(topology.load(settings=s), s.kafka_bootstrap)
     yield s
-    _delete_topics(s)
-
-
-def _delete_topics(s: Settings) -> None:
-    """Best effort: drop the test's topics (its prefix is its own) so runs do not pile up."""
-    from confluent_kafka.admin import AdminClient
-
-    try:
-        admin = AdminClient({"bootstrap.servers": s.kafka_bootstrap})
-        names = [t for t in admin.list_topics(timeout=10).topics if t.startswith(s.topic_prefix)]
-        if names:
-            for f in admin.delete_topics(names, operation_timeout=30).values():
-                with contextlib.suppress(Exception):
-                    f.result(30)
-    except Exception:
-        pass
+    topology.delete_prefixed(s.kafka_bootstrap, s.topic_prefix)  # runs do not pile up
 
 
 _CHDB_PATH: list[object] = []
