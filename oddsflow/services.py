@@ -42,6 +42,21 @@ class ServiceStatus:
     detail: str = ""
 
 
+def kraft_cluster_id() -> str:
+    """A KRaft cluster id: a base64url-encoded random UUID (22 chars), as `kafka-storage random-uuid` makes.
+
+    One id in 64 would start with "-", which argparse-style command lines read as an option
+    (`--cluster-id -abc...` fails with "expected one argument"); Kafka's own `Uuid.randomUuid`
+    draws again in that case, and so do we. The id is also passed as `--cluster-id=ID`.
+    """
+    import base64
+
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
+
+
 def _port_open(host: str, port: int, timeout_s: float = 0.5) -> bool:
     try:
         with socket.create_connection((host, port), timeout=timeout_s):
@@ -209,10 +224,8 @@ class Kafka:
                     f"-Dlog4j.configuration=file:{self.dir / 'log4j.properties'}",
                     "kafka.tools.StorageTool",
                     "format",
-                    "-t",
-                    cluster_id,
-                    "-c",
-                    str(props),
+                    f"--cluster-id={cluster_id}",
+                    f"--config={props}",
                     "--ignore-formatted",
                 ],
                 capture_output=True,
@@ -250,10 +263,7 @@ class Kafka:
         return self.status()
 
     def _cluster_id(self) -> str:
-        # A KRaft cluster id is a base64url-encoded UUID (22 chars), as `kafka-storage random-uuid` makes.
-        import base64
-
-        return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        return kraft_cluster_id()
 
     def _wait_ready(self) -> None:
         from confluent_kafka.admin import AdminClient
