@@ -68,18 +68,26 @@ def worker_env(s: Settings) -> dict[str, str]:
     return s.child_env()
 
 
-class Worker:
-    """One `oddsflow worker` subprocess (its own session, so it is stopped as a group)."""
+WORKER_ARGV = ("-m", "oddsflow.cli", "worker", "-l", "warn")
+POSTGRES_SINK_ARGV = ("-m", "oddsflow.sinks.postgres", "--log-level", "WARNING")
 
-    def __init__(self, s: Settings, log_dir: Path, name: str = "worker") -> None:
+
+class Worker:
+    """One `oddsflow worker` subprocess, or another of the project's processes given by ``argv``
+    (arguments to the Python interpreter), in its own session so it is stopped as a group."""
+
+    def __init__(
+        self, s: Settings, log_dir: Path, name: str = "worker", argv: Sequence[str] = WORKER_ARGV
+    ) -> None:
         self.s = s
+        self.argv = tuple(argv)
         self.log_path = log_dir / f"{name}-{s.topic_prefix.rstrip('.')}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Worker:
         log = open(self.log_path, "wb")  # noqa: SIM115 - handed to the child
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "oddsflow.cli", "worker", "-l", "warn"],
+            [sys.executable, *self.argv],
             env=worker_env(self.s),
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -771,6 +771,12 @@ def scenario_sinks(ctx: Ctx) -> dict[str, Any]:
             "msgs_per_s": spread(r["msgs_per_s"] for r in reps),
             "postings_per_s": spread(r["postings_per_s"] for r in reps),
         }
+        reps2 = [_pg_sink_processes(ctx, pg_base, 2, plan.sink_n) for _ in range(plan.reps)]
+        out["postgres_two_processes"] = {
+            "reps": reps2,
+            "msgs_per_s": spread(r["msgs_per_s"] for r in reps2),
+            "postings_per_s": spread(r["postings_per_s"] for r in reps2),
+        }
     finally:
         with psycopg.connect(admin_dsn, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
@@ -784,6 +790,73 @@ def scenario_sinks(ctx: Ctx) -> dict[str, Any]:
     else:
         out["clickhouse_server"] = {"skipped": "ODDSFLOW_CLICKHOUSE_URL not set"}
     return out
+
+
+def _pg_sink_processes(ctx: Ctx, pg_base: Settings, procs: int, n: int) -> dict[str, Any]:
+    """The ledger sink scaled out: ``procs`` sink processes (`python -m oddsflow.sinks.postgres`,
+    two writers each) in one consumer group split the topic's partitions, each with its own
+    interpreter, so the Python work (decoding, COPY text) runs on both cores. They join first;
+    then ``n`` ledger transactions are produced, and the rate is read from the offsets the sinks
+    commit with their rows, from the first commit until all ``n`` are written."""
+    import psycopg
+    from confluent_kafka.admin import AdminClient
+
+    s = h.fresh_settings(pg_base, "p")
+    group = f"{s.topic_prefix}{s.app_id}-sink-postgres"
+    sinks = [
+        h.Worker(s, ctx.log_dir, f"pgsink{i}", h.POSTGRES_SINK_ARGV).start() for i in range(procs)
+    ]
+    try:
+        admin = AdminClient({"bootstrap.servers": s.kafka_bootstrap})
+        deadline = time.monotonic() + 90
+        while True:  # every member joined and the partitions are spread over them
+            desc = admin.describe_consumer_groups([group])[group].result(timeout=10)
+            if len(desc.members) == procs and str(desc.state).endswith("STABLE"):
+                break
+            if time.monotonic() > deadline or not all(w.alive() for w in sinks):
+                raise BenchError(f"{procs} postgres sinks did not join: {sinks[0].log_tail()}")
+            time.sleep(0.2)
+        with psycopg.connect(s.pg_dsn, autocommit=True) as conn:
+
+            def committed() -> int:
+                row = conn.execute(
+                    "SELECT coalesce(sum(next_offset), 0)::bigint FROM consumed_offsets"
+                    " WHERE consumer_group = %s",
+                    (group,),
+                ).fetchone()
+                return int(row[0]) if row else 0
+
+            postings = _produce_ledger(s, n)
+            first: tuple[float, int] | None = None
+            deadline = time.monotonic() + 300
+            while (c := committed()) < n:
+                if c and first is None:
+                    first = (time.monotonic(), c)
+                if time.monotonic() > deadline or not all(w.alive() for w in sinks):
+                    raise BenchError(f"postgres sinks stopped at {c} of {n}: {sinks[0].log_tail()}")
+                time.sleep(0.01)
+            done = time.monotonic()
+        if first is None:  # everything landed in the first commit: no rate to take
+            raise BenchError("sink processes wrote the whole load at once; raise sink_n")
+        steady = done - first[0]
+        msgs_per_s = round(rate(n - first[1], steady) or 0, 1)
+        r = {
+            "processes": procs,
+            "messages": n,
+            "first_commit": first[1],
+            "steady_s": round(steady, 3),
+            "msgs_per_s": msgs_per_s,
+            "postings": postings,
+            "postings_per_s": round(msgs_per_s * postings / n, 1),
+        }
+        ctx.say(
+            f"  postgres sink, {procs} processes: {r['msgs_per_s']} tx/s, {r['postings_per_s']} postings/s"
+        )
+        return r
+    finally:
+        for w in sinks:
+            w.stop()
+        h.delete_topics(s)
 
 
 def _clickhouse(ctx: Ctx, base: Settings) -> dict[str, Any]:

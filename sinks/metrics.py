@@ -24,6 +24,12 @@ UNDECODABLE = Counter(
 REJECTED = Counter(
     "oddsflow_sink_rejected_total", "Messages the store refused (kept in a rejects table)", ["sink"]
 )
+MERGE_FALLBACKS = Counter(
+    "oddsflow_sink_merge_fallbacks_total",
+    "Batches written through the idempotent merge because some of their rows were already there "
+    "(a message delivered twice, or a batch partly written before a crash)",
+    ["sink"],
+)
 LAG = Gauge(
     "oddsflow_sink_lag_messages",
     "High watermark minus the sink's next offset",

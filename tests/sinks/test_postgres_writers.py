@@ -13,6 +13,9 @@ from typing import Any
 
 import psycopg
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from prometheus_client import REGISTRY
 from sinks_testdata import BASE_MS, make_book, produce
 
 from oddsflow.sinks import postgres as pg
@@ -179,6 +182,75 @@ def test_copy_text_round_trips_any_value(pg_dsn: str) -> None:
         for p in v["postings"]:
             assert postings[p["posting_id"]] == (v["tx_id"], p["account"], p["amount_minor"])
             assert p["account"] in accounts
+
+
+@pytest.mark.parametrize(
+    ("ms", "text"),
+    [
+        (0, "1970-01-01 00:00:00.000+00"),
+        (1, "1970-01-01 00:00:00.001+00"),
+        (-1, "1969-12-31 23:59:59.999+00"),
+        (BASE_MS + 59_999, "2026-01-01 00:00:59.999+00"),
+        (253_402_300_799_999, "9999-12-31 23:59:59.999+00"),
+        (-62_135_596_800_000, "0001-01-01 00:00:00.000+00"),
+    ],
+)
+def test_epoch_ms_as_timestamptz_text(ms: int, text: str) -> None:
+    assert pg._ts_text(ms) == text
+
+
+@given(st.integers(min_value=-62_135_596_800_000, max_value=253_402_300_799_999))
+def test_timestamptz_text_is_exact_to_the_millisecond(ms: int) -> None:
+    expected = EPOCH + timedelta(milliseconds=ms)
+    assert datetime.strptime(pg._ts_text(ms) + "00", "%Y-%m-%d %H:%M:%S.%f%z") == expected
+
+
+@pytest.mark.integration
+def test_fresh_rows_take_the_fast_path_and_a_redelivery_the_merge(pg_dsn: str) -> None:
+    """A batch whose rows are all new is COPYed straight in; one that overlaps rows already
+    written (a message delivered twice) falls back to the merge, which skips exactly those."""
+    records = _ledger_batch(300, partitions=1)
+
+    def fallbacks() -> float:
+        name = "oddsflow_sink_merge_fallbacks_total"
+        return REGISTRY.get_sample_value(name, {"sink": pg.SINK_NAME}) or 0.0
+
+    store = pg.PostgresLedgerStore(pg_dsn, "g", writers=1)
+    try:
+        before = fallbacks()
+        store.flush(_batch_of(records[:200]))
+        assert fallbacks() == before
+        store.flush(_batch_of(records[100:]))  # 100 already there, 100 new
+        assert fallbacks() == before + 1
+        store.flush(_batch_of(records[:300]))  # all already there
+        assert fallbacks() == before + 2
+    finally:
+        store.close()
+    with psycopg.connect(pg_dsn) as conn:
+        q = lambda sql: conn.execute(sql).fetchall()  # noqa: E731
+        assert q("SELECT count(*), sum(amount_minor) FROM postings") == [(600, 0)]
+        assert q("SELECT count(*), min(src_offset), max(src_offset) FROM transactions") == [
+            (300, 0, 299)
+        ]
+        assert q("SELECT next_offset FROM consumed_offsets") == [(300,)]
+
+
+@pytest.mark.integration
+def test_a_time_postgres_cannot_hold_is_rejected_not_fatal(pg_dsn: str) -> None:
+    records = _ledger_batch(20, partitions=1)
+    bad = _tx("x7", "a7", created_at=10**17)  # ~ year 3,170,000
+    records[7] = Record("ledger", TOPIC, 0, 7, bad, b"far future")
+    store = pg.PostgresLedgerStore(pg_dsn, "g", writers=1)
+    try:
+        store.flush(_batch_of(records))
+        assert store.rejected == 1
+    finally:
+        store.close()
+    with psycopg.connect(pg_dsn) as conn:
+        assert conn.execute("SELECT count(*) FROM transactions").fetchone() == (19,)
+        assert conn.execute('SELECT "offset", value FROM sink_rejects').fetchall() == [
+            (7, b"far future")
+        ]
 
 
 @pytest.mark.integration
