@@ -295,6 +295,11 @@ def _start_worker(ctx: Ctx, s: Settings, name: str) -> h.Worker:
     return h.Worker(s, ctx.log_dir, name).start()
 
 
+def _summary(reps: list[dict[str, Any]], *keys: str) -> dict[str, Any]:
+    """A scenario's repetitions with the median and spread of each of ``keys`` across them."""
+    return {"reps": reps, **{k: spread(r[k] for r in reps) for k in keys}}
+
+
 def _check(ok: bool, what: str, w: h.Worker | None = None) -> None:
     if not ok:
         raise BenchError(
@@ -628,10 +633,7 @@ def scenario_settlement_burst(ctx: Ctx) -> dict[str, Any]:
     reps = [_burst(ctx, 1) for _ in range(plan.settle_reps)]
     out: dict[str, Any] = {
         "n": plan.settle_n,
-        "reps": reps,
-        "burst_s": spread(r["burst_s"] for r in reps),
-        "settlements_per_s": spread(r["settlements_per_s"] for r in reps),
-        "extrapolated_100k_s": spread(r["extrapolated_100k_s"] for r in reps),
+        **_summary(reps, "burst_s", "settlements_per_s", "extrapolated_100k_s"),
         "note": (
             "measured N bets on one market; 100,000-bet figure extrapolated linearly from the "
             "measured rate"
@@ -640,13 +642,9 @@ def scenario_settlement_burst(ctx: Ctx) -> dict[str, Any]:
         ),
     }
     reps2 = [_burst(ctx, 2) for _ in range(plan.settle_reps)]
-    out["two_workers"] = {
-        "reps": reps2,
-        "burst_s": spread(r["burst_s"] for r in reps2),
-        "settlements_per_s": spread(r["settlements_per_s"] for r in reps2),
-        "extrapolated_100k_s": spread(r["extrapolated_100k_s"] for r in reps2),
-        "placement_per_s": spread(r["placement_per_s"] for r in reps2),
-    }
+    out["two_workers"] = _summary(
+        reps2, "burst_s", "settlements_per_s", "extrapolated_100k_s", "placement_per_s"
+    )
     return out
 
 
@@ -669,6 +667,23 @@ def _produce_ledger(s: Settings, n: int) -> int:
     return sum(len(r["postings"]) for _, r in recs)
 
 
+def _track_progress(
+    progress: Callable[[], int], n: int, alive: Callable[[], bool], deadline: float
+) -> tuple[tuple[float, int] | None, float | None]:
+    """Poll ``progress`` every 10 ms until it reaches ``n``, ``alive()`` turns false or the
+    ``deadline`` (monotonic) passes. Returns the time and count of the first progress seen and
+    the time ``n`` was reached, each None if it never happened."""
+    first: tuple[float, int] | None = None
+    while time.monotonic() < deadline and alive():
+        c = progress()
+        if c > 0 and first is None:
+            first = (time.monotonic(), c)
+        if c >= n:
+            return first, time.monotonic()
+        time.sleep(0.01)
+    return first, None
+
+
 def _watch_sink(
     run: Callable[[threading.Event], Any],
     progress: Callable[[], int],
@@ -689,17 +704,7 @@ def _watch_sink(
     t_start = time.monotonic()
     th = threading.Thread(target=target, daemon=True)
     th.start()
-    first: tuple[float, int] | None = None
-    deadline = t_start + timeout_s
-    done = None
-    while time.monotonic() < deadline and th.is_alive():
-        c = progress()
-        if c > 0 and first is None:
-            first = (time.monotonic(), c)
-        if c >= n:
-            done = time.monotonic()
-            break
-        time.sleep(0.01)
+    first, done = _track_progress(progress, n, th.is_alive, t_start + timeout_s)
     stop.set()
     th.join(60)
     if err:
@@ -766,17 +771,9 @@ def scenario_sinks(ctx: Ctx) -> dict[str, Any]:
                     f"  postgres sink rep {i}: {r['msgs_per_s']} tx/s, {r['postings_per_s']} postings/s"
                 )
                 reps.append(r)
-        out["postgres"] = {
-            "reps": reps,
-            "msgs_per_s": spread(r["msgs_per_s"] for r in reps),
-            "postings_per_s": spread(r["postings_per_s"] for r in reps),
-        }
+        out["postgres"] = _summary(reps, "msgs_per_s", "postings_per_s")
         reps2 = [_pg_sink_processes(ctx, pg_base, 2, plan.sink_n) for _ in range(plan.reps)]
-        out["postgres_two_processes"] = {
-            "reps": reps2,
-            "msgs_per_s": spread(r["msgs_per_s"] for r in reps2),
-            "postings_per_s": spread(r["postings_per_s"] for r in reps2),
-        }
+        out["postgres_two_processes"] = _summary(reps2, "msgs_per_s", "postings_per_s")
     finally:
         with psycopg.connect(admin_dsn, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
@@ -801,8 +798,11 @@ def _pg_sink_processes(ctx: Ctx, pg_base: Settings, procs: int, n: int) -> dict[
     import psycopg
     from confluent_kafka.admin import AdminClient
 
+    from oddsflow.sinks.kafka_batch import sink_group_id
+    from oddsflow.sinks.postgres import SINK_NAME
+
     s = h.fresh_settings(pg_base, "p")
-    group = f"{s.topic_prefix}{s.app_id}-sink-postgres"
+    group = sink_group_id(s, SINK_NAME)
     sinks = [
         h.Worker(s, ctx.log_dir, f"pgsink{i}", h.POSTGRES_SINK_ARGV).start() for i in range(procs)
     ]
@@ -827,16 +827,14 @@ def _pg_sink_processes(ctx: Ctx, pg_base: Settings, procs: int, n: int) -> dict[
                 return int(row[0]) if row else 0
 
             postings = _produce_ledger(s, n)
-            first: tuple[float, int] | None = None
-            deadline = time.monotonic() + 300
-            while (c := committed()) < n:
-                if c and first is None:
-                    first = (time.monotonic(), c)
-                if time.monotonic() > deadline or not all(w.alive() for w in sinks):
-                    raise BenchError(f"postgres sinks stopped at {c} of {n}: {sinks[0].log_tail()}")
-                time.sleep(0.01)
-            done = time.monotonic()
-        if first is None:  # everything landed in the first commit: no rate to take
+            first, done = _track_progress(
+                committed, n, lambda: all(w.alive() for w in sinks), time.monotonic() + 300
+            )
+            if done is None or first is None:
+                raise BenchError(
+                    f"postgres sinks stopped at {committed()} of {n}: {sinks[0].log_tail()}"
+                )
+        if first[1] >= n:  # everything landed in the first commit: no rate to take
             raise BenchError("sink processes wrote the whole load at once; raise sink_n")
         steady = done - first[0]
         msgs_per_s = round(rate(n - first[1], steady) or 0, 1)
@@ -897,11 +895,7 @@ def _clickhouse(ctx: Ctx, base: Settings) -> dict[str, Any]:
                 f"{r['msgs_per_s']} msgs/s, {r['rows_per_s']} rows/s"
             )
             reps.append(r)
-    return {
-        "reps": reps,
-        "msgs_per_s": spread(r["msgs_per_s"] for r in reps),
-        "rows_per_s": spread(r["rows_per_s"] for r in reps),
-    }
+    return _summary(reps, "msgs_per_s", "rows_per_s")
 
 
 def _sample_record(s: Settings) -> Any:
@@ -930,10 +924,7 @@ def scenario_baseline(ctx: Ctx) -> dict[str, Any]:
             f"  in-process ceiling rep {i}: {r['bets_per_s']} bets/s ({r['us_per_bet']} us), "
             f"{r['prices_per_s']} prices/s ({r['us_per_price']} us)"
         )
-    out["ceiling"] = {
-        "reps": reps,
-        **{k: spread(r[k] for r in reps) for k in ("bets_per_s", "prices_per_s")},
-    }
+    out["ceiling"] = _summary(reps, "bets_per_s", "prices_per_s")
     # raw producer: pre-encoded bet requests, as fast as the client and broker take them
     s = h.fresh_settings(ctx.base, "r")
     bets = Bets(s, 1000, [f"e{i}" for i in range(50)])
@@ -964,7 +955,7 @@ def scenario_baseline(ctx: Ctx) -> dict[str, Any]:
                 {"n": plan.raw_n, "seconds": round(dt, 3), "msgs_per_s": round(plan.raw_n / dt, 1)}
             )
             ctx.say(f"  raw producer rep {i}: {reps[-1]['msgs_per_s']} msgs/s")
-    out["raw_producer"] = {"reps": reps, "msgs_per_s": spread(r["msgs_per_s"] for r in reps)}
+    out["raw_producer"] = _summary(reps, "msgs_per_s")
     h.delete_topics(s)
 
     for mode in ("transactional", "plain"):

@@ -66,6 +66,11 @@ def _batch_of(records: Sequence[Record]) -> Batch:
     return Batch(tuple(records), offsets)
 
 
+def sink_group_id(settings: Settings, name: str) -> str:
+    """The consumer group of the sink called ``name``: every process of that sink joins it."""
+    return f"{settings.topic_prefix}{settings.app_id}-sink-{name}"
+
+
 @dataclass(frozen=True)
 class SinkConfig:
     name: str  # "postgres" | "clickhouse": metrics label and consumer group suffix
@@ -108,9 +113,7 @@ class BatchConsumer:
                 key,
                 Codec(spec.value_schema, self.settings.schema_registry_url),
             )
-        self.group_id = (
-            f"{self.settings.topic_prefix}{self.settings.app_id}-sink-{self.config.name}"
-        )
+        self.group_id = sink_group_id(self.settings, self.config.name)
         self._consumer: Consumer | None = None
 
     # -- assignment: the store is the source of truth for positions ---------------------------

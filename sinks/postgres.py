@@ -240,6 +240,18 @@ def _copy_lines(rows: Iterable[tuple[Any, ...]]) -> str:
     return "".join("\t".join(map(_copy_field, row)) + "\n" for row in rows)
 
 
+def _is_plain(text: str, lines: int, columns: int, nulls: int = 0) -> bool:
+    """Whether COPY text built without escaping is exactly ``lines`` rows of ``columns`` values
+    holding ``nulls`` NULL markers (``\\N``, the only backslashes allowed): a value with a tab,
+    newline, carriage return or backslash in it changes one of these counts."""
+    return (
+        text.count("\t") == (columns - 1) * lines
+        and text.count("\n") == lines
+        and text.count("\\") == nulls
+        and "\r" not in text
+    )
+
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -307,12 +319,7 @@ def _ledger_copy(ledger: list[Record]) -> tuple[str, str, str]:
     tx_text = "".join(tx_lines)
     postings_text = "".join(posting_lines)
     accounts_text = "".join(f"{a}\t{c}\n" for a, c in accounts.items())
-    if not (
-        tx_text.count("\t") == 7 * len(tx_lines)
-        and tx_text.count("\n") == len(tx_lines)
-        and tx_text.count("\\") == nulls
-        and "\r" not in tx_text
-    ):
+    if not _is_plain(tx_text, len(tx_lines), 8, nulls):
         tx_text = _copy_lines(
             (
                 v["tx_id"],
@@ -327,12 +334,7 @@ def _ledger_copy(ledger: list[Record]) -> tuple[str, str, str]:
             for r in ledger
             for v in (r.value,)
         )
-    if not (
-        postings_text.count("\t") == 5 * len(posting_lines)
-        and postings_text.count("\n") == len(posting_lines)
-        and "\\" not in postings_text
-        and "\r" not in postings_text
-    ):
+    if not _is_plain(postings_text, len(posting_lines), 6):
         postings_text = _copy_lines(
             (
                 p["posting_id"],
@@ -346,12 +348,7 @@ def _ledger_copy(ledger: list[Record]) -> tuple[str, str, str]:
             for v in (r.value,)
             for p in v["postings"]
         )
-    if not (
-        accounts_text.count("\t") == len(accounts)
-        and accounts_text.count("\n") == len(accounts)
-        and "\\" not in accounts_text
-        and "\r" not in accounts_text
-    ):
+    if not _is_plain(accounts_text, len(accounts), 2):
         accounts_text = _copy_lines(accounts.items())
     return accounts_text, tx_text, postings_text
 
@@ -614,8 +611,8 @@ class _Writer:
 
         Fast path: COPY straight into ``transactions`` and ``postings``. It writes each row
         once, where the merge path writes it into a staging table first and then probes for a
-        conflict before inserting it: about a quarter less database work per posting, the
-        sink's largest cost. Every rule still holds: the unique keys, and the per-statement
+        conflict before inserting it: about a fifth less database CPU per batch (measured), on
+        the sink's largest cost. Every rule still holds: the unique keys, and the per-statement
         checks of migrations 0003 and 0004 (balance, references), which fire for COPY as for
         INSERT.
 
