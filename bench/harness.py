@@ -159,8 +159,9 @@ class Collector:
             msgs = [first, *self.c.consume(10_000, timeout=0)]
             t = now_ms()
             for m in msgs:
-                if m.error() is None:
-                    values.append(m.value())
+                value = m.value()
+                if m.error() is None and value is not None:
+                    values.append(value)
                     times.append(t)
         self.c.close()
 

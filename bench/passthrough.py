@@ -41,7 +41,7 @@ def copy_topic(s: Settings, name: str) -> str:
 
 
 def create_copy_topics(s: Settings, partitions: int = 4) -> None:
-    from confluent_kafka.admin import AdminClient, NewTopic
+    from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
     admin = AdminClient({"bootstrap.servers": s.kafka_bootstrap})
     fs = admin.create_topics([NewTopic(copy_topic(s, n), partitions, 1) for n in INPUTS])
@@ -131,11 +131,12 @@ def run(prefix: str, bootstrap: str, transactional: bool, commit_interval_s: flo
         first = c.poll(0.01)  # consume(n, timeout) would wait for n messages: poll, then drain
         msgs = [first, *c.consume(1000, timeout=0)] if first is not None else []
         for m in msgs:
-            if m.error() is not None:
+            topic, partition = m.topic(), m.partition()
+            if m.error() is not None or topic is None or partition is None:
                 continue
             while True:
                 try:
-                    p.produce(out[m.topic()], value=m.value(), key=m.key(), partition=m.partition())
+                    p.produce(out[topic], value=m.value(), key=m.key(), partition=partition)
                     break
                 except BufferError:
                     p.poll(0.005)

@@ -23,8 +23,8 @@ def dig(d: Any, *path: str) -> Any:
 def med(d: Any, *path: str) -> float | None:
     v = dig(d, *path)
     if isinstance(v, dict):
-        return v.get("median")
-    return v
+        v = v.get("median")
+    return None if v is None else float(v)
 
 
 def _sp(d: Any, *path: str) -> str:
@@ -544,4 +544,5 @@ def rebuild(path: Any, profile_file: Any = None, profile_note: str = "") -> dict
         orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS, default=str)
     )
     (path.parent / "LATEST.md").write_text(markdown(doc, path.name))
-    return doc
+    rebuilt: dict[str, Any] = doc
+    return rebuilt

@@ -537,7 +537,8 @@ def _profile_bets(
         measure_open(prod, t_in, items, None, col, codec, "requested_at", w.alive, 240)
     finally:
         rec.wait()
-    return rec.summary()
+    summary: dict[str, Any] = rec.summary()
+    return summary
 
 
 # --------------------------------------------------------------------------------- settlement
@@ -684,6 +685,15 @@ def _track_progress(
     return first, None
 
 
+def _flushed(holder: dict[str, Any]) -> Callable[[], int]:
+    """Progress of the sink consumer that ``holder["c"]`` will hold once it has started."""
+
+    def progress() -> int:
+        return int(holder["c"].flushed_messages) if "c" in holder else 0
+
+    return progress
+
+
 def _watch_sink(
     run: Callable[[threading.Event], Any],
     progress: Callable[[], int],
@@ -758,9 +768,7 @@ def scenario_sinks(ctx: Ctx) -> dict[str, Any]:
                 finally:
                     store.close()
 
-            r = _watch_sink(
-                run, lambda holder=holder: holder["c"].flushed_messages if "c" in holder else 0, n
-            )
+            r = _watch_sink(run, _flushed(holder), n)
             r["postings"] = postings
             r["postings_per_s"] = (
                 round(r["msgs_per_s"] * postings / n, 1) if r["msgs_per_s"] else None
@@ -879,9 +887,7 @@ def _clickhouse(ctx: Ctx, base: Settings) -> dict[str, Any]:
                 holder["c"] = consumer
                 consumer.run()
 
-        r = _watch_sink(
-            run, lambda holder=holder: holder["c"].flushed_messages if "c" in holder else 0, n
-        )
+        r = _watch_sink(run, _flushed(holder), n)
         rows_per_msg = sum(len(v) for v in ch.rows_for(_sample_record(s)).values())
         r["rows"] = n * rows_per_msg
         r["rows_per_s"] = round(r["msgs_per_s"] * rows_per_msg, 1) if r["msgs_per_s"] else None

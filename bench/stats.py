@@ -68,7 +68,8 @@ def rate(count: int, seconds: float | None) -> float | None:
 
 
 def median_of(reps: Sequence[dict[str, Any]], key: str) -> float | None:
-    return spread(r.get(key) for r in reps)["median"]
+    median: float | None = spread(r.get(key) for r in reps)["median"]
+    return median
 
 
 def _round(x: float | None, digits: int = 3) -> float | None:

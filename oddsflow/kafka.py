@@ -129,12 +129,11 @@ def consume_all(
             if msg.error():
                 continue
             last = time.monotonic()
+            key = msg.key()
             try:
-                out.append((msg.key().decode() if msg.key() else None, codec.decode(msg.value())))
+                out.append((key.decode() if key else None, codec.decode(msg.value())))
             except CodecError:
-                out.append(
-                    (msg.key().decode() if msg.key() else None, {"__undecodable__": msg.value()})
-                )
+                out.append((key.decode() if key else None, {"__undecodable__": msg.value()}))
     finally:
         c.close()
     return out

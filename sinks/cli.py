@@ -38,14 +38,15 @@ def register(app: typer.Typer) -> None:
 # ---- plain functions for the demo ------------------------------------------------------------
 def ledger_summary(dsn: str | None = None) -> dict[str, Any]:
     """Trial balance total, per-kind totals and GGR from the Postgres ledger (minor units)."""
-    return pg.ledger_summary(dsn or get_settings().pg_dsn)
+    summary: dict[str, Any] = pg.ledger_summary(dsn or get_settings().pg_dsn)
+    return summary
 
 
 def clickhouse_ggr(settings: Settings | None = None) -> int:
     """GGR (minor units) as ClickHouse sees it; equals ``ledger_summary()['ggr_minor']``."""
     from oddsflow.sinks import clickhouse as ch
 
-    return ch.ggr_minor(settings or get_settings())
+    return int(ch.ggr_minor(settings or get_settings()))
 
 
 # ---- table printing --------------------------------------------------------------------------

@@ -109,7 +109,7 @@ class ChdbBackend:
                 _CHDB["session"].close()
                 _CHDB["session"] = None
             if _CHDB["session"] is None:
-                _CHDB["session"] = chdb.session.Session(path)
+                _CHDB["session"] = chdb.session.Session(path)  # type: ignore[no-untyped-call]
                 _CHDB["path"] = path
             _CHDB["refs"] += 1
         self.session = _CHDB["session"]

@@ -203,6 +203,8 @@ class BatchConsumer:
                     continue
                 seen += 1
                 topic, partition, offset = m.topic(), m.partition(), m.offset()
+                if topic is None or partition is None or offset is None:
+                    continue  # only error events lack these, and those were skipped above
                 offsets[(topic, partition)] = offset + 1
                 key, codec = self._by_topic[topic]
                 raw = m.value()

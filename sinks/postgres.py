@@ -93,7 +93,9 @@ def migrate(dsn: str) -> list[str]:
                 " version integer PRIMARY KEY, name text NOT NULL, checksum text NOT NULL,"
                 " applied_at timestamptz NOT NULL DEFAULT now())"
             )
-            done = dict(conn.execute("SELECT version, checksum FROM schema_migrations").fetchall())
+            done: dict[int, str] = dict(
+                conn.execute("SELECT version, checksum FROM schema_migrations").fetchall()
+            )
             for m in migrations():
                 if m.version in done:
                     if done[m.version] != m.checksum:
