@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from collections import Counter
 from typing import Any
@@ -53,6 +54,7 @@ async def consume(
         inbox: asyncio.Queue[Any] = asyncio.Queue()
         tag = await queue.consume(inbox.put, no_ack=False)
         source = f"amqp:{uof.queue}"
+        flushes = 0
         log.info("consuming %s on %s", uof.queue, uof.exchange)
         while not stop.is_set():
             try:
@@ -77,6 +79,9 @@ async def consume(
                     await msg.nack(requeue=True)
                 await asyncio.sleep(1.0)
                 continue
+            flushes += 1
+            if uof.crash_after_flush and flushes >= uof.crash_after_flush:
+                os.kill(os.getpid(), signal.SIGKILL)  # the crash test's window: flushed, not acked
             await batch[-1].ack(multiple=True)
             counts["acked"] += len(batch)
         await queue.cancel(tag)

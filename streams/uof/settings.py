@@ -33,6 +33,9 @@ class UofSettings(BaseSettings):
     certainty_policy: CertaintyPolicy = CertaintyPolicy.SETTLE_LIVE_RESETTLE_CONFIRMED
     # Messages taken per Kafka flush (then acknowledged together on AMQP).
     batch_max: int = 500
+    # Crash-test hook: SIGKILL this process right after the Nth Kafka flush, before that
+    # batch's AMQP ack (0: never). It makes "records on Kafka, delivery not acked" repeatable.
+    crash_after_flush: int = 0
 
     def live_product_ids(self) -> frozenset[int]:
         try:
