@@ -29,8 +29,10 @@ TOPICS = (
 )
 
 
-def expected_records(messages: list[bytes]) -> dict[str, list[tuple[str, dict]]]:
-    adapter = UofAdapter()
+def expected_records(
+    messages: list[bytes], alive_timeout_ms: int = 20_000
+) -> dict[str, list[tuple[str, dict]]]:
+    adapter = UofAdapter(alive_timeout_ms=alive_timeout_ms)
     out: dict[str, list[tuple[str, dict]]] = {t: [] for t in TOPICS}
     for data in messages:
         for o in adapter.handle(data).records:
