@@ -37,10 +37,15 @@ def consume_cmd(
     except (UofConfigError, ValueError) as exc:
         _fail(str(exc).splitlines()[0])
         return
+    from aio_pika.exceptions import AMQPException
+
     try:
         counts = run_consume(get_settings(), uof)
     except OSError as exc:  # AMQP broker unreachable
         _fail(f"cannot reach the AMQP broker: {exc}")
+        return
+    except AMQPException as exc:  # refused login, missing exchange, access refused ...
+        _fail(f"the AMQP broker refused: {exc!r}")
         return
     typer.echo(f"stopped: {dict(sorted(counts.items()))}")
 
