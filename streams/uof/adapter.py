@@ -25,10 +25,12 @@ Market status mapping (UOF market ``status`` -> engine ``market_status``)::
 
 Ordering and duplicates, per event and market: the adapter remembers the timestamp of the last
 message it applied per (event, market) - separately for odds/status, settlements and cancels -
-and drops an older one (``oddsflow_uof_dropped_total{reason="stale"}``); the same message again
-(same timestamp, same bytes) is dropped as a duplicate. That memory is per process: after a
-restart a redelivered message produces the same records with the same ``seq`` (message
-timestamp ms x 10000 + a slot within the message), which the engine's own stale checks drop.
+and drops an older one (``oddsflow_uof_dropped_total{reason="stale"}``). The same message again
+(same timestamp, same bytes; ``oddsflow_uof_duplicates_total``) produces the very same records
+again, with the same ``seq`` (message timestamp ms x 10000 + a slot within the message), which
+the engine's stale checks apply once. Producing it again rather than dropping it is what makes a
+redelivery after a failed Kafka flush safe: the adapter's memory has already seen the message,
+Kafka has not. The memory is per process; after a restart the engine's seq checks do the job.
 """
 
 from __future__ import annotations
@@ -46,13 +48,15 @@ from oddsflow.streams.normalise import FeedError, odds
 from oddsflow.streams.uof import models as m
 from oddsflow.streams.uof.health import ProducerHealth, StatusChange
 from oddsflow.streams.uof.markets import MappedMarket, map_market
-from oddsflow.streams.uof.metrics import DROPPED, SKIPPED_MARKETS, UNSUPPORTED_MARKETS
+from oddsflow.streams.uof.metrics import DROPPED, DUPLICATES, SKIPPED_MARKETS, UNSUPPORTED_MARKETS
 from oddsflow.streams.uof.parse import UofError, parse_message
 
 SEQ_SLOTS = 10_000
-MEMORY_MAX = (
-    200_000  # (event, market) scopes remembered; forgetting one costs a duplicate the engine drops
-)
+# (event, market) scopes remembered; forgetting one lets a stale message through to the engine,
+# whose own seq checks drop it.
+MEMORY_MAX = 200_000
+# Messages whose records are kept, to produce them again exactly when the message comes again.
+RECENT_MAX = 20_000
 
 _STATUS_BY_UOF = {
     1: "open",
@@ -135,6 +139,8 @@ class UofAdapter:
         self._event_markets: dict[str, dict[str, tuple[MappedMarket, bool]]] = {}
         self._status_seq: dict[str, int] = {}  # last market_status seq per event
         self._product_ts: dict[int, int] = {}  # latest message timestamp per producer
+        self._pending: list[Out] = []
+        self._recent: OrderedDict[bytes, Translation] = OrderedDict()  # digest -> its records
 
     # ------------------------------------------------------------------ entry points
 
@@ -147,18 +153,41 @@ class UofAdapter:
             # Without a clock of our own (replay), the messages' timestamps are the clock: a gap
             # in a producer's alives longer than the timeout suspends its markets here.
             overdue = self.tick(msg.timestamp_ms) if now_ms is None else []
-            tr = self._translate(msg, digest, now_ms)
-            if overdue:
-                tr = dataclasses.replace(tr, records=(*overdue, *tr.records))
-            return tr
         except UofError:
             raise
+        recent = self._recent.get(digest)
+        if recent is not None:
+            # The same message again: exactly the same records, same seqs (the engine applies
+            # them once), whatever the adapter learnt since. Never dropped: it may be the
+            # redelivery of a batch Kafka did not confirm.
+            DUPLICATES.inc()
+            self._recent.move_to_end(digest)
+            return dataclasses.replace(
+                recent, records=(*overdue, *recent.records), stale=0, duplicates=1
+            )
+        try:
+            tr = self._translate(msg, digest, now_ms)
         except (ValueError, TypeError, ArithmeticError, KeyError) as exc:
+            # The suspensions are due whatever became of this message: hand them out next.
+            self._pending.extend(overdue)
+            if isinstance(exc, UofError):
+                raise
             raise UofError(f"{_kind(msg)}: {exc}", "invalid") from exc
+        self._recent[digest] = tr
+        while len(self._recent) > RECENT_MAX:
+            self._recent.popitem(last=False)
+        if overdue:
+            tr = dataclasses.replace(tr, records=(*overdue, *tr.records))
+        return tr
+
+    def take_pending(self) -> list[Out]:
+        """Records due from a message that was itself rejected (see :meth:`handle`)."""
+        out, self._pending = self._pending, []
+        return out
 
     def tick(self, now_ms: int) -> list[Out]:
         """Suspensions for producers whose alive is overdue at ``now_ms``."""
-        outs: list[Out] = []
+        outs: list[Out] = self.take_pending()
         for product, changes in self.health.check(now_ms).items():
             # Timed by the producer's own clock (its last message + 1 ms), not ours: its next
             # message after recovery must carry a higher seq than these suspensions.
@@ -169,13 +198,21 @@ class UofAdapter:
 
     # ------------------------------------------------------------------ ordering
 
-    def _fresh(self, scope: tuple[str, str, str], ts: int, digest: bytes) -> str:
-        """ "apply", "stale" or "duplicate" for a message at ``ts`` in ``scope``."""
+    def _fresh(
+        self, scope: tuple[str, str, str], ts: int, digest: bytes, count: bool = True
+    ) -> str:
+        """ "apply"; "stale" (older: drop it); "duplicate" (the same again: produce it again)."""
         last = self._applied.get(scope)
         if last is not None:
             if ts < last[0]:
+                if count:
+                    DROPPED.labels("stale").inc()
                 return "stale"
             if ts == last[0] and digest == last[1]:
+                # Produced again, identically (same records, same seqs): a redelivery after a
+                # failed Kafka flush must not be lost, and the engine applies it once by seq.
+                if count:
+                    DUPLICATES.inc()
                 return "duplicate"
         return "apply"
 
@@ -269,11 +306,10 @@ class UofAdapter:
                 continue
             scope = ("odds", ev, provider_market(mk.id, mk.specifiers))
             verdict = self._fresh(scope, ts, digest)
-            if verdict != "apply":
-                stale += verdict == "stale"
-                dup += verdict == "duplicate"
-                DROPPED.labels(verdict).inc()
+            if verdict == "stale":
+                stale += 1
                 continue
+            dup += verdict == "duplicate"
             self._remember(scope, ts, digest)
             mid = mapped.market_id
             status = _STATUS_BY_UOF.get(mk.status, "suspended")
@@ -289,12 +325,12 @@ class UofAdapter:
             statuses.append(self._status(slots, ev, mid, published, in_play, ts))
         scores = (
             self._scores(msg, slots)
-            if self._fresh(("score", ev, "*"), ts, digest) == "apply"
+            if self._fresh(("score", ev, "*"), ts, digest, count=False) != "stale"
             else []
         )
         if scores:
             self._remember(("score", ev, "*"), ts, digest)
-        if self._fresh(event_scope, ts, digest) == "apply":
+        if self._fresh(event_scope, ts, digest, count=False) != "stale":
             self._remember(event_scope, ts, digest)
         return Translation(
             "odds_change",
@@ -376,9 +412,8 @@ class UofAdapter:
         ev, ts = msg.event_id, msg.timestamp_ms
         scope = ("event", ev, "*")
         verdict = self._fresh(scope, ts, digest)
-        if verdict != "apply":
-            DROPPED.labels(verdict).inc()
-            return Translation("bet_stop", (), ev, verdict == "stale", verdict == "duplicate")
+        if verdict == "stale":
+            return Translation("bet_stop", (), ev, stale=1)
         self._remember(scope, ts, digest)
         slots, in_play = _Slots(ts), self._in_play(msg.product)
         if "all" in msg.groups:
@@ -413,11 +448,10 @@ class UofAdapter:
             ref = provider_market(mk.id, mk.specifiers)
             scope = ("settle", ev, ref)
             verdict = self._fresh(scope, ts, digest)
-            if verdict != "apply":
-                stale += verdict == "stale"
-                dup += verdict == "duplicate"
-                DROPPED.labels(verdict).inc()
+            if verdict == "stale":
+                stale += 1
                 continue
+            dup += verdict == "duplicate"
             self._remember(scope, ts, digest)
             verdicts = []
             if isinstance(mk, m.SettledMarket):
@@ -480,11 +514,10 @@ class UofAdapter:
         for mid, ref, void_reason in targets:
             scope = ("cancel", ev, ref or "*")
             verdict = self._fresh(scope, ts, digest)
-            if verdict != "apply":
-                stale += verdict == "stale"
-                dup += verdict == "duplicate"
-                DROPPED.labels(verdict).inc()
+            if verdict == "stale":
+                stale += 1
                 continue
+            dup += verdict == "duplicate"
             self._remember(scope, ts, digest)
             outs.append(
                 Out(
@@ -516,11 +549,8 @@ class UofAdapter:
     def _fixture(self, msg: m.Fixture, digest: bytes) -> Translation:
         scope = ("fixture", msg.event_id, "*")
         verdict = self._fresh(scope, msg.timestamp_ms, digest)
-        if verdict != "apply":
-            DROPPED.labels(verdict).inc()
-            return Translation(
-                "fixtures_fixture", (), msg.event_id, verdict == "stale", verdict == "duplicate"
-            )
+        if verdict == "stale":
+            return Translation("fixtures_fixture", (), msg.event_id, stale=1)
         self._remember(scope, msg.timestamp_ms, digest)
         if msg.home == msg.away:
             raise UofError("home and away competitors are the same", "bad_field")
@@ -543,9 +573,8 @@ class UofAdapter:
         ev, ts = msg.event_id, msg.timestamp_ms
         scope = ("fixture", ev, "*")
         verdict = self._fresh(scope, ts, digest)
-        if verdict != "apply":
-            DROPPED.labels(verdict).inc()
-            return Translation("fixture_change", (), ev, verdict == "stale", verdict == "duplicate")
+        if verdict == "stale":
+            return Translation("fixture_change", (), ev, stale=1)
         slots = _Slots(ts)
         outs: list[Out] = []
         known = self._fixtures.get(ev)

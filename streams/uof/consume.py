@@ -46,16 +46,23 @@ async def consume(
     try:
         channel = await connection.channel()
         await channel.set_qos(prefetch_count=max(uof.prefetch, 1))
-        exchange = await channel.declare_exchange(
-            uof.exchange, aio_pika.ExchangeType.TOPIC, durable=True
-        )
-        queue = await channel.declare_queue(uof.queue, durable=True)
+        exchange: aio_pika.abc.AbstractExchange
+        if uof.declare_exchange:
+            exchange = await channel.declare_exchange(
+                uof.exchange, aio_pika.ExchangeType.TOPIC, durable=True
+            )
+        else:
+            exchange = await channel.get_exchange(uof.exchange, ensure=True)
+        if uof.queue:
+            queue = await channel.declare_queue(uof.queue, durable=True)
+        else:
+            queue = await channel.declare_queue(None, exclusive=True, auto_delete=True)
         await queue.bind(exchange, routing_key=uof.routing_key)
         inbox: asyncio.Queue[Any] = asyncio.Queue()
         tag = await queue.consume(inbox.put, no_ack=False)
-        source = f"amqp:{uof.queue}"
+        source = f"amqp:{queue.name}"
         flushes = 0
-        log.info("consuming %s on %s", uof.queue, uof.exchange)
+        log.info("consuming %s on %s", queue.name, uof.exchange)
         while not stop.is_set():
             try:
                 first = await asyncio.wait_for(inbox.get(), timeout=TICK_S)

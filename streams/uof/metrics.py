@@ -17,8 +17,12 @@ SKIPPED_MARKETS = Counter(
 )
 DROPPED = Counter(
     "oddsflow_uof_dropped_total",
-    "UOF market updates dropped: older than the last applied (stale) or the same again",
+    "UOF market updates dropped, by reason (stale: older than the last one applied)",
     ["reason"],
+)
+DUPLICATES = Counter(
+    "oddsflow_uof_duplicates_total",
+    "UOF messages seen again (same timestamp and bytes): produced again identically, same seqs",
 )
 REJECTED = Counter(
     "oddsflow_uof_rejected_total", "UOF messages dead-lettered, by reason code", ["reason"]

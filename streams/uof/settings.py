@@ -22,7 +22,12 @@ class UofSettings(BaseSettings):
     # node `oddsflow.services_rabbitmq` starts.
     amqp_url: str | None = None
     exchange: str = "unifiedfeed"
+    # A durable queue survives the consumer (no loss across crashes). Empty: a server-named
+    # exclusive queue, as Sportradar's own broker requires - it dies with the connection, so
+    # what it held is recovered through Sportradar's recovery API, not redelivered.
     queue: str = "oddsflow.uof"
+    # Declare the exchange (a local broker); false: it must exist (Sportradar's broker).
+    declare_exchange: bool = True
     routing_key: str = "#"
     prefetch: int = 200
     # Producer health: a producer whose `alive` stops for longer than this is down.

@@ -81,6 +81,9 @@ class UofSink:
             code = exc.code if isinstance(exc, UofError) else "schema"
             reason = exc.reason if isinstance(exc, UofError) else str(exc)
             self.dead_letter(data, source, offset, reason, code)
+            pending = self.adapter.take_pending()
+            if pending:
+                self._send(pending)
             return Handled(None, reason, code)
         MESSAGES.labels(tr.kind).inc()
         for product, up in self.adapter.health.producers().items():

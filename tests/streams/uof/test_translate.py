@@ -217,9 +217,13 @@ def test_an_older_message_for_a_market_is_dropped_and_counted():
 
 def test_the_same_message_twice_is_harmless():
     a = UofAdapter()
+    before = _counter("oddsflow_uof_duplicates_total")
     first = a.handle(_odds(T, _m1()))
     again = a.handle(_odds(T, _m1()))
-    assert first.records and again.records == () and again.duplicates == 1
+    # the very same records, same seqs: the engine applies them once; a redelivery after a
+    # failed Kafka flush is therefore never lost
+    assert first.records and again.records == first.records and again.duplicates == 1
+    assert _counter("oddsflow_uof_duplicates_total") == before + 1
     # a fresh adapter (a restarted consumer) gives the very same records, same seqs
     assert UofAdapter().handle(_odds(T, _m1())).records == first.records
 
@@ -313,10 +317,24 @@ def test_a_cancel_without_markets_covers_the_whole_event():
     assert rec["start_time"] is None and rec["end_time"] is None
 
 
-def test_a_settlement_twice_is_one_record():
+def test_a_settlement_twice_is_the_same_record_with_the_same_seq():
     a = UofAdapter()
-    data = match_messages()[6][1]
-    assert a.handle(data).records and a.handle(data).records == ()
+    data = dict(match_messages())["07_bet_settlement_live.xml"]
+    first, again = a.handle(data), a.handle(data)
+    assert first.records and again.records == first.records and again.duplicates == 1
+
+
+def test_a_settlement_older_than_its_rollback_is_dropped():
+    a = UofAdapter()
+    msgs = dict(match_messages())
+    a.handle(msgs["08_rollback_bet_settlement.xml"])
+    late = a.handle(msgs["07_bet_settlement_live.xml"])
+    assert late.stale == 1  # market 1's settlement is older than its rollback
+    assert {o.record["market_id"].split("/", 1)[1] for o in late.records} == {
+        "asian_handicap/FT/-0.25",
+        "total_goals/FT/2.5",
+        "both_teams_to_score/FT",
+    }
 
 
 def test_fixture_change_before_its_fixture_is_refused_with_a_reason():
