@@ -52,6 +52,7 @@ def test_replay_command_counts_what_it_sent(kafka_settings):
     assert "dead_letters" not in lines
 
 
+@pytest.mark.integration
 @pytest.mark.rabbitmq
 def test_the_private_broker_is_idempotent_and_reports_status(rabbitmq):
     from oddsflow.services_rabbitmq import RabbitMQ
