@@ -126,7 +126,11 @@ def test_consume_survives_sigkill_without_loss_or_double_application(
     match = [(f"hi.-.live.{name}", data) for name, data in match_messages()]
     stream = _generated(600)
     # every message of the first batches has records: the crashed batch leaves some on Kafka
-    messages = stream[:300] + match + stream[300:]
+    bad = [
+        ("hi.-.live.odds_change.1", b'<!DOCTYPE a [<!ENTITY b "c">]><odds_change/>'),
+        ("hi.-.live.odds_change.1", b"\x00\x01 not xml"),
+    ]
+    messages = stream[:300] + match + bad + stream[300:]
     asyncio.run(_publish(rabbitmq, exchange, queue, messages))
     env = {
         **s.child_env(),
@@ -184,6 +188,15 @@ def test_consume_survives_sigkill_without_loss_or_double_application(
         seqs = Counter((k, r.get("market_id"), r["seq"]) for k, r in got)
         assert len(seqs) == len(want), topic
         assert all(have[x] >= 1 for x in want)
+    dead = [
+        r
+        for _, r in consume_all("dead_letters", s, expect=2, idle_s=1.0, timeout_s=60)
+        if r["stage"] == "ingest.uof"
+    ]
+    assert {(r["value"], r["error_type"]) for r in dead} == {
+        (bad[0][1], "xml_dtd"),
+        (bad[1][1], "xml_malformed"),
+    }
     duplicates = 0
     for topic in TOPICS:
         got = consume_all(topic, s, expect=len(expected[topic]), idle_s=1.0, timeout_s=120)
