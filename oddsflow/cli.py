@@ -24,6 +24,9 @@ def _register_components() -> None:
     from oddsflow.bench.cli import register as register_bench
     from oddsflow.sinks.cli import register as register_sinks
     from oddsflow.streams.cli import register as register_streams
+    from oddsflow.streams.uof.cli import uof_app
+
+    app.add_typer(uof_app, name="uof")
 
     register_sinks(app)
     register_streams(app)
