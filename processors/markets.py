@@ -21,7 +21,9 @@ from oddsflow.domain.acceptance import (
     PricePolicy,
     check_leg,
 )
-from oddsflow.domain.markets import Leg, MarketType, Period, market_id
+from oddsflow.domain.errors import DomainError
+from oddsflow.domain.ledger import scoped_id
+from oddsflow.domain.markets import Leg, MarketType, Period, canonical_selections, market_id
 from oddsflow.domain.money import payout_minor
 from oddsflow.domain.pricing import Method, price
 from oddsflow.domain.settlement import EventStatus, Result, settle_leg
@@ -152,8 +154,12 @@ class MarketsHandler:
         if m is not None and rec["seq"] <= m["last_seq"]:
             STALE_UPDATES.labels("price").inc()
             return
-        sels = [s["selection"] for s in rec["selections"]]
-        if not sels or len(set(sels)) != len(sels):
+        try:
+            # One spelling per selection ("01-0" is "1-0"), distinct after canonicalising.
+            sels = list(canonical_selections(mtype, [s["selection"] for s in rec["selections"]]))
+        except DomainError as exc:
+            raise InputError(f"price update for {mid}: {exc}") from exc
+        if not sels:
             raise InputError("price update needs distinct selections")
         provider = [Decimal(s["odds"]) for s in rec["selections"]]
         try:
@@ -162,13 +168,23 @@ class MarketsHandler:
             raise InputError(f"cannot price market {mid}: {exc}") from exc
         ev = self._event(rec["event_id"])
         if m is None:
+            if ev["result_revision"] >= 0:
+                # The event has its result: a market that opened now would take bets on a
+                # known outcome.
+                raise InputError(
+                    f"event {rec['event_id']} is resulted: market {mid} cannot open"
+                )
+            # A status sent before the market's first price applies now, in seq order: the
+            # market's own pending status if it came after the event's latest status.
+            pending = ev.get("pending_status", {}).pop(mid, None)
+            st = pending if pending is not None else ev
             m = {
                 "event_id": rec["event_id"],
                 "market_type": mtype.value,
                 "period": period.value,
                 "line": None if line is None else str(line),
-                "status": ev["status"] if ev["status"] != "settled" else "open",
-                "in_play": ev["in_play"],
+                "status": st["status"],
+                "in_play": st["in_play"],
                 "version": 0,
             }
             ev["markets"].append(mid)
@@ -223,8 +239,17 @@ class MarketsHandler:
             return
         ev["status_seq"] = rec["seq"]
         targets = [rec["market_id"]] if rec.get("market_id") else list(ev["markets"])
+        pending = ev.setdefault("pending_status", {})
         if not rec.get("market_id"):
             ev["status"], ev["in_play"] = rec["status"], rec["in_play"]
+            pending.clear()  # an event-wide status is newer than every market's pending one
+        elif self.markets.get(rec["market_id"]) is None:
+            # No price yet: remember the status; the market opens with it (on_price_update).
+            pending[rec["market_id"]] = {
+                "status": rec["status"],
+                "in_play": rec["in_play"],
+                "seq": rec["seq"],
+            }
         self.events.put(rec["event_id"], ev)
         for mid in targets:
             m = self.markets.get(mid)
@@ -266,7 +291,10 @@ class MarketsHandler:
         # No per-leg mark: the event's result_revision, checked above and written in the same
         # transaction as these outputs, already makes a redelivered result a no-op.
         for _, leg_rec in self.open_legs.with_prefix(f"{rec['event_id']}|"):
-            ls = settle_leg(leg_from_record(leg_rec["leg"]), result)
+            # Paid at the odds bound at acceptance (what the decision published), never at
+            # the requested odds; a corrected result re-reads the same bound odds.
+            leg = leg_from_record(leg_rec["leg"]).bound_at(Decimal(leg_rec["bound_odds"]))
+            ls = settle_leg(leg, result)
             acct = leg_rec["account_id"]
             by_partition.setdefault(
                 key_partition(acct.encode(), self.account_partitions), []
@@ -293,7 +321,9 @@ class MarketsHandler:
     # ------------------------------------------------------------------ bets
 
     def on_leg_command(self, rec: dict[str, Any], fx: Effects, now_ms: int) -> None:
-        leg_key = f"{rec['leg']['event_id']}|{rec['bet_id']}|{rec['leg_index']}"
+        # Bet ids are scoped to their account: two accounts' bets "b1" are two legs here.
+        bet_ref = scoped_id(rec["account_id"], rec["bet_id"])
+        leg_key = f"{rec['leg']['event_id']}|{bet_ref}|{rec['leg_index']}"
         if rec["action"] == "release":
             self._release(leg_key)
             return
@@ -358,7 +388,7 @@ class MarketsHandler:
                 "market_id": mid,
                 "stake_minor": rec["stake_minor"],
                 "bound_odds": str(verdict.bound_odds),
-                "leg": leg_json(rec["leg"]),
+                "leg": {**leg_json(rec["leg"]), "selection": leg.selection},  # canonical
             },
         )
         fx.emit(
