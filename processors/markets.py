@@ -171,9 +171,7 @@ class MarketsHandler:
             if ev["result_revision"] >= 0:
                 # The event has its result: a market that opened now would take bets on a
                 # known outcome.
-                raise InputError(
-                    f"event {rec['event_id']} is resulted: market {mid} cannot open"
-                )
+                raise InputError(f"event {rec['event_id']} is resulted: market {mid} cannot open")
             # A status sent before the market's first price applies now, in seq order: the
             # market's own pending status if it came after the event's latest status.
             pending = ev.get("pending_status", {}).pop(mid, None)

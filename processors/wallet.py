@@ -373,6 +373,7 @@ class WalletHandler:
         acct, stake, ccy = req["account_id"], req["stake_minor"], req["currency"]
         previous = bet["settled_return"]
         revision = bet["settle_revision"] + 1
+        tx: ledger.Transaction | None
         if previous is None:
             tx = ledger.settle_payout(req["bet_id"], acct, stake, settled.return_minor, ccy)
             delta = settled.return_minor

@@ -48,7 +48,9 @@ def scoped_id(account_id: str, local_id: str) -> str:
     LedgerError if the account id contains the separator (the scoped id would be ambiguous).
     """
     if not account_id or ID_SEPARATOR in account_id:
-        raise LedgerError(f"account id must be non-empty and free of {ID_SEPARATOR!r}: {account_id!r}")
+        raise LedgerError(
+            f"account id must be non-empty and free of {ID_SEPARATOR!r}: {account_id!r}"
+        )
     return f"{account_id}{ID_SEPARATOR}{local_id}"
 
 
