@@ -80,17 +80,26 @@ def market_state(mid: str, m: dict[str, Any] | None) -> MarketState | None:
     )
 
 
-def liability_of(rec: dict[str, Any] | None) -> Liability:
-    if rec is None:
+def liability_of(rec: dict[str, Any] | None, currency: str) -> Liability:
+    """The book's position on one market in one currency: stakes in yen and in pounds are
+    never added together (the liabilities table holds one position per currency)."""
+    pos = None if rec is None else rec.get("by_currency", {}).get(currency)
+    if pos is None:
         return Liability()
     return Liability(
-        stakes_minor=int(rec["stakes_minor"]),
-        returns_minor={k: int(v) for k, v in rec["returns_minor"].items()},
+        stakes_minor=int(pos["stakes_minor"]),
+        returns_minor={k: int(v) for k, v in pos["returns_minor"].items()},
     )
 
 
-def liability_record(liab: Liability) -> dict[str, Any]:
-    return {"stakes_minor": liab.stakes_minor, "returns_minor": dict(liab.returns_minor)}
+def liability_record(rec: dict[str, Any] | None, currency: str, liab: Liability) -> dict[str, Any]:
+    """``rec`` with ``currency``'s position replaced by ``liab``."""
+    by_currency = dict((rec or {}).get("by_currency", {}))
+    by_currency[currency] = {
+        "stakes_minor": liab.stakes_minor,
+        "returns_minor": dict(liab.returns_minor),
+    }
+    return {"by_currency": by_currency}
 
 
 class MarketsHandler:
@@ -347,7 +356,8 @@ class MarketsHandler:
             price_policy=PricePolicy(rec["price_policy"]),
             placed_at_ms=rec["requested_at"],
         )
-        liab = liability_of(self.liabilities.get(mid))
+        liab_rec = self.liabilities.get(mid)
+        liab = liability_of(liab_rec, rec["currency"])
         held = rec.get("hold_until_ms") is not None
         verdict = check_leg(
             market_state(mid, self.markets.get(mid)),
@@ -374,7 +384,10 @@ class MarketsHandler:
             # per-bet payout limit instead (it spans markets on other partitions).
             ret = payout_minor(rec["stake_minor"], verdict.bound_odds)
             self.liabilities.put(
-                mid, liability_record(liab.add(leg.selection, rec["stake_minor"], ret))
+                mid,
+                liability_record(
+                    liab_rec, rec["currency"], liab.add(leg.selection, rec["stake_minor"], ret)
+                ),
             )
         self.open_legs.put(
             leg_key,
@@ -385,6 +398,7 @@ class MarketsHandler:
                 "leg_count": rec["leg_count"],
                 "market_id": mid,
                 "stake_minor": rec["stake_minor"],
+                "currency": rec["currency"],
                 "bound_odds": str(verdict.bound_odds),
                 "leg": {**leg_json(rec["leg"]), "selection": leg.selection},  # canonical
             },
@@ -398,12 +412,16 @@ class MarketsHandler:
         if leg_rec is None:
             return
         if leg_rec["leg_count"] == 1:
-            liab = liability_of(self.liabilities.get(leg_rec["market_id"]))
+            mid, ccy = leg_rec["market_id"], leg_rec["currency"]
+            liab_rec = self.liabilities.get(mid)
+            liab = liability_of(liab_rec, ccy)
             ret = payout_minor(leg_rec["stake_minor"], Decimal(leg_rec["bound_odds"]))
             self.liabilities.put(
-                leg_rec["market_id"],
+                mid,
                 liability_record(
-                    liab.remove(leg_rec["leg"]["selection"], leg_rec["stake_minor"], ret)
+                    liab_rec,
+                    ccy,
+                    liab.remove(leg_rec["leg"]["selection"], leg_rec["stake_minor"], ret),
                 ),
             )
         self.open_legs.delete(leg_key)

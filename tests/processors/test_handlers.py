@@ -579,3 +579,27 @@ def test_a_balance_past_64_bits_is_refused_for_the_dead_letter_topic():
         e.feed("deposits", r.deposit("a1", 1, ref="d2"))
     assert e.state["wallets"] == before
     assert [t["tx_id"] for t in e.out("ledger")] == ["a1|d1:deposit"]
+
+
+def test_liability_is_kept_per_currency():
+    limits = Limits(
+        bet_delay_ms_in_play=0,
+        liability_minor_max_selection=50_00,
+        liability_minor_max_market=50_00,
+    )
+    e = Engine(limits)
+    home = market_up(e)
+    leg = r.leg("e1", "home", str(home))
+    for ccy in ("GBP", "USD"):
+        e.feed("deposits", r.deposit("a1", 1000_00, ref=f"d-{ccy}", currency=ccy))
+    e.feed("bet_requests", r.bet("b1", "a1", 40_00, [leg], currency="GBP"))
+    e.feed("bet_requests", r.bet("b2", "a1", 40_00, [leg], currency="USD"))  # its own book
+    e.feed("bet_requests", r.bet("b3", "a1", 40_00, [leg], currency="GBP"))
+    d = e.decisions()
+    assert d["b1"]["accepted"] and d["b2"]["accepted"]
+    assert d["b3"]["reason"] in {"LIABILITY_SELECTION", "LIABILITY_MARKET"}
+    [liab] = [orjson.loads(v) for v in e.state["liab"].values()]
+    assert {c: p["stakes_minor"] for c, p in liab["by_currency"].items()} == {
+        "GBP": 40_00,
+        "USD": 40_00,
+    }
