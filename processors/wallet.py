@@ -1,8 +1,10 @@
 """Account-side handlers: deposits, the bet acceptance saga's wallet steps, settlement.
 
-Everything about one customer lives on the partition of its ``account_id``: the wallet
-(balance and reserved stake) and every bet it placed (request, saga progress, decision,
-leg settlements). The saga for a bet request:
+Everything about one customer lives on the partition of its ``account_id``: one wallet per
+currency (balance and reserved stake; key ``"a1|GBP"``) and every bet it placed (request,
+saga progress, decision, leg settlements; key ``"bet:a1|b1"``: a bet id is scoped to its
+account, and so is every id derived from it). Balances change only through the domain's
+wallet transitions. The saga for a bet request:
 
 1. the wallet checks the bet id (a duplicate returns the original decision), stake limits
    and funds, reserves the stake and sends one ``check`` command per leg to the leg's event
@@ -13,9 +15,9 @@ leg settlements). The saga for a bet request:
    (rejected, with the lowest-valued reason) and emits exactly one decision; released legs
    are told to drop their liability.
 
-Settlement: each event partition emits its open legs' outcomes, batched per account
-partition (``leg_settlements``); when a bet's last leg is in, the wallet computes the return
-and credits it. A corrected result (higher revision) recomputes it and posts only the
+Settlement: each event partition emits its open legs' outcomes at their bound odds, batched
+per account partition (``leg_settlements``); when a bet's last leg is in, the wallet computes
+the return and credits it. A corrected result (higher revision) recomputes it and posts only the
 difference.
 
 Every transition is idempotent by id (bet id, leg index, revision), so a redelivery after
