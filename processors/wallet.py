@@ -48,7 +48,7 @@ from oddsflow.domain.acceptance import (
 )
 from oddsflow.domain.errors import DomainError
 from oddsflow.domain.ledger import ID_SEPARATOR, scoped_id
-from oddsflow.domain.settlement import LegSettlement, Outcome, combine
+from oddsflow.domain.settlement import LegSettlement, Outcome, combine, resettlement_delta
 from oddsflow.metrics import DECISION_LATENCY_SECONDS, DECISIONS, SETTLEMENTS
 from oddsflow.processors.markets import ODDS_Q, InputError, leg_from_record, leg_json
 from oddsflow.processors.state import Effects, Store
@@ -380,7 +380,7 @@ class WalletHandler:
             tx = ledger.settle_payout(req["bet_id"], acct, stake, settled.return_minor, ccy)
             delta = settled.return_minor
         else:
-            delta = settled.return_minor - previous
+            delta = resettlement_delta(previous, settled.return_minor)
             tx = ledger.resettle(req["bet_id"], acct, delta, revision, ccy)
         self._put_wallet(acct, ccy, credit(self._get_wallet(acct, ccy), delta))
         if tx is not None:
