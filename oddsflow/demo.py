@@ -326,19 +326,23 @@ def _summarise(
     turnover = sum(d["stake_minor"] for d in accepted)
     payouts = sum(x["return_minor"] for x in final_settlement.values())
     balances: dict[str, int] = defaultdict(int)
+    by_currency: dict[tuple[str, str], int] = defaultdict(int)
     unbalanced = 0
     tx_ids = [t["tx_id"] for t in rec["ledger"]]
     for t in rec["ledger"]:
         total = 0
         for p in t["postings"]:
             balances[p["account"]] += p["amount_minor"]
+            by_currency[(p["account"], p["currency"])] += p["amount_minor"]
             total += p["amount_minor"]
         unbalanced += total != 0
+    # One wallet per (account, currency), keyed "a1|GBP".
     engine_wallets = read_changelog(s, "wallets")
     wallet_mismatch = [
-        a
-        for a, w in engine_wallets.items()
-        if w["balance_minor"] - w["reserved_minor"] != balances.get(f"player:{a}:available", 0)
+        k
+        for k, w in engine_wallets.items()
+        if w["balance_minor"] - w["reserved_minor"]
+        != by_currency.get((f"player:{w['account_id']}:available", w["currency"]), 0)
     ]
     # Wait for the sinks to catch up with the ledger topic, then compare.
     pg: dict[str, Any] = {}
@@ -417,10 +421,10 @@ def _incomplete_trails(s: Settings, settled: dict[str, dict[str, Any]]) -> int:
 def _pg_reconcile(s: Settings, engine_wallets: dict[str, dict[str, Any]]) -> list[Any]:
     from oddsflow.sinks.postgres import reconcile
 
-    wallets = {
-        f"player:{a}:available": w["balance_minor"] - w["reserved_minor"]
-        for a, w in engine_wallets.items()
-    }
+    # reconcile_wallets compares per ledger account (all currencies summed): sum likewise.
+    wallets: dict[str, int] = defaultdict(int)
+    for w in engine_wallets.values():
+        wallets[f"player:{w['account_id']}:available"] += w["balance_minor"] - w["reserved_minor"]
     return list(reconcile(s.pg_dsn, wallets))
 
 

@@ -21,7 +21,9 @@ from oddsflow.domain.acceptance import (
     PricePolicy,
     check_leg,
 )
-from oddsflow.domain.markets import Leg, MarketType, Period, market_id
+from oddsflow.domain.errors import DomainError
+from oddsflow.domain.ledger import scoped_id
+from oddsflow.domain.markets import Leg, MarketType, Period, canonical_selections, market_id
 from oddsflow.domain.money import payout_minor
 from oddsflow.domain.pricing import Method, price
 from oddsflow.domain.settlement import EventStatus, Result, settle_leg
@@ -78,17 +80,26 @@ def market_state(mid: str, m: dict[str, Any] | None) -> MarketState | None:
     )
 
 
-def liability_of(rec: dict[str, Any] | None) -> Liability:
-    if rec is None:
+def liability_of(rec: dict[str, Any] | None, currency: str) -> Liability:
+    """The book's position on one market in one currency: stakes in yen and in pounds are
+    never added together (the liabilities table holds one position per currency)."""
+    pos = None if rec is None else rec.get("by_currency", {}).get(currency)
+    if pos is None:
         return Liability()
     return Liability(
-        stakes_minor=int(rec["stakes_minor"]),
-        returns_minor={k: int(v) for k, v in rec["returns_minor"].items()},
+        stakes_minor=int(pos["stakes_minor"]),
+        returns_minor={k: int(v) for k, v in pos["returns_minor"].items()},
     )
 
 
-def liability_record(liab: Liability) -> dict[str, Any]:
-    return {"stakes_minor": liab.stakes_minor, "returns_minor": dict(liab.returns_minor)}
+def liability_record(rec: dict[str, Any] | None, currency: str, liab: Liability) -> dict[str, Any]:
+    """``rec`` with ``currency``'s position replaced by ``liab``."""
+    by_currency = dict((rec or {}).get("by_currency", {}))
+    by_currency[currency] = {
+        "stakes_minor": liab.stakes_minor,
+        "returns_minor": dict(liab.returns_minor),
+    }
+    return {"by_currency": by_currency}
 
 
 class MarketsHandler:
@@ -152,8 +163,12 @@ class MarketsHandler:
         if m is not None and rec["seq"] <= m["last_seq"]:
             STALE_UPDATES.labels("price").inc()
             return
-        sels = [s["selection"] for s in rec["selections"]]
-        if not sels or len(set(sels)) != len(sels):
+        try:
+            # One spelling per selection ("01-0" is "1-0"), distinct after canonicalising.
+            sels = list(canonical_selections(mtype, [s["selection"] for s in rec["selections"]]))
+        except DomainError as exc:
+            raise InputError(f"price update for {mid}: {exc}") from exc
+        if not sels:
             raise InputError("price update needs distinct selections")
         provider = [Decimal(s["odds"]) for s in rec["selections"]]
         try:
@@ -162,13 +177,21 @@ class MarketsHandler:
             raise InputError(f"cannot price market {mid}: {exc}") from exc
         ev = self._event(rec["event_id"])
         if m is None:
+            if ev["result_revision"] >= 0:
+                # The event has its result: a market that opened now would take bets on a
+                # known outcome.
+                raise InputError(f"event {rec['event_id']} is resulted: market {mid} cannot open")
+            # A status sent before the market's first price applies now, in seq order: the
+            # market's own pending status if it came after the event's latest status.
+            pending = ev.get("pending_status", {}).pop(mid, None)
+            st = pending if pending is not None else ev
             m = {
                 "event_id": rec["event_id"],
                 "market_type": mtype.value,
                 "period": period.value,
                 "line": None if line is None else str(line),
-                "status": ev["status"] if ev["status"] != "settled" else "open",
-                "in_play": ev["in_play"],
+                "status": st["status"],
+                "in_play": st["in_play"],
                 "version": 0,
             }
             ev["markets"].append(mid)
@@ -223,8 +246,17 @@ class MarketsHandler:
             return
         ev["status_seq"] = rec["seq"]
         targets = [rec["market_id"]] if rec.get("market_id") else list(ev["markets"])
+        pending = ev.setdefault("pending_status", {})
         if not rec.get("market_id"):
             ev["status"], ev["in_play"] = rec["status"], rec["in_play"]
+            pending.clear()  # an event-wide status is newer than every market's pending one
+        elif self.markets.get(rec["market_id"]) is None:
+            # No price yet: remember the status; the market opens with it (on_price_update).
+            pending[rec["market_id"]] = {
+                "status": rec["status"],
+                "in_play": rec["in_play"],
+                "seq": rec["seq"],
+            }
         self.events.put(rec["event_id"], ev)
         for mid in targets:
             m = self.markets.get(mid)
@@ -266,7 +298,10 @@ class MarketsHandler:
         # No per-leg mark: the event's result_revision, checked above and written in the same
         # transaction as these outputs, already makes a redelivered result a no-op.
         for _, leg_rec in self.open_legs.with_prefix(f"{rec['event_id']}|"):
-            ls = settle_leg(leg_from_record(leg_rec["leg"]), result)
+            # Paid at the odds bound at acceptance (what the decision published), never at
+            # the requested odds; a corrected result re-reads the same bound odds.
+            leg = leg_from_record(leg_rec["leg"]).bound_at(Decimal(leg_rec["bound_odds"]))
+            ls = settle_leg(leg, result)
             acct = leg_rec["account_id"]
             by_partition.setdefault(
                 key_partition(acct.encode(), self.account_partitions), []
@@ -293,7 +328,9 @@ class MarketsHandler:
     # ------------------------------------------------------------------ bets
 
     def on_leg_command(self, rec: dict[str, Any], fx: Effects, now_ms: int) -> None:
-        leg_key = f"{rec['leg']['event_id']}|{rec['bet_id']}|{rec['leg_index']}"
+        # Bet ids are scoped to their account: two accounts' bets "b1" are two legs here.
+        bet_ref = scoped_id(rec["account_id"], rec["bet_id"])
+        leg_key = f"{rec['leg']['event_id']}|{bet_ref}|{rec['leg_index']}"
         if rec["action"] == "release":
             self._release(leg_key)
             return
@@ -319,7 +356,8 @@ class MarketsHandler:
             price_policy=PricePolicy(rec["price_policy"]),
             placed_at_ms=rec["requested_at"],
         )
-        liab = liability_of(self.liabilities.get(mid))
+        liab_rec = self.liabilities.get(mid)
+        liab = liability_of(liab_rec, rec["currency"])
         held = rec.get("hold_until_ms") is not None
         verdict = check_leg(
             market_state(mid, self.markets.get(mid)),
@@ -346,7 +384,10 @@ class MarketsHandler:
             # per-bet payout limit instead (it spans markets on other partitions).
             ret = payout_minor(rec["stake_minor"], verdict.bound_odds)
             self.liabilities.put(
-                mid, liability_record(liab.add(leg.selection, rec["stake_minor"], ret))
+                mid,
+                liability_record(
+                    liab_rec, rec["currency"], liab.add(leg.selection, rec["stake_minor"], ret)
+                ),
             )
         self.open_legs.put(
             leg_key,
@@ -357,8 +398,9 @@ class MarketsHandler:
                 "leg_count": rec["leg_count"],
                 "market_id": mid,
                 "stake_minor": rec["stake_minor"],
+                "currency": rec["currency"],
                 "bound_odds": str(verdict.bound_odds),
-                "leg": leg_json(rec["leg"]),
+                "leg": {**leg_json(rec["leg"]), "selection": leg.selection},  # canonical
             },
         )
         fx.emit(
@@ -370,12 +412,16 @@ class MarketsHandler:
         if leg_rec is None:
             return
         if leg_rec["leg_count"] == 1:
-            liab = liability_of(self.liabilities.get(leg_rec["market_id"]))
+            mid, ccy = leg_rec["market_id"], leg_rec["currency"]
+            liab_rec = self.liabilities.get(mid)
+            liab = liability_of(liab_rec, ccy)
             ret = payout_minor(leg_rec["stake_minor"], Decimal(leg_rec["bound_odds"]))
             self.liabilities.put(
-                leg_rec["market_id"],
+                mid,
                 liability_record(
-                    liab.remove(leg_rec["leg"]["selection"], leg_rec["stake_minor"], ret)
+                    liab_rec,
+                    ccy,
+                    liab.remove(leg_rec["leg"]["selection"], leg_rec["stake_minor"], ret),
                 ),
             )
         self.open_legs.delete(leg_key)

@@ -27,7 +27,8 @@ def _load(raw: Any) -> dict[str, Any]:
     # Faust's changelog recovery hands values back JSON-decoded: the same dict.
     if isinstance(raw, dict):
         return raw
-    return orjson.loads(raw)
+    loaded: dict[str, Any] = orjson.loads(raw)
+    return loaded
 
 
 @dataclass

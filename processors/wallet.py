@@ -1,8 +1,10 @@
 """Account-side handlers: deposits, the bet acceptance saga's wallet steps, settlement.
 
-Everything about one customer lives on the partition of its ``account_id``: the wallet
-(balance and reserved stake) and every bet it placed (request, saga progress, decision,
-leg settlements). The saga for a bet request:
+Everything about one customer lives on the partition of its ``account_id``: one wallet per
+currency (balance and reserved stake; key ``"a1|GBP"``) and every bet it placed (request,
+saga progress, decision, leg settlements; key ``"bet:a1|b1"``: a bet id is scoped to its
+account, and so is every id derived from it). Balances change only through the domain's
+wallet transitions. The saga for a bet request:
 
 1. the wallet checks the bet id (a duplicate returns the original decision), stake limits
    and funds, reserves the stake and sends one ``check`` command per leg to the leg's event
@@ -13,9 +15,9 @@ leg settlements). The saga for a bet request:
    (rejected, with the lowest-valued reason) and emits exactly one decision; released legs
    are told to drop their liability.
 
-Settlement: each event partition emits its open legs' outcomes, batched per account
-partition (``leg_settlements``); when a bet's last leg is in, the wallet computes the return
-and credits it. A corrected result (higher revision) recomputes it and posts only the
+Settlement: each event partition emits its open legs' outcomes at their bound odds, batched
+per account partition (``leg_settlements``); when a bet's last leg is in, the wallet computes
+the return and credits it. A corrected result (higher revision) recomputes it and posts only the
 difference.
 
 Every transition is idempotent by id (bet id, leg index, revision), so a redelivery after
@@ -38,12 +40,30 @@ from oddsflow.domain.acceptance import (
     check_payout,
     check_request,
     check_wallet,
+    commit,
+    credit,
+    potential_return,
+    release,
+    reserve,
 )
-from oddsflow.domain.money import payout_minor
-from oddsflow.domain.settlement import LegSettlement, Outcome, combine
+from oddsflow.domain.errors import DomainError
+from oddsflow.domain.ledger import ID_SEPARATOR, scoped_id
+from oddsflow.domain.settlement import LegSettlement, Outcome, combine, resettlement_delta
 from oddsflow.metrics import DECISION_LATENCY_SECONDS, DECISIONS, SETTLEMENTS
 from oddsflow.processors.markets import ODDS_Q, InputError, leg_from_record, leg_json
 from oddsflow.processors.state import Effects, Store
+
+
+def wallet_key(account_id: str, currency: str) -> str:
+    """The wallets table key: one wallet per (account, currency), ``"a1|GBP"``. Money in one
+    currency never funds a bet in another."""
+    return scoped_id(account_id, currency)
+
+
+def bet_key(account_id: str, bet_id: str) -> str:
+    """The bets table key: a bet id is scoped to its account (``"bet:a1|b1"``), so another
+    account reusing the id places its own bet and never sees this one's decision."""
+    return f"bet:{scoped_id(account_id, bet_id)}"
 
 
 def _wallet(rec: dict[str, Any] | None) -> Wallet:
@@ -54,8 +74,13 @@ def _wallet(rec: dict[str, Any] | None) -> Wallet:
     )
 
 
-def _wallet_record(w: Wallet) -> dict[str, int]:
-    return {"balance_minor": w.balance_minor, "reserved_minor": w.reserved_minor}
+def _wallet_record(account_id: str, currency: str, w: Wallet) -> dict[str, Any]:
+    return {
+        "account_id": account_id,
+        "currency": currency,
+        "balance_minor": w.balance_minor,
+        "reserved_minor": w.reserved_minor,
+    }
 
 
 def tx_record(tx: ledger.Transaction, account_id: str, now_ms: int) -> dict[str, Any]:
@@ -78,39 +103,54 @@ def tx_record(tx: ledger.Transaction, account_id: str, now_ms: int) -> dict[str,
 
 
 class WalletHandler:
+    """Every balance change goes through the domain's wallet transitions (``reserve``,
+    ``commit``, ``release``, ``credit``): one state machine, bounded to 64-bit sums."""
+
     def __init__(self, wallets: Store, bets: Store, limits: Limits) -> None:
         self.wallets = wallets
         self.bets = bets
         self.limits = limits
 
+    def _get_wallet(self, account_id: str, currency: str) -> Wallet:
+        return _wallet(self.wallets.get(wallet_key(account_id, currency)))
+
+    def _put_wallet(self, account_id: str, currency: str, w: Wallet) -> None:
+        self.wallets.put(wallet_key(account_id, currency), _wallet_record(account_id, currency, w))
+
     # ------------------------------------------------------------------ money in
 
     def on_deposit(self, rec: dict[str, Any], fx: Effects, now_ms: int) -> None:
-        key = f"dep:{rec['ref']}"
-        if self.bets.get(key) is not None:
-            return  # idempotent by the deposit's reference
-        if rec["amount_minor"] <= 0:
-            raise InputError("deposit amount must be positive")
-        acct = rec["account_id"]
-        w = _wallet(self.wallets.get(acct))
-        self.wallets.put(
-            acct, _wallet_record(Wallet(w.balance_minor + rec["amount_minor"], w.reserved_minor))
-        )
-        self.bets.put(key, {"amount_minor": rec["amount_minor"]})
-        tx = ledger.deposit(rec["ref"], acct, rec["amount_minor"], rec["currency"])
+        acct, ccy = rec["account_id"], rec["currency"]
+        try:
+            key = f"dep:{scoped_id(acct, rec['ref'])}"
+            if self.bets.get(key) is not None:
+                return  # idempotent by the deposit's reference (scoped to its account)
+            if rec["amount_minor"] <= 0:
+                raise InputError("deposit amount must be positive")
+            w = credit(self._get_wallet(acct, ccy), rec["amount_minor"])
+            tx = ledger.deposit(rec["ref"], acct, rec["amount_minor"], ccy)
+        except DomainError as exc:
+            raise InputError(f"deposit {rec['ref']!r} refused: {exc}") from exc
+        self._put_wallet(acct, ccy, w)
+        self.bets.put(key, {"amount_minor": rec["amount_minor"], "currency": ccy})
         fx.emit("ledger", acct, tx_record(tx, acct, now_ms))
 
     # ------------------------------------------------------------------ saga
 
     def on_bet_request(self, rec: dict[str, Any], fx: Effects, now_ms: int) -> None:
-        key = f"bet:{rec['bet_id']}"
+        acct = rec["account_id"]
+        if not acct or ID_SEPARATOR in acct:
+            # No key can hold this bet unambiguously: refuse it without remembering it
+            # (a repeat gets the same refusal again).
+            self._decide(rec, None, fx, now_ms, RejectReason.INVALID_REQUEST, [], store=False)
+            return
+        key = bet_key(acct, rec["bet_id"])
         bet = self.bets.get(key)
         if bet is not None:
             if bet.get("decision") is not None:
                 # A duplicate bet id gets the original decision again, unchanged.
-                fx.emit("bet_decisions", rec["account_id"], _decision_avro(bet["decision"]))
+                fx.emit("bet_decisions", acct, _decision_avro(bet["decision"]))
             return
-        acct = rec["account_id"]
         stake = rec["stake_minor"]
         try:
             legs = tuple(leg_from_record(leg) for leg in rec["legs"])
@@ -130,20 +170,21 @@ class WalletHandler:
         except (InputError, ValueError):
             self._decide(rec, None, fx, now_ms, RejectReason.INVALID_REQUEST, [])
             return
-        wallet = _wallet(self.wallets.get(acct))
+        ccy = rec["currency"]
+        wallet = self._get_wallet(acct, ccy)  # only the bet's currency funds it
         reason = check_request(request) or check_wallet(wallet, request, self.limits)
         if reason is not None:
             self._decide(rec, None, fx, now_ms, reason, [])
             return
-        self.wallets.put(
-            acct, _wallet_record(Wallet(wallet.balance_minor, wallet.reserved_minor + stake))
-        )
+        try:
+            reserved = reserve(wallet, stake)
+        except DomainError as exc:
+            raise InputError(f"bet {rec['bet_id']!r}: {exc}") from exc
+        self._put_wallet(acct, ccy, reserved)
         fx.emit(
             "ledger",
             acct,
-            tx_record(
-                ledger.reserve_stake(rec["bet_id"], acct, stake, rec["currency"]), acct, now_ms
-            ),
+            tx_record(ledger.reserve_stake(rec["bet_id"], acct, stake, ccy), acct, now_ms),
         )
         bet = {
             "request": _request_json(rec),
@@ -168,7 +209,7 @@ class WalletHandler:
                     "leg_count": len(rec["legs"]),
                     "leg": leg,
                     "stake_minor": stake,
-                    "currency": rec["currency"],
+                    "currency": ccy,
                     "price_policy": rec["price_policy"],
                     "hold_until_ms": None,
                     "requested_at": rec["placed_at"],
@@ -176,7 +217,7 @@ class WalletHandler:
             )
 
     def on_leg_verdict(self, rec: dict[str, Any], fx: Effects, now_ms: int) -> None:
-        key = f"bet:{rec['bet_id']}"
+        key = bet_key(rec["account_id"], rec["bet_id"])
         bet = self.bets.get(key)
         if bet is None or bet["state"] != "checking":
             return  # late or duplicate verdict: the decision is already made
@@ -202,11 +243,13 @@ class WalletHandler:
             request = _request_from_json(req)
             reason = check_payout(request, odds, self.limits)
         acct, stake, ccy = req["account_id"], req["stake_minor"], req["currency"]
-        w = _wallet(self.wallets.get(acct))
+        w = self._get_wallet(acct, ccy)
+        try:
+            w = commit(w, stake) if reason is None else release(w, stake)
+        except DomainError as exc:
+            raise InputError(f"bet {req['bet_id']!r}: {exc}") from exc
+        self._put_wallet(acct, ccy, w)
         if reason is None:
-            self.wallets.put(
-                acct, _wallet_record(Wallet(w.balance_minor - stake, w.reserved_minor - stake))
-            )
             fx.emit(
                 "ledger",
                 acct,
@@ -214,9 +257,6 @@ class WalletHandler:
             )
             bet["state"] = "accepted"
         else:
-            self.wallets.put(
-                acct, _wallet_record(Wallet(w.balance_minor, w.reserved_minor - stake))
-            )
             fx.emit(
                 "ledger",
                 acct,
@@ -256,10 +296,8 @@ class WalletHandler:
         now_ms: int,
         reason: RejectReason | None,
         odds: list[Decimal],
+        store: bool = True,
     ) -> dict[str, Any]:
-        product = Decimal(1)
-        for o in odds:
-            product *= o
         decision = {
             "bet_id": req["bet_id"],
             "account_id": req["account_id"],
@@ -267,17 +305,19 @@ class WalletHandler:
             "reason": None if reason is None else reason.name,
             "bound_odds": [str(o) for o in odds],
             "stake_minor": req["stake_minor"],
-            "potential_return_minor": payout_minor(req["stake_minor"], product)
+            # The domain's exact product and the one rounding rule, as settlement uses.
+            "potential_return_minor": potential_return(req["stake_minor"], odds)
             if reason is None
             else 0,
             "currency": req["currency"],
             "requested_at": req["placed_at"],
             "decided_at": now_ms,
         }
-        if bet is None:
+        if bet is None and store:
             # Rejected before any reservation: remember the decision for duplicate requests.
             self.bets.put(
-                f"bet:{req['bet_id']}", {"request": None, "state": "rejected", "decision": decision}
+                bet_key(req["account_id"], req["bet_id"]),
+                {"request": None, "state": "rejected", "decision": decision},
             )
         fx.emit("bet_decisions", req["account_id"], _decision_avro(decision))
         DECISIONS.labels(
@@ -290,13 +330,16 @@ class WalletHandler:
 
     def on_leg_settlements(self, rec: dict[str, Any], fx: Effects, now_ms: int) -> None:
         """A batch of leg outcomes from one result (see ``MarketsHandler.on_result``)."""
-        for leg in rec["legs"]:
-            self.on_leg_settlement(leg, rec["revision"], fx, now_ms)
+        try:
+            for leg in rec["legs"]:
+                self.on_leg_settlement(leg, rec["revision"], fx, now_ms)
+        except DomainError as exc:
+            raise InputError(f"settlement of {rec['event_id']!r} refused: {exc}") from exc
 
     def on_leg_settlement(
         self, rec: dict[str, Any], revision: int, fx: Effects, now_ms: int
     ) -> None:
-        key = f"bet:{rec['bet_id']}"
+        key = bet_key(rec["account_id"], rec["bet_id"])
         bet = self.bets.get(key)
         if bet is None or bet.get("request") is None:
             return  # a leg of a bet rejected before reservation, or unknown: nothing to settle
@@ -332,18 +375,16 @@ class WalletHandler:
         acct, stake, ccy = req["account_id"], req["stake_minor"], req["currency"]
         previous = bet["settled_return"]
         revision = bet["settle_revision"] + 1
-        w = _wallet(self.wallets.get(acct))
+        tx: ledger.Transaction | None
         if previous is None:
             tx = ledger.settle_payout(req["bet_id"], acct, stake, settled.return_minor, ccy)
-            credit = settled.return_minor
+            delta = settled.return_minor
         else:
-            tx = ledger.resettle(
-                req["bet_id"], acct, settled.return_minor - previous, revision, ccy
-            )
-            credit = settled.return_minor - previous
+            delta = resettlement_delta(previous, settled.return_minor)
+            tx = ledger.resettle(req["bet_id"], acct, delta, revision, ccy)
+        self._put_wallet(acct, ccy, credit(self._get_wallet(acct, ccy), delta))
         if tx is not None:
             fx.emit("ledger", acct, tx_record(tx, acct, now_ms))
-        self.wallets.put(acct, _wallet_record(Wallet(w.balance_minor + credit, w.reserved_minor)))
         bet.update(settled_return=settled.return_minor, settle_revision=revision, settle_sig=sig)
         self.bets.put(key, bet)
         fx.emit(

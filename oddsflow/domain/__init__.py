@@ -34,6 +34,7 @@ from oddsflow.domain.errors import (
     DomainError,
     LedgerError,
     MarketError,
+    MoneyBoundError,
     MoneyError,
     OddsError,
     ResultError,
@@ -53,6 +54,7 @@ from oddsflow.domain.ledger import (
     release_stake,
     reserve_stake,
     resettle,
+    scoped_id,
     settle_payout,
     void_refund,
 )
@@ -60,12 +62,16 @@ from oddsflow.domain.markets import (
     Leg,
     MarketType,
     Period,
+    canonical_selection,
+    canonical_selections,
     market_id,
     parse_leg,
     selections,
 )
 from oddsflow.domain.money import (
+    AMOUNT_MINOR_MAX,
     MINOR_PER_UNIT,
+    bounded,
     format_minor,
     from_minor,
     payout_minor,
@@ -101,6 +107,7 @@ from oddsflow.domain.settlement import (
 )
 
 __all__ = [
+    "AMOUNT_MINOR_MAX",
     "BOOK_GGR",
     "BOOK_OPEN_BETS",
     "CASH",
@@ -123,6 +130,7 @@ __all__ = [
     "MarketStatus",
     "MarketType",
     "Method",
+    "MoneyBoundError",
     "MoneyError",
     "OddsError",
     "Outcome",
@@ -139,6 +147,9 @@ __all__ = [
     "apply_margin",
     "balances",
     "balances_by_currency",
+    "bounded",
+    "canonical_selection",
+    "canonical_selections",
     "check_leg",
     "check_payout",
     "check_request",
@@ -173,6 +184,7 @@ __all__ = [
     "reserve_stake",
     "resettle",
     "resettlement_delta",
+    "scoped_id",
     "selections",
     "settle_bet",
     "settle_leg",

@@ -38,7 +38,7 @@ from enum import IntEnum, StrEnum
 
 from oddsflow.domain.errors import MoneyError
 from oddsflow.domain.markets import Leg
-from oddsflow.domain.money import exact_product, payout_minor
+from oddsflow.domain.money import bounded, exact_product, payout_minor
 
 
 class PricePolicy(StrEnum):
@@ -145,7 +145,8 @@ def reserve(wallet: Wallet, stake_minor: int) -> Wallet:
     _check_amount(stake_minor)
     if stake_minor > wallet.available_minor:
         raise MoneyError(f"cannot reserve {stake_minor}: {wallet.available_minor} available")
-    return replace(wallet, reserved_minor=wallet.reserved_minor + stake_minor)
+    reserved = bounded(wallet.reserved_minor + stake_minor, "reserved balance")
+    return replace(wallet, reserved_minor=reserved)
 
 
 def release(wallet: Wallet, stake_minor: int) -> Wallet:
@@ -159,15 +160,20 @@ def release(wallet: Wallet, stake_minor: int) -> Wallet:
 def commit(wallet: Wallet, stake_minor: int) -> Wallet:
     """The bet was accepted: the stake leaves both the reserve and the balance."""
     released = release(wallet, stake_minor)
-    return replace(released, balance_minor=released.balance_minor - stake_minor)
+    balance = bounded(released.balance_minor - stake_minor, "balance")
+    return replace(released, balance_minor=balance)
 
 
 def credit(wallet: Wallet, amount_minor: int) -> Wallet:
     """Add ``amount_minor`` to the balance (a deposit or a payout; negative claws back a
-    resettlement, which may take the balance below zero: the money was already paid)."""
+    resettlement, which may take the balance below zero: the money was already paid).
+
+    MoneyBoundError when the balance would leave the 64-bit range (``money.bounded``): the
+    ledger and every sink store balances as signed 64-bit integers.
+    """
     if isinstance(amount_minor, bool) or not isinstance(amount_minor, int):
         raise MoneyError(f"amount must be an int of minor units: {amount_minor!r}")
-    return replace(wallet, balance_minor=wallet.balance_minor + amount_minor)
+    return replace(wallet, balance_minor=bounded(wallet.balance_minor + amount_minor, "balance"))
 
 
 @dataclass(frozen=True)

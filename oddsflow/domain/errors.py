@@ -16,6 +16,11 @@ class MoneyError(DomainError):
     """An amount that is not an exact number of minor units (or not a number at all)."""
 
 
+class MoneyBoundError(MoneyError):
+    """A sum of money that would leave the range an amount can be stored in (a signed 64-bit
+    integer of minor units: Avro ``long``, Postgres ``bigint``)."""
+
+
 class OddsError(DomainError):
     """Odds that cannot be parsed, are not > 1, or a pricing input that has no solution."""
 

@@ -10,10 +10,12 @@ Conventions:
   revenue: stake minus return, per settled bet), ``cash:deposits`` (the outside world: it goes
   negative by what players deposited).
 * Deterministic ids, so a replay of the same step produces the same ids and a sink can
-  de-duplicate: ``tx_id = "{bet_id}:{kind}"`` (``"{bet_id}:{kind}:{revision}"`` for
-  resettlement, ``"{ref}:deposit"`` for deposits) and ``posting_id = "{tx_id}:{n}"`` with ``n``
-  counting the transaction's non-zero postings from 1. Zero-amount postings are dropped (a lost
-  bet's payout of 0 moves nothing).
+  de-duplicate: ``tx_id = "{account_id}|{bet_id}:{kind}"`` (``"...:{kind}:{revision}"`` for
+  resettlement, ``"{account_id}|{ref}:deposit"`` for deposits) and ``posting_id =
+  "{tx_id}:{n}"`` with ``n`` counting the transaction's non-zero postings from 1. Bet ids and
+  deposit references are scoped to their account (two accounts may both place a bet "b1"), so
+  the account is part of every id; an account id never contains ``|`` (:func:`scoped_id`).
+  Zero-amount postings are dropped (a lost bet's payout of 0 moves nothing).
 
 Steps: ``reserve_stake`` (available -> reserved, while the bet is decided), ``release_stake``
 (reserved -> available, on rejection), ``accept_stake`` (reserved -> open bets),
@@ -35,6 +37,21 @@ BOOK_GGR = "book:ggr"
 CASH = "cash:deposits"
 
 _CURRENCY_RE = re.compile(r"[A-Z]{3}")
+
+
+ID_SEPARATOR = "|"
+
+
+def scoped_id(account_id: str, local_id: str) -> str:
+    """``"{account_id}|{local_id}"``: a bet id or deposit reference made unique across accounts.
+
+    LedgerError if the account id contains the separator (the scoped id would be ambiguous).
+    """
+    if not account_id or ID_SEPARATOR in account_id:
+        raise LedgerError(
+            f"account id must be non-empty and free of {ID_SEPARATOR!r}: {account_id!r}"
+        )
+    return f"{account_id}{ID_SEPARATOR}{local_id}"
 
 
 def player_available(account_id: str) -> str:
@@ -109,7 +126,7 @@ def deposit(ref: str, account_id: str, amount_minor: int, currency: str) -> Tran
     if _amount(amount_minor, "deposit") == 0:
         raise LedgerError("a deposit must be positive")
     return _transaction(
-        f"{ref}:deposit",
+        f"{scoped_id(account_id, ref)}:deposit",
         "deposit",
         None,
         currency,
@@ -118,12 +135,18 @@ def deposit(ref: str, account_id: str, amount_minor: int, currency: str) -> Tran
 
 
 def _move(
-    bet_id: str, kind: str, source: str, target: str, amount_minor: int, currency: str
+    account_id: str,
+    bet_id: str,
+    kind: str,
+    source: str,
+    target: str,
+    amount_minor: int,
+    currency: str,
 ) -> Transaction:
     if _amount(amount_minor, "stake") == 0:
         raise LedgerError("a stake must be positive")
     return _transaction(
-        f"{bet_id}:{kind}",
+        f"{scoped_id(account_id, bet_id)}:{kind}",
         kind,
         bet_id,
         currency,
@@ -134,6 +157,7 @@ def _move(
 def reserve_stake(bet_id: str, account_id: str, stake_minor: int, currency: str) -> Transaction:
     """Hold the stake while the bet is decided: available -> reserved."""
     return _move(
+        account_id,
         bet_id,
         "reserve",
         player_available(account_id),
@@ -146,6 +170,7 @@ def reserve_stake(bet_id: str, account_id: str, stake_minor: int, currency: str)
 def release_stake(bet_id: str, account_id: str, stake_minor: int, currency: str) -> Transaction:
     """Give the stake back on rejection: reserved -> available."""
     return _move(
+        account_id,
         bet_id,
         "release",
         player_reserved(account_id),
@@ -158,7 +183,13 @@ def release_stake(bet_id: str, account_id: str, stake_minor: int, currency: str)
 def accept_stake(bet_id: str, account_id: str, stake_minor: int, currency: str) -> Transaction:
     """The bet is accepted: reserved -> the book's open bets."""
     return _move(
-        bet_id, "accept", player_reserved(account_id), BOOK_OPEN_BETS, stake_minor, currency
+        account_id,
+        bet_id,
+        "accept",
+        player_reserved(account_id),
+        BOOK_OPEN_BETS,
+        stake_minor,
+        currency,
     )
 
 
@@ -170,7 +201,7 @@ def settle_payout(
         raise LedgerError("a stake must be positive")
     _amount(return_minor, "return")
     return _transaction(
-        f"{bet_id}:settle",
+        f"{scoped_id(account_id, bet_id)}:settle",
         "settle",
         bet_id,
         currency,
@@ -199,7 +230,7 @@ def resettle(
         raise LedgerError(f"delta must be an int of minor units: {delta_minor!r}")
     if delta_minor == 0:
         return None
-    tx_id = f"{bet_id}:resettle:{revision}"
+    tx_id = f"{scoped_id(account_id, bet_id)}:resettle:{revision}"
     return _transaction(
         tx_id,
         "resettle",

@@ -9,8 +9,8 @@ are settled as two half stakes on the adjacent lines (see ``settlement``).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
@@ -62,6 +62,26 @@ def parse_score_selection(selection: str) -> tuple[int, int]:
     if m is None:
         raise MarketError(f"correct_score selection must look like '2-1', got {selection!r}")
     return int(m.group(1)), int(m.group(2))
+
+
+def canonical_selection(market: MarketType | str, selection: str) -> str:
+    """The one spelling of a selection: correct_score ``"01-0"`` -> ``"1-0"`` (leading zeros
+    dropped), so two spellings of one score are one selection; others are returned as given.
+    MarketError if a correct_score selection is malformed."""
+    if MarketType(market) is not MarketType.CORRECT_SCORE:
+        return selection
+    if not isinstance(selection, str):
+        raise MarketError(f"selection must be a string, got {selection!r}")
+    home, away = parse_score_selection(selection)
+    return f"{home}-{away}"
+
+
+def canonical_selections(market: MarketType | str, names: Sequence[str]) -> tuple[str, ...]:
+    """``names`` in canonical form; MarketError if two name one selection ("1-0", "01-0")."""
+    out = tuple(canonical_selection(market, n) for n in names)
+    if len(set(out)) != len(out):
+        raise MarketError(f"selections repeat one another: {list(names)!r}")
+    return out
 
 
 def line_text(line: Decimal) -> str:
@@ -122,9 +142,8 @@ class Leg:
     def _check_selection(self) -> None:
         allowed = selections(self.market)
         if allowed is None:
-            if not isinstance(self.selection, str):
-                raise MarketError(f"selection must be a string, got {self.selection!r}")
-            parse_score_selection(self.selection)
+            # One spelling per score: a leg on "01-0" is a leg on "1-0".
+            object.__setattr__(self, "selection", canonical_selection(self.market, self.selection))
         elif self.selection not in allowed:
             raise MarketError(
                 f"unknown selection {self.selection!r} for {self.market} (expected one of "
@@ -134,6 +153,11 @@ class Leg:
     @property
     def market_id(self) -> str:
         return market_id(self.event_id, self.market, self.period, self.line)
+
+    def bound_at(self, bound_odds: Decimal) -> Leg:
+        """The leg as accepted: the odds the decision bound (and published), which replace
+        the requested odds. Settlement always pays from these, never from the request."""
+        return replace(self, odds=validate_decimal_odds(bound_odds))
 
 
 def decimal_field(value: object, what: str) -> Decimal:

@@ -20,10 +20,15 @@ import re
 from decimal import Context, Decimal, Inexact, InvalidOperation, Overflow
 from fractions import Fraction
 
-from oddsflow.domain.errors import DomainError, MoneyError
+from oddsflow.domain.errors import DomainError, MoneyBoundError, MoneyError
 
 MINOR_PER_UNIT = 100
 """Minor units per unit; the same 2 decimal places for every currency."""
+
+AMOUNT_MINOR_MAX = 2**63 - 1
+"""The largest amount (and balance) in minor units: what Avro ``long`` and Postgres ``bigint``
+hold. A sum past it is refused (MoneyBoundError), never wrapped or truncated downstream."""
+AMOUNT_MINOR_MIN = -(2**63)
 
 _AMOUNT_RE = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")
 
@@ -42,6 +47,13 @@ def exact_product(factors: list[Decimal] | tuple[Decimal, ...]) -> Decimal:
     except (Inexact, Overflow) as exc:
         raise DomainError("product of factors does not fit 1000 digits") from exc
     return result
+
+
+def bounded(amount_minor: int, what: str = "amount") -> int:
+    """``amount_minor`` if it fits a signed 64-bit integer, else MoneyBoundError."""
+    if not AMOUNT_MINOR_MIN <= amount_minor <= AMOUNT_MINOR_MAX:
+        raise MoneyBoundError(f"{what} {amount_minor} is outside the 64-bit range of minor units")
+    return amount_minor
 
 
 def to_minor(amount: Decimal | str | int) -> int:

@@ -22,6 +22,7 @@ probabilities sum to 1 and an applied margin is hit to the last of 28 digits.
 Ladder: priced odds are rounded DOWN to the ladder (default 2 dp, 1.01 to 1000). Rounding odds
 down raises every implied probability, so the overround never falls below the target; the one
 exception is the clamp of a price below the minimum tick UP to that tick (a price must stay > 1).
+:func:`price` refuses (OddsError) a book whose snapped overround would fall below the margin.
 """
 
 from __future__ import annotations
@@ -298,4 +299,14 @@ def price(
     fair = fair_probabilities(provider_odds, method)
     raw = apply_margin(fair, margin, method)
     odds = tuple(ladder.round_down(o) for o in raw)
-    return PricedOdds(fair, odds, overround(odds))
+    booked = overround(odds)
+    if booked < margin:
+        # Rounding down only raises the overround; the clamp of a price below the ladder's
+        # minimum up to it lowers it, and with extreme provider odds (1.0001 / 1e6 / 1e6) the
+        # published book would sum below 1 + margin (even below 1: backing every selection
+        # would beat the book). Such a market is refused, never published.
+        raise OddsError(
+            f"priced book's overround {booked:.6f} is below the margin {margin} after snapping "
+            f"to the ladder ({ladder.minimum} .. {ladder.maximum}); market refused"
+        )
+    return PricedOdds(fair, odds, booked)

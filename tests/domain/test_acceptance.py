@@ -29,7 +29,7 @@ from oddsflow.domain.acceptance import (
     release,
     reserve,
 )
-from oddsflow.domain.errors import MoneyError
+from oddsflow.domain.errors import MoneyBoundError, MoneyError
 from oddsflow.domain.markets import Leg, MarketType, Period
 
 D = Decimal
@@ -260,6 +260,19 @@ def test_wallet_moves() -> None:
         reserve(w, -1)
     with pytest.raises(MoneyError):
         credit(w, True)  # type: ignore[arg-type]
+
+
+def test_wallet_sums_stay_inside_64_bits() -> None:
+    top = 2**63 - 1
+    assert credit(Wallet(top - 1), 1) == Wallet(top)
+    with pytest.raises(MoneyBoundError):
+        credit(Wallet(top), 1)
+    with pytest.raises(MoneyBoundError):
+        credit(Wallet(-(2**63)), -1)  # a clawback cannot wrap around either
+    with pytest.raises(MoneyBoundError):
+        reserve(Wallet(2**64, top), 1)
+    with pytest.raises(MoneyBoundError):
+        commit(Wallet(-(2**63), 5), 5)
 
 
 def test_check_pieces_directly() -> None:

@@ -38,40 +38,59 @@ def test_account_names() -> None:
 
 def test_steps_and_deterministic_ids() -> None:
     assert moves(deposit("pay-7", "a1", 5000, "EUR")) == [
-        ("pay-7:deposit:1", AV, 5000),
-        ("pay-7:deposit:2", CASH, -5000),
+        ("a1|pay-7:deposit:1", AV, 5000),
+        ("a1|pay-7:deposit:2", CASH, -5000),
     ]
     r = reserve_stake("b1", "a1", 1000, "EUR")
-    assert (r.tx_id, r.kind, r.bet_id) == ("b1:reserve", "reserve", "b1")
-    assert moves(r) == [("b1:reserve:1", AV, -1000), ("b1:reserve:2", RS, 1000)]
+    assert (r.tx_id, r.kind, r.bet_id) == ("a1|b1:reserve", "reserve", "b1")
+    assert moves(r) == [("a1|b1:reserve:1", AV, -1000), ("a1|b1:reserve:2", RS, 1000)]
     assert moves(release_stake("b1", "a1", 1000, "EUR")) == [
-        ("b1:release:1", RS, -1000),
-        ("b1:release:2", AV, 1000),
+        ("a1|b1:release:1", RS, -1000),
+        ("a1|b1:release:2", AV, 1000),
     ]
     assert moves(accept_stake("b1", "a1", 1000, "EUR")) == [
-        ("b1:accept:1", RS, -1000),
-        ("b1:accept:2", BOOK_OPEN_BETS, 1000),
+        ("a1|b1:accept:1", RS, -1000),
+        ("a1|b1:accept:2", BOOK_OPEN_BETS, 1000),
     ]
     assert moves(settle_payout("b1", "a1", 1000, 1900, "EUR")) == [
-        ("b1:settle:1", BOOK_OPEN_BETS, -1000),
-        ("b1:settle:2", AV, 1900),
-        ("b1:settle:3", BOOK_GGR, -900),
+        ("a1|b1:settle:1", BOOK_OPEN_BETS, -1000),
+        ("a1|b1:settle:2", AV, 1900),
+        ("a1|b1:settle:3", BOOK_GGR, -900),
     ]
     # a lost bet pays nothing: the zero posting is dropped
     assert moves(settle_payout("b1", "a1", 1000, 0, "EUR")) == [
-        ("b1:settle:1", BOOK_OPEN_BETS, -1000),
-        ("b1:settle:2", BOOK_GGR, 1000),
+        ("a1|b1:settle:1", BOOK_OPEN_BETS, -1000),
+        ("a1|b1:settle:2", BOOK_GGR, 1000),
     ]
     assert moves(void_refund("b1", "a1", 1000, "EUR")) == [
-        ("b1:settle:1", BOOK_OPEN_BETS, -1000),
-        ("b1:settle:2", AV, 1000),
+        ("a1|b1:settle:1", BOOK_OPEN_BETS, -1000),
+        ("a1|b1:settle:2", AV, 1000),
     ]
     tx = resettle("b1", "a1", -900, 2, "EUR")
-    assert tx is not None and tx.tx_id == "b1:resettle:2"
-    assert moves(tx) == [("b1:resettle:2:1", AV, -900), ("b1:resettle:2:2", BOOK_GGR, 900)]
+    assert tx is not None and tx.tx_id == "a1|b1:resettle:2"
+    assert moves(tx) == [("a1|b1:resettle:2:1", AV, -900), ("a1|b1:resettle:2:2", BOOK_GGR, 900)]
     assert resettle("b1", "a1", 0, 3, "EUR") is None
     # a replay of a step yields identical transactions (same ids, same amounts)
     assert reserve_stake("b1", "a1", 1000, "EUR") == r
+
+
+def test_ids_are_scoped_to_the_account() -> None:
+    # Two accounts may each place a bet "b1": their ledger ids never collide (a sink keyed by
+    # tx id would otherwise drop the second account's reserve as a duplicate).
+    steps = [
+        lambda acct: deposit("ref-1", acct, 500, "EUR"),
+        lambda acct: reserve_stake("b1", acct, 100, "EUR"),
+        lambda acct: release_stake("b1", acct, 100, "EUR"),
+        lambda acct: accept_stake("b1", acct, 100, "EUR"),
+        lambda acct: settle_payout("b1", acct, 100, 190, "EUR"),
+        lambda acct: resettle("b1", acct, 5, 1, "EUR"),
+    ]
+    for step in steps:
+        one, two = step("a1"), step("a2")
+        assert one is not None and two is not None
+        assert one.tx_id != two.tx_id and one.bet_id == two.bet_id
+    with pytest.raises(LedgerError):
+        reserve_stake("b1", "a|1", 100, "EUR")  # "a|1" + "b1" would read as "a" + "1|b1"
 
 
 def test_bet_lifecycle_balances() -> None:

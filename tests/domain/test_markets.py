@@ -10,6 +10,8 @@ from oddsflow.domain.markets import (
     Leg,
     MarketType,
     Period,
+    canonical_selection,
+    canonical_selections,
     line_text,
     market_id,
     parse_leg,
@@ -120,6 +122,36 @@ def test_score_selection() -> None:
     assert parse_score_selection("10-0") == (10, 0)
     with pytest.raises(MarketError):
         parse_score_selection("a-b")
+
+
+@pytest.mark.parametrize(
+    ("text", "canonical"),
+    [("1-0", "1-0"), ("01-0", "1-0"), ("001-000", "1-0"), ("10-00", "10-0"), ("0-0", "0-0")],
+)
+def test_correct_score_selection_has_one_spelling(text: str, canonical: str) -> None:
+    assert canonical_selection(MarketType.CORRECT_SCORE, text) == canonical
+    leg = Leg("e1", MarketType.CORRECT_SCORE, Period.FT, text, D("7"))
+    assert leg.selection == canonical
+    assert leg == Leg("e1", MarketType.CORRECT_SCORE, Period.FT, canonical, D("7"))
+
+
+def test_canonical_selections_reject_duplicates_after_canonicalising() -> None:
+    assert canonical_selections("correct_score", ["01-0", "0-0"]) == ("1-0", "0-0")
+    assert canonical_selections("match_result", ["home", "away"]) == ("home", "away")
+    with pytest.raises(MarketError, match="repeat"):
+        canonical_selections(MarketType.CORRECT_SCORE, ["1-0", "01-0"])
+    with pytest.raises(MarketError):
+        canonical_selection(MarketType.CORRECT_SCORE, 10)  # type: ignore[arg-type]
+    with pytest.raises(MarketError):
+        canonical_selection(MarketType.CORRECT_SCORE, "1:0")
+
+
+def test_bound_at_replaces_the_requested_odds() -> None:
+    leg = Leg("e1", MarketType.MATCH_RESULT, Period.FT, "home", D("1.50"))
+    bound = leg.bound_at(D("2.09"))
+    assert bound.odds == D("2.09") and bound.market_id == leg.market_id
+    with pytest.raises(OddsError):
+        leg.bound_at(D("1"))
 
 
 def test_parse_leg() -> None:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from fractions import Fraction
 
 import pytest
 from hypothesis import given, settings
@@ -206,10 +207,25 @@ def test_price(method: Method) -> None:
     assert priced.fair_probabilities == fair_probabilities(THREE_WAY, method)
 
 
-def test_price_clamps_to_minimum_tick() -> None:
-    priced = price((D("1.001"), D("500")), D("0.05"), ladder=Ladder.betfair())
+def test_price_clamps_to_minimum_tick_only_when_the_book_keeps_its_margin() -> None:
+    # 1.001 clamps up to 1.01; the other price still carries enough margin: published.
+    priced = price((D("1.001"), D("16")), D("0.05"), ladder=Ladder.betfair())
     assert priced.odds[0] == D("1.01")
-    assert priced.odds[1] > 1
+    assert priced.overround >= D("0.05")
+
+
+@pytest.mark.parametrize(
+    ("odds", "ladder"),
+    [
+        ((D("1.0001"), D(1_000_000), D(1_000_000)), None),  # the book: -0.0079
+        ((D("1.001"), D("500")), Ladder.betfair()),  # the clamp eats the margin
+    ],
+)
+def test_price_refuses_a_book_below_its_margin(
+    odds: tuple[Decimal, ...], ladder: Ladder | None
+) -> None:
+    with pytest.raises(OddsError, match="below the margin"):
+        price(odds, D("0.05"), ladder=ladder)
 
 
 # ---- properties -------------------------------------------------------------------------
@@ -263,7 +279,36 @@ def test_solvers_sum_to_one_and_keep_order(odds: list[Decimal], method: Method) 
 def test_priced_overround_never_below_target(
     odds: list[Decimal], margin: Decimal, method: Method
 ) -> None:
-    priced = price(odds, margin, method)
-    if all(o > D("1.01") for o in priced.odds):  # the min-tick clamp is the one exception
-        assert priced.overround >= margin
+    try:
+        priced = price(odds, margin, method)
+    except OddsError:
+        # Refused only where the min-tick clamp (the one step that lowers the overround) hit.
+        assert min(apply_margin(fair_probabilities(odds, method), margin, method)) < D("1.01")
+        return
+    assert priced.overround >= margin
     assert all(o > 1 for o in priced.odds)
+
+
+provider_odds_st = st.decimals(
+    min_value=D("1.0001"), max_value=D(10_000_000), places=4, allow_nan=False
+)
+
+
+@settings(deadline=None)  # Decimal solvers are slow per example
+@given(
+    st.lists(provider_odds_st, min_size=2, max_size=8),
+    st.decimals(min_value=D(0), max_value=D("0.25"), places=3),
+    st.sampled_from(list(Method)),
+)
+def test_published_book_keeps_its_margin_or_is_refused(
+    odds: list[Decimal], margin: Decimal, method: Method
+) -> None:
+    # For any provider odds: the published book's implied probabilities sum to at least
+    # 1 + margin, or the price is refused with an OddsError (never published below it).
+    try:
+        priced = price(odds, margin, method)
+    except OddsError:
+        return
+    assert sum(1 / Fraction(o) for o in priced.odds) >= 1 + Fraction(margin)
+    assert priced.overround >= margin
+    assert all(o >= D("1.01") for o in priced.odds)

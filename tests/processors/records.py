@@ -83,12 +83,14 @@ def result(
     }
 
 
-def deposit(account_id: str, amount_minor: int, ref: str | None = None) -> dict[str, Any]:
+def deposit(
+    account_id: str, amount_minor: int, ref: str | None = None, currency: str = "GBP"
+) -> dict[str, Any]:
     return {
         "ref": ref or f"dep-{account_id}",
         "account_id": account_id,
         "amount_minor": amount_minor,
-        "currency": "GBP",
+        "currency": currency,
         "created_at": T0_MS,
     }
 
@@ -118,12 +120,13 @@ def bet(
     legs: list[dict[str, Any]],
     policy: str = "any",
     placed_at: int = T0_MS,
+    currency: str = "GBP",
 ) -> dict[str, Any]:
     return {
         "bet_id": bet_id,
         "account_id": account_id,
         "stake_minor": stake_minor,
-        "currency": "GBP",
+        "currency": currency,
         "price_policy": policy,
         "legs": legs,
         "placed_at": placed_at,

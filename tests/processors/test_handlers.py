@@ -7,10 +7,14 @@ broker, including crash-and-resume: state is a dict we keep or drop, inputs are 
 from __future__ import annotations
 
 from decimal import Decimal
+from functools import cache
 from typing import Any
 
+import orjson
 import pytest
 
+from oddsflow import topology
+from oddsflow.codec import Codec
 from oddsflow.domain.acceptance import Limits
 from oddsflow.domain.money import payout_minor
 from oddsflow.processors.markets import Book, InputError, MarketsHandler
@@ -54,15 +58,18 @@ class Engine:
         }
 
     def feed(self, topic: str, rec: dict[str, Any], now_ms: int = NOW) -> None:
-        queue = [(topic, rec)]
+        queue = [(topic, _roundtrip(topic, rec))]
         while queue:
             t, v = queue.pop(0)
             fx = Effects()
             self.routes[t](v, fx, now_ms)
             for o in fx.out:
-                self.outputs.append((o.topic, o.key, o.value))
+                # Every output is encoded with its topic's schema and decoded, as a consumer
+                # sees it: a record the schema cannot carry fails the test here.
+                decoded = _roundtrip(o.topic, o.value)
+                self.outputs.append((o.topic, o.key, decoded))
                 if o.topic in self.routes and o.topic != "leg_delays":
-                    queue.append((o.topic, _roundtrip(o.value)))
+                    queue.append((o.topic, decoded))
 
     def out(self, topic: str) -> list[dict[str, Any]]:
         return [v for t, _, v in self.outputs if t == topic]
@@ -71,9 +78,15 @@ class Engine:
         return {d["bet_id"]: d for d in self.out("bet_decisions")}
 
 
-def _roundtrip(v: dict[str, Any]) -> dict[str, Any]:
-    # What a consumer decodes is what the producer encoded: Decimals stay Decimals.
-    return v
+@cache
+def _codec(topic: str) -> Codec:
+    return Codec(topology.load().topic(topic).value_schema)
+
+
+def _roundtrip(topic: str, v: dict[str, Any]) -> dict[str, Any]:
+    # What a consumer decodes is what the producer encoded, through the topic's Avro schema.
+    codec = _codec(topic)
+    return codec.decode(codec.encode(v))
 
 
 def market_up(e: Engine, event_id: str = "e1", odds=("2.10", "3.40", "3.60")) -> Decimal:
@@ -354,3 +367,239 @@ def test_a_result_fans_out_one_message_per_account_partition_in_chunks():
     # Replaying the same result (a redelivery) settles nothing twice.
     e.feed("results", r.result("e1", (1, 0), (0, 0)))
     assert len(e.out("settlements")) == n
+
+
+# ---- issue 10: money and data integrity ----------------------------------------------------
+
+MR_E1 = "e1/match_result/FT"
+
+
+def _wallets(e: Engine) -> dict[str, dict[str, Any]]:
+    return {k: orjson.loads(v) for k, v in e.state["wallets"].items()}
+
+
+@pytest.mark.parametrize(
+    ("policy", "requested"),
+    [
+        ("higher", "1.50"),  # the price is better than asked: the bet gets (and is paid) 2.09
+        ("any", "3.00"),  # the price fell: paid at 2.09, not at the higher requested 3.00
+    ],
+)
+def test_settlement_pays_the_bound_odds_through_resettlements(policy, requested):
+    e = Engine()
+    home = market_up(e)
+    assert home == Decimal("2.09")
+    e.feed("deposits", r.deposit("a1", 100_00))
+    e.feed("bet_requests", r.bet("b1", "a1", 10_00, [r.leg("e1", "home", requested)], policy))
+    d = e.decisions()["b1"]
+    assert d["accepted"] and d["bound_odds"] == [home] and d["potential_return_minor"] == 20_90
+    e.feed("results", r.result("e1", (2, 1)))
+    e.feed("results", r.result("e1", (0, 1), revision=1))  # corrected: lost
+    e.feed("results", r.result("e1", (3, 1), revision=2))  # corrected again: won
+    assert [(s["revision"], s["return_minor"]) for s in e.out("settlements")] == [
+        (0, 20_90),
+        (1, 0),
+        (2, 20_90),
+    ]
+    assert _wallets(e)["a1|GBP"]["balance_minor"] == 100_00 - 10_00 + 20_90
+
+
+def test_accumulator_settles_at_the_bound_odds_of_every_leg():
+    e = Engine()
+    h1, h2 = market_up(e, "e1"), market_up(e, "e2")
+    e.feed("deposits", r.deposit("a1", 100_00))
+    legs = [r.leg("e1", "home", "1.50"), r.leg("e2", "home", "1.50")]
+    e.feed("bet_requests", r.bet("acc", "a1", 10_00, legs, policy="higher"))
+    d = e.decisions()["acc"]
+    assert d["bound_odds"] == [h1, h2]
+    assert d["potential_return_minor"] == payout_minor(10_00, h1 * h2) == 43_68
+    e.feed("results", r.result("e1", (1, 0)))
+    e.feed("results", r.result("e2", (2, 0)))
+    [s] = e.out("settlements")
+    assert s["return_minor"] == d["potential_return_minor"]
+
+
+def test_wallets_are_kept_per_currency():
+    e = Engine()
+    home = market_up(e)
+    leg = r.leg("e1", "home", str(home))
+    e.feed("deposits", r.deposit("a1", 70_00, ref="jpy-1", currency="JPY"))
+    e.feed("bet_requests", r.bet("b1", "a1", 50_00, [leg], currency="USD"))
+    assert e.decisions()["b1"]["reason"] == "INSUFFICIENT_FUNDS"  # yen never fund a dollar bet
+    assert not [t for t in e.out("ledger") if t["kind"] == "reserve"]
+    e.feed("deposits", r.deposit("a1", 60_00, ref="usd-1", currency="USD"))
+    e.feed("bet_requests", r.bet("b2", "a1", 50_00, [leg], currency="USD"))
+    assert e.decisions()["b2"]["accepted"]
+    e.feed("results", r.result("e1", (1, 0)))
+    w = _wallets(e)
+    assert (w["a1|JPY"]["balance_minor"], w["a1|JPY"]["reserved_minor"]) == (70_00, 0)
+    assert w["a1|USD"]["balance_minor"] == 60_00 - 50_00 + payout_minor(50_00, home)
+    assert {w["a1|USD"]["currency"], w["a1|JPY"]["currency"]} == {"USD", "JPY"}
+    bet_tx = [t for t in e.out("ledger") if t["bet_id"] == "b2"]
+    assert [t["kind"] for t in bet_tx] == ["reserve", "accept", "settle"]
+    assert {p["currency"] for t in bet_tx for p in t["postings"]} == {"USD"}
+
+
+def test_no_market_of_a_resulted_event_opens_or_takes_bets():
+    e = Engine()
+    market_up(e)
+    e.feed("results", r.result("e1", (1, 0)))
+    published = len(e.out("priced_markets"))
+    late = r.prices(
+        "e1",
+        ("1.90", "1.90"),
+        seq=5,
+        market_type="total_goals",
+        selections=("over", "under"),
+        line="2.5",
+    )
+    with pytest.raises(InputError, match="resulted"):
+        e.feed("price_updates", late)
+    assert len(e.out("priced_markets")) == published
+    e.feed("deposits", r.deposit("a1", 100_00))
+    leg = r.leg("e1", "over", "1.50", market_type="total_goals", line="2.5")
+    e.feed("bet_requests", r.bet("b1", "a1", 10_00, [leg]))
+    assert e.decisions()["b1"]["reason"] == "MARKET_UNKNOWN"
+
+
+@pytest.mark.parametrize(
+    ("statuses", "expected"),
+    [
+        ([("suspended", 1, MR_E1)], "suspended"),  # a market status before the first price
+        ([("bet_stop", 1, MR_E1)], "bet_stop"),
+        ([("suspended", 1, MR_E1), ("open", 2, None)], "open"),  # a later event-wide status
+        ([("suspended", 1, None), ("open", 2, MR_E1)], "open"),  # a later market status
+        ([("open", 1, None), ("suspended", 2, MR_E1)], "suspended"),
+        ([("suspended", 2, MR_E1), ("open", 1, None)], "suspended"),  # stale: out of seq
+        ([("suspended", 1, "e1/total_goals/FT/2.5")], "open"),  # another market's status
+    ],
+)
+def test_a_status_before_the_first_price_applies_in_provider_sequence(statuses, expected):
+    e = Engine()
+    e.feed("fixtures", r.fixture("e1"))
+    for st, seq, mid in statuses:
+        e.feed("market_status", r.status("e1", st, seq=seq, market_id=mid))
+    e.feed("price_updates", r.prices("e1"))
+    pm = e.out("priced_markets")[-1]
+    assert (pm["market_id"], pm["status"]) == (MR_E1, expected)
+    e.feed("deposits", r.deposit("a1", 100_00))
+    e.feed("bet_requests", r.bet("b1", "a1", 10_00, [r.leg("e1", "home", "2.00")]))
+    d = e.decisions()["b1"]
+    if expected == "open":
+        assert d["accepted"]
+    else:
+        assert (d["accepted"], d["reason"]) == (False, "MARKET_SUSPENDED")
+
+
+def test_a_bet_id_reused_by_another_account_is_that_accounts_own_bet():
+    e = Engine()
+    market_up(e)
+    prices = {s["selection"]: s["odds"] for s in e.out("priced_markets")[-1]["selections"]}
+    e.feed("deposits", r.deposit("a1", 100_00, ref="pay-1"))
+    e.feed("deposits", r.deposit("a2", 100_00, ref="pay-1"))  # a reference is per account too
+    e.feed("bet_requests", r.bet("b1", "a1", 10_00, [r.leg("e1", "home", "2.00")]))
+    e.feed("bet_requests", r.bet("b1", "a2", 20_00, [r.leg("e1", "away", "2.00")]))
+    by_account = {d["account_id"]: d for d in e.out("bet_decisions")}
+    assert len(e.out("bet_decisions")) == 2
+    a1, a2 = by_account["a1"], by_account["a2"]
+    assert (a1["stake_minor"], a1["bound_odds"]) == (10_00, [prices["home"]])
+    assert (a2["stake_minor"], a2["bound_odds"]) == (20_00, [prices["away"]])
+    assert a1["accepted"] and a2["accepted"]
+    e.feed("results", r.result("e1", (0, 1)))
+    settled = {s["account_id"]: s for s in e.out("settlements")}
+    assert (settled["a1"]["outcome"], settled["a1"]["return_minor"]) == ("lose", 0)
+    assert settled["a2"]["return_minor"] == payout_minor(20_00, prices["away"])
+    ids = [t["tx_id"] for t in e.out("ledger")]
+    assert len(ids) == len(set(ids)) == 2 + 2 * 3  # two deposits; reserve, accept, settle each
+    w = _wallets(e)
+    assert w["a1|GBP"]["balance_minor"] == 90_00
+    assert w["a2|GBP"]["balance_minor"] == 80_00 + payout_minor(20_00, prices["away"])
+    # The duplicate within one account still gets that account's original decision.
+    e.feed("bet_requests", r.bet("b1", "a2", 5_00, [r.leg("e1", "draw", "9.00")]))
+    assert e.out("bet_decisions")[-1] == a2
+
+
+def test_an_account_id_that_would_make_ids_ambiguous_is_refused():
+    e = Engine()
+    home = market_up(e)
+    e.feed("bet_requests", r.bet("c", "a|b", 10_00, [r.leg("e1", "home", str(home))]))
+    [d] = e.out("bet_decisions")
+    assert (d["account_id"], d["reason"]) == ("a|b", "INVALID_REQUEST")
+    assert e.state["bets"] == {} and e.out("ledger") == []
+    with pytest.raises(InputError):
+        e.feed("deposits", r.deposit("a|b", 10_00))
+
+
+def test_a_book_that_would_publish_below_its_margin_is_refused():
+    e = Engine()
+    with pytest.raises(InputError, match="below the margin"):
+        e.feed("price_updates", r.prices("e1", ("1.0001", "1000000", "1000000")))
+    assert e.out("priced_markets") == [] and e.state["markets"] == {}
+
+
+def test_correct_score_spellings_are_one_selection():
+    e = Engine()
+    with pytest.raises(InputError, match="repeat"):
+        e.feed(
+            "price_updates",
+            r.prices(
+                "e1",
+                ("7.00", "8.00", "9.00"),
+                market_type="correct_score",
+                selections=("1-0", "01-0", "0-0"),
+            ),
+        )
+    e.feed(
+        "price_updates",
+        r.prices(
+            "e1",
+            ("7.00", "9.00", "11.00"),
+            market_type="correct_score",
+            selections=("01-0", "0-0", "0-01"),
+        ),
+    )
+    pm = e.out("priced_markets")[-1]
+    cs = {s["selection"]: s["odds"] for s in pm["selections"]}
+    assert set(cs) == {"1-0", "0-0", "0-1"}
+    e.feed("deposits", r.deposit("a1", 100_00))
+    leg = r.leg("e1", "001-0", str(cs["1-0"]), market_type="correct_score")
+    e.feed("bet_requests", r.bet("b1", "a1", 10_00, [leg], policy="none"))
+    assert e.decisions()["b1"]["accepted"]
+    e.feed("results", r.result("e1", (1, 0)))
+    [s] = e.out("settlements")
+    assert (s["outcome"], s["return_minor"]) == ("win", payout_minor(10_00, cs["1-0"]))
+
+
+def test_a_balance_past_64_bits_is_refused_for_the_dead_letter_topic():
+    e = Engine()
+    top = 2**63 - 1
+    e.feed("deposits", r.deposit("a1", top, ref="d1"))
+    before = dict(e.state["wallets"])
+    with pytest.raises(InputError, match="64-bit"):
+        e.feed("deposits", r.deposit("a1", 1, ref="d2"))
+    assert e.state["wallets"] == before
+    assert [t["tx_id"] for t in e.out("ledger")] == ["a1|d1:deposit"]
+
+
+def test_liability_is_kept_per_currency():
+    limits = Limits(
+        bet_delay_ms_in_play=0,
+        liability_minor_max_selection=50_00,
+        liability_minor_max_market=50_00,
+    )
+    e = Engine(limits)
+    home = market_up(e)
+    leg = r.leg("e1", "home", str(home))
+    for ccy in ("GBP", "USD"):
+        e.feed("deposits", r.deposit("a1", 1000_00, ref=f"d-{ccy}", currency=ccy))
+    e.feed("bet_requests", r.bet("b1", "a1", 40_00, [leg], currency="GBP"))
+    e.feed("bet_requests", r.bet("b2", "a1", 40_00, [leg], currency="USD"))  # its own book
+    e.feed("bet_requests", r.bet("b3", "a1", 40_00, [leg], currency="GBP"))
+    d = e.decisions()
+    assert d["b1"]["accepted"] and d["b2"]["accepted"]
+    assert d["b3"]["reason"] in {"LIABILITY_SELECTION", "LIABILITY_MARKET"}
+    [liab] = [orjson.loads(v) for v in e.state["liab"].values()]
+    assert {c: p["stakes_minor"] for c, p in liab["by_currency"].items()} == {
+        "GBP": 40_00,
+        "USD": 40_00,
+    }
