@@ -3,6 +3,7 @@ betting concurrently against one event partition over ordered channels."""
 
 from __future__ import annotations
 
+import random
 from collections import deque
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -24,6 +25,7 @@ from oddsflow.domain.acceptance import (
 from oddsflow.domain.markets import Leg, MarketType, Period
 from oddsflow.domain.money import payout_minor
 from oddsflow.domain.quota import (
+    PPM,
     AuthRequest,
     AuthVerdict,
     Grant,
@@ -278,6 +280,11 @@ class Sim:
         for g in grants:
             self.to_account[g.partition].append(g)
 
+    def grant(self, p: int, sel: str, amount_minor: int) -> None:
+        self.book, g = grant(self.book, p, sel, amount_minor, self.limits)
+        if g is not None:
+            self.to_account[p].append(g)
+
     def bet(self, p: int, sel: str, stake: int, odds: str) -> None:
         bet_id = f"b{len(self.bets)}"
         ret = payout_minor(stake, Decimal(odds))
@@ -336,26 +343,32 @@ class Sim:
                 self.check()
 
 
+bet_st = st.tuples(
+    st.just("bet"),
+    st.integers(0, 3),
+    st.sampled_from(SELS),
+    st.integers(100, 3_000),  # >= 100 minor: every single at odds >= 1.01 adds liability
+    st.sampled_from(ODDS),
+)
 op_st = st.one_of(
-    st.tuples(
-        st.just("bet"),
-        st.integers(0, 3),
-        st.sampled_from(SELS),
-        st.integers(100, 3_000),  # >= 100 minor: every single at odds >= 1.01 adds liability
-        st.sampled_from(ODDS),
-    ),
-    st.tuples(st.sampled_from(["to_event", "to_account", "give_back"]), st.integers(0, 3)),
+    bet_st,
+    bet_st,
+    # deliver up to n messages of one ordered channel
+    st.tuples(st.sampled_from(["to_event", "to_account"]), st.integers(0, 3), st.integers(1, 4)),
+    st.tuples(st.just("give_back"), st.integers(0, 3)),
     st.tuples(st.just("split")),
+    # a grant of any size (e.g. a partition asking for more): the event side must clip it
+    st.tuples(st.just("grant"), st.integers(0, 3), st.sampled_from(SELS), st.integers(1, 8_000)),
 )
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.integers(1, 4),
     st.integers(0, 1_000_000),
-    st.integers(1_000, 20_000),
-    st.integers(1_000, 20_000),
-    st.lists(op_st, max_size=120),
+    st.integers(500, 8_000),
+    st.integers(500, 8_000),
+    st.lists(op_st, min_size=10, max_size=150),
 )
 def test_quotas_never_exceed_the_limit_and_never_refuse_what_fits(
     partitions: int, share_ppm: int, sel_max: int, market_max: int, ops: list[tuple[object, ...]]
@@ -369,11 +382,15 @@ def test_quotas_never_exceed_the_limit_and_never_refuse_what_fits(
         if kind == "bet":
             sim.bet(p, str(op[2]), int(op[3]), str(op[4]))  # type: ignore[call-overload]
         elif kind == "to_event":
-            sim.deliver_to_event(p)
+            for _ in range(int(op[2])):  # type: ignore[call-overload]
+                sim.deliver_to_event(p)
         elif kind == "to_account":
-            sim.deliver_to_account(p)
+            for _ in range(int(op[2])):  # type: ignore[call-overload]
+                sim.deliver_to_account(p)
         elif kind == "give_back":
             sim.give_back(p)
+        elif kind == "grant":
+            sim.grant(p, str(op[2]), int(op[3]))  # type: ignore[call-overload]
         else:
             sim.regrant()
         sim.check()
@@ -397,3 +414,34 @@ def test_simulation_fast_path_share_with_many_partitions() -> None:
             sim.drain()
     sim.drain()
     assert sim.fast == 400 and all(r is None for r in sim.outcome.values())
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_simulation_near_the_limit_seeded(seed: int) -> None:
+    """The issue's proof, in the pure model: many bets on every partition, concurrently (random
+    delivery order), on one market near its limit, with oversized grant requests mixed in."""
+    rng = random.Random(seed)
+    partitions = 1 + seed % 4
+    limits = Limits(liability_minor_max_selection=6_000, liability_minor_max_market=7_000)
+    sim = Sim(limits, QuotaPolicy(partitions=partitions, share_ppm=rng.choice([0, 300_000, PPM])))
+    sim.regrant()
+    for _ in range(1_500):
+        p, roll = rng.randrange(partitions), rng.random()
+        if roll < 0.4:
+            sim.bet(p, rng.choice(SELS), rng.randint(100, 2_000), rng.choice(ODDS))
+        elif roll < 0.65:
+            sim.deliver_to_event(p)
+        elif roll < 0.9:
+            sim.deliver_to_account(p)
+        elif roll < 0.95:
+            sim.grant(p, rng.choice(SELS), rng.randint(1, 8_000))
+        elif roll < 0.98:
+            sim.give_back(p)
+        else:
+            sim.regrant()
+        sim.check()
+    sim.drain()
+    assert set(sim.outcome) == set(sim.bets)
+    refused = [r for r in sim.outcome.values() if r is not None]
+    assert refused, "the scenario must reach the limit"
+    assert sim.book.liability == sim.true
