@@ -460,3 +460,11 @@ def test_properties(
         assert one.quotas == quota and one.spends == ()
     if one.outcome is Outcome.REJECTED:
         assert one.wallet == wallet and one.transactions == ()
+
+
+def test_recheck_counts_the_held_stake_as_available() -> None:
+    """The stake reserved at the hold is this bet's own: the re-check must not ask for it twice."""
+    d = run(v=view(market(in_play=True)), wallet=Wallet(1000))
+    assert d.outcome is Outcome.HELD and d.wallet == Wallet(1000, 1000)
+    d2 = run(v=view(market(in_play=True)), wallet=d.wallet, held=True)
+    assert d2.outcome is Outcome.ACCEPTED and d2.wallet == Wallet(0, 0)
