@@ -286,8 +286,13 @@ class MarketView:
         last_metrics = 0.0
         try:
             while not self._stop.is_set():
-                for msg in consumer.consume(1000, self._poll_s):
-                    self._on_message(consumer, msg)
+                # consume(n, timeout) waits for n messages or the whole timeout: wait for one
+                # message only, then take what else is already there without waiting.
+                first = consumer.poll(self._poll_s)
+                if first is not None:
+                    self._on_message(consumer, first)
+                    for msg in consumer.consume(1000, 0):
+                        self._on_message(consumer, msg)
                 now = time.monotonic()
                 if not self.caught_up or now - last_metrics >= 1.0:
                     self._refresh_positions(consumer)

@@ -14,7 +14,9 @@ hold), the wallet transitions (``reserve`` / ``commit`` / ``release``), the ledg
   released (ledger ``release``).
 * ``HELD``: an in-play bet that passed: its stake is reserved (ledger ``reserve``) until
   ``hold_until_ms``; the caller decides it again then with ``held=True`` against the view as it is
-  then (a suspension or a price move during the delay rejects it, as today).
+  then (a suspension or a price move during the delay rejects it, as today). A held single's
+  liability is settled at the re-check (quota, or the event partition), where the saga also
+  checks it before the hold.
 * ``NEEDS_AUTHORITATIVE``: a single that passed every local check but whose added liability the
   partition's quota does not cover. Its stake is reserved and ``authoritative`` names the request
   for the event partition, which decides it with the exact liability (``quota.authoritative``,
@@ -181,7 +183,7 @@ def decide(
     ``wallet`` then still has the stake reserved from the hold."""
     bet_id, stake = request.bet_id, request.stake_minor
     invalid = check_request(request)
-    if invalid is not None:
+    if invalid is not None and not held:  # (a held request was valid when it was held)
         return OneHopDecision(Outcome.REJECTED, bet_id, invalid, (), 0, wallet, quota)
     free = release(wallet, stake) if held else wallet
     reasons: list[RejectReason] = []
