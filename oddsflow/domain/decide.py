@@ -183,7 +183,7 @@ def decide(
     ``wallet`` then still has the stake reserved from the hold."""
     bet_id, stake = request.bet_id, request.stake_minor
     invalid = check_request(request)
-    if invalid is not None and not held:  # (a held request was valid when it was held)
+    if invalid is not None:  # (never for a held request: it passed this check to be held)
         return OneHopDecision(Outcome.REJECTED, bet_id, invalid, (), 0, wallet, quota)
     free = release(wallet, stake) if held else wallet
     reasons: list[RejectReason] = []
