@@ -25,6 +25,14 @@ on its own. The rules keep the limit exact:
   When no grant on the market is outstanding, every spend has been learned, the learned
   liability is the true one and the parked bets are decided exactly (:func:`learn_return`). So a
   limit is never exceeded, and no bet that fits the true headroom is refused for a dry quota.
+  The recall covers every selection of the market because a stake on one selection lowers the
+  liability of the others: only with nothing outstanding on the whole market is the learned
+  book the true one.
+* **Edges.** A single whose return floors to its stake adds nothing and needs no quota; it is
+  learned late and can only lower the other selections' liability (so the exactness above is
+  up to such singles in flight). A limit lowered below the current liability leaves no headroom:
+  nothing is granted, and the authoritative path keeps ``check_leg``'s rule that a bet lowering
+  an over-limit liability is still taken.
 
 Channels are Kafka partitions: grants and recalls travel event partition -> account partition,
 spends (accepted legs) and returns account partition -> event partition, each in order. The
@@ -51,9 +59,9 @@ PPM = 1_000_000
 @dataclass(frozen=True)
 class QuotaPolicy:
     """How the event side splits headroom: each of ``partitions`` account partitions is topped up
-    to ``share_ppm`` millionths of the free headroom divided by the number of partitions; the
-    rest stays with the event partition for the authoritative path. Grants below
-    ``grant_minor_min`` are not worth a message."""
+    to ``share_ppm`` millionths of the headroom left by the learned liability, divided by the
+    number of partitions (see :func:`top_up`); the rest stays with the event partition for the
+    authoritative path. Grants below ``grant_minor_min`` are not worth a message."""
 
     partitions: int = 1
     share_ppm: int = 500_000
