@@ -193,8 +193,10 @@ class MarketView:
                         _, ends[p] = probe.get_watermark_offsets(
                             TopicPartition(self.topic, p), timeout=timeout_s, cached=False
                         )
-                    except KafkaException as exc:  # a new topic's leader is not elected yet
-                        if time.monotonic() > deadline or not exc.args[0].retriable():
+                    except KafkaException:
+                        # e.g. NOT_LEADER_FOR_PARTITION (not flagged retriable) while a new
+                        # topic's leaders are still being elected
+                        if time.monotonic() > deadline:
                             raise
                         time.sleep(0.1)
             return ends
