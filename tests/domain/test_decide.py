@@ -90,7 +90,7 @@ def test_accept_single_spends_quota() -> None:
     assert d.outcome is Outcome.ACCEPTED and d.final
     assert (d.bound_odds, d.potential_return_minor, d.reason) == ((D("2.10"),), 2100, None)
     assert d.wallet == Wallet(99_000, 0)
-    assert tx_ids(d) == ["b1:reserve", "b1:accept"]
+    assert tx_ids(d) == ["a1|b1:reserve", "a1|b1:accept"]
     assert d.spends == (Spend("b1", MR, "home", 0, 1000, 2100),)
     assert d.quotas.available_minor(MR, "home") == 400
     assert d.decision() == acceptance.Decision("b1", True, None, (D("2.10"),), 2100)
@@ -172,7 +172,7 @@ def test_dry_quota_goes_to_the_event_partition_never_rejected() -> None:
     d = run(quota=Quotas(0, {(MR, "home"): 1_099}))  # the bet adds 1100
     assert d.outcome is Outcome.NEEDS_AUTHORITATIVE and d.reason is None and not d.final
     assert d.authoritative == AuthRequest("b1", MR, "home", 0, 1000, 2100)
-    assert d.wallet == Wallet(100_000, 1000) and tx_ids(d) == ["b1:reserve"]
+    assert d.wallet == Wallet(100_000, 1000) and tx_ids(d) == ["a1|b1:reserve"]
     assert d.quotas == Quotas(0, {(MR, "home"): 1_099}) and d.spends == ()
     with pytest.raises(ValueError, match="not decided"):
         d.decision()
@@ -187,14 +187,14 @@ def test_in_play_hold_then_accept_at_recheck() -> None:
     live = view(market(in_play=True))
     d = run(v=live)
     assert d.outcome is Outcome.HELD and d.hold_until_ms == NOW + LIM.bet_delay_ms_in_play
-    assert d.wallet == Wallet(100_000, 1000) and tx_ids(d) == ["b1:reserve"]
+    assert d.wallet == Wallet(100_000, 1000) and tx_ids(d) == ["a1|b1:reserve"]
     assert d.quotas == FULL  # liability is taken when the bet is accepted, not while held
     assert d.decision().pending
     later = NOW + 5_000
     d2 = run(
         v=view(market(in_play=True), priced_ts_ms=later), wallet=d.wallet, now_ms=later, held=True
     )
-    assert d2.outcome is Outcome.ACCEPTED and tx_ids(d2) == ["b1:accept"]
+    assert d2.outcome is Outcome.ACCEPTED and tx_ids(d2) == ["a1|b1:accept"]
     assert d2.wallet == Wallet(99_000, 0) and len(d2.spends) == 1
 
 
@@ -203,7 +203,7 @@ def test_in_play_price_move_during_delay_rejects_and_releases() -> None:
     moved = market(in_play=True, prices={"home": D("2.00"), "draw": D("3.40")})
     d2 = run(v=view(moved), wallet=d.wallet, held=True)
     assert (d2.outcome, d2.reason) == (Outcome.REJECTED, RejectReason.PRICE_CHANGED)
-    assert tx_ids(d2) == ["b1:release"] and d2.wallet == Wallet(100_000, 0)
+    assert tx_ids(d2) == ["a1|b1:release"] and d2.wallet == Wallet(100_000, 0)
 
 
 def test_in_play_recheck_with_dry_quota_goes_authoritative_without_new_reserve() -> None:
@@ -245,7 +245,7 @@ def test_stale_in_play_entry_is_refused_as_suspended(
     d = run(v=v, wallet=wallet, held=held)
     assert (d.outcome, d.reason) == (outcome, reason)
     if held and outcome is Outcome.REJECTED:
-        assert tx_ids(d) == ["b1:release"] and d.wallet == Wallet(100_000)
+        assert tx_ids(d) == ["a1|b1:release"] and d.wallet == Wallet(100_000)
 
 
 def test_old_pre_match_entry_is_fine() -> None:
