@@ -266,9 +266,11 @@ def _read_exactly(name: str, body: bytes, writer: Any, reader: Any) -> dict[str,
     """
     buf = io.BytesIO(body)
     try:
-        record: dict[str, Any] = fastavro.schemaless_reader(buf, writer, reader)
+        record = fastavro.schemaless_reader(buf, writer, reader)
     except Exception as exc:  # fastavro raises many types on truncated/garbled bodies
         raise CodecError(f"{name}: corrupt Avro body: {exc!r}") from exc
+    if not isinstance(record, dict):  # every oddsflow schema is a record
+        raise CodecError(f"{name}: not an Avro record")
     extra = len(body) - buf.tell()
     if extra:
         raise CodecError(f"{name}: {extra} trailing bytes after the Avro record")
@@ -307,7 +309,10 @@ class _Registry:
 
     def schema_for(self, schema_id: int) -> SchemaVersion:
         if schema_id not in self._by_id:
-            raw = json.loads(self._client.get_schema(schema_id).schema_str)
+            text = self._client.get_schema(schema_id).schema_str
+            if text is None:
+                raise CodecError(f"schema id {schema_id} has no schema text")
+            raw = json.loads(text)
             parsed = fastavro.parse_schema(copy.deepcopy(raw))
             for versions in schemas().by_name.values():
                 for sv in versions.values():

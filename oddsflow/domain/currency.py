@@ -134,7 +134,8 @@ def to_minor(amount: str | Decimal | int, currency: str) -> int:
             f"amount {amount!r} has more than {places} decimal places for {currency}"
         )
     coefficient = int("".join(map(str, digits)))
-    minor = coefficient * 10**shift if shift >= 0 else coefficient // 10**-shift
+    scale: int = 10 ** abs(shift)
+    minor = coefficient * scale if shift >= 0 else coefficient // scale
     return -minor if sign else minor
 
 

@@ -100,7 +100,7 @@ class ValidationError(DomainError):
 # --------------------------------------------------------------------------- field rules
 
 
-def _show(value: Any) -> str:
+def brief(value: Any) -> str:
     """A bounded repr for messages: a reason never echoes a megabyte of input."""
     r = repr(value)
     return r if len(r) <= 80 else f"{r[:60]}... ({len(r)} chars)"
@@ -109,19 +109,19 @@ def _show(value: Any) -> str:
 def identifier(value: Any, what: str) -> str:
     """An id: 1..ID_CHARS_MAX printable characters, no ``/``, ``|``, whitespace or control."""
     if not isinstance(value, str) or not value:
-        raise ValidationError(f"{what} must be a non-empty string, got {_show(value)}", "bad_id")
+        raise ValidationError(f"{what} must be a non-empty string, got {brief(value)}", "bad_id")
     if len(value) > ID_CHARS_MAX:
         raise ValidationError(f"{what} is longer than {ID_CHARS_MAX} characters", "bad_id")
     # isprintable() is False for control (NUL included), format, surrogate, private-use and
     # unassigned code points, and for every separator except the ASCII space.
     if not value.isprintable():
         raise ValidationError(
-            f"{what} must not contain control or non-printable characters: {_show(value)}",
+            f"{what} must not contain control or non-printable characters: {brief(value)}",
             "bad_id",
         )
     if _ID_SEPARATORS.search(value):
         raise ValidationError(
-            f"{what} must not contain '/', '|' or whitespace: {_show(value)}", "bad_id"
+            f"{what} must not contain '/', '|' or whitespace: {brief(value)}", "bad_id"
         )
     return value
 
@@ -129,27 +129,27 @@ def identifier(value: Any, what: str) -> str:
 def text(value: Any, what: str, max_chars: int = TEXT_CHARS_MAX) -> str:
     """Free text: 1..max_chars printable characters, not blank, no surrounding blanks."""
     if not isinstance(value, str) or not value.strip():
-        raise ValidationError(f"{what} must be a non-empty string, got {_show(value)}", "bad_field")
+        raise ValidationError(f"{what} must be a non-empty string, got {brief(value)}", "bad_field")
     if len(value) > max_chars:
         raise ValidationError(f"{what} is longer than {max_chars} characters", "bad_field")
     if not value.isprintable():
         raise ValidationError(
-            f"{what} must not contain control or non-printable characters: {_show(value)}",
+            f"{what} must not contain control or non-printable characters: {brief(value)}",
             "bad_field",
         )
     if value != value.strip():
-        raise ValidationError(f"{what} has surrounding blanks: {_show(value)}", "bad_field")
+        raise ValidationError(f"{what} has surrounding blanks: {brief(value)}", "bad_field")
     return value
 
 
 def integer(value: Any, what: str, minimum: int, maximum: int) -> int:
     """An exact int (never a bool) in ``minimum..maximum``."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ValidationError(f"{what} must be an integer, got {_show(value)}", "bad_field")
+        raise ValidationError(f"{what} must be an integer, got {brief(value)}", "bad_field")
     if value < minimum:
         raise ValidationError(f"{what} must be >= {minimum}, got {value}", "bad_field")
     if value > maximum:
-        raise ValidationError(f"{what} must be <= {maximum}, got {_show(value)}", "bad_field")
+        raise ValidationError(f"{what} must be <= {maximum}, got {brief(value)}", "bad_field")
     return value
 
 
@@ -157,7 +157,7 @@ def timestamp(value: Any, what: str) -> int:
     """Epoch milliseconds within 2000..2100."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValidationError(
-            f"{what} must be an integer of epoch ms, got {_show(value)}", "bad_timestamp"
+            f"{what} must be an integer of epoch ms, got {brief(value)}", "bad_timestamp"
         )
     if not TS_MS_MIN <= value < TS_MS_MAX:
         raise ValidationError(
@@ -171,13 +171,13 @@ def amount_minor(value: Any, what: str) -> int:
     """A stake or deposit: an int of minor units in ``1..AMOUNT_MINOR_MAX``."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValidationError(
-            f"{what} must be an integer of minor units, got {_show(value)}", "bad_amount"
+            f"{what} must be an integer of minor units, got {brief(value)}", "bad_amount"
         )
     if value < 1:
         raise ValidationError(f"{what} must be positive (>= 1), got {value}", "bad_amount")
     if value > AMOUNT_MINOR_MAX:
         raise ValidationError(
-            f"{what} must be at most {AMOUNT_MINOR_MAX}, got {_show(value)}", "bad_amount"
+            f"{what} must be at most {AMOUNT_MINOR_MAX}, got {brief(value)}", "bad_amount"
         )
     return value
 
@@ -193,9 +193,9 @@ def currency(value: Any, accepted: Iterable[str] = DEFAULT_ACCEPTED) -> str:
 def odds(value: Any, what: str = "odds") -> Decimal:
     """Canonical odds: a finite Decimal with at most 4 places, ``1 < odds <= ODDS_MAX``."""
     if not isinstance(value, Decimal) or not value.is_finite():
-        raise ValidationError(f"{what} must be a finite Decimal, got {_show(value)}", "bad_odds")
+        raise ValidationError(f"{what} must be a finite Decimal, got {brief(value)}", "bad_odds")
     if value > ODDS_MAX:
-        raise ValidationError(f"{what} must be at most {ODDS_MAX}, got {_show(value)}", "bad_odds")
+        raise ValidationError(f"{what} must be at most {ODDS_MAX}, got {brief(value)}", "bad_odds")
     if value <= 1:
         raise ValidationError(f"{what} must be a number > 1, got {value}", "bad_odds")
     if value != value.quantize(_ODDS_QUANTUM):  # bounded above, so quantize cannot overflow
@@ -208,7 +208,7 @@ def odds(value: Any, what: str = "odds") -> Decimal:
 def enum_value(value: Any, allowed: Sequence[str], what: str, code: str = "bad_field") -> str:
     if not isinstance(value, str) or value not in allowed:
         raise ValidationError(
-            f"unknown {what} {_show(value)} (expected one of {', '.join(allowed)})", code
+            f"unknown {what} {brief(value)} (expected one of {', '.join(allowed)})", code
         )
     return value
 
@@ -219,7 +219,7 @@ def market_type(value: Any) -> MarketType:
             return MarketType(value)
         except ValueError:
             pass
-    raise ValidationError(f"unknown market_type {_show(value)}", "bad_market")
+    raise ValidationError(f"unknown market_type {brief(value)}", "bad_market")
 
 
 def period(value: Any) -> Period:
@@ -229,7 +229,7 @@ def period(value: Any) -> Period:
         except ValueError:
             pass
     raise ValidationError(
-        f"unknown period {_show(value)} (expected one of {', '.join(p.value for p in Period)})",
+        f"unknown period {brief(value)} (expected one of {', '.join(p.value for p in Period)})",
         "bad_market",
     )
 
@@ -252,12 +252,12 @@ def line_field(value: Any, market: MarketType) -> str | None:
     """A record's ``line``: None on a market without one, else its canonical text."""
     if market not in LINE_MARKETS:
         if value is not None:
-            raise ValidationError(f"{market.value} has no line, got {_show(value)}", "bad_line")
+            raise ValidationError(f"{market.value} has no line, got {brief(value)}", "bad_line")
         return None
     if value is None:
         raise ValidationError(f"{market.value} needs a line", "bad_line")
     if not isinstance(value, str) or not _LINE_TEXT_RE.fullmatch(value):
-        raise ValidationError(f"line must be decimal text, got {_show(value)}", "bad_line")
+        raise ValidationError(f"line must be decimal text, got {brief(value)}", "bad_line")
     canonical = line_value(Decimal(value), market)
     if canonical != value:
         raise ValidationError(
@@ -276,13 +276,13 @@ def selection(value: Any, market: MarketType) -> str:
             parse_score_selection(value)
         except ValueError:
             raise ValidationError(
-                f"correct_score selection must look like '2-1', got {_show(value)}",
+                f"correct_score selection must look like '2-1', got {brief(value)}",
                 "bad_selection",
             ) from None
         return value
     if not isinstance(value, str) or value not in allowed:
         raise ValidationError(
-            f"unknown selection {_show(value)} for {market.value} "
+            f"unknown selection {brief(value)} for {market.value} "
             f"(expected one of {', '.join(allowed)})",
             "bad_selection",
         )
@@ -298,7 +298,7 @@ def selection_names(names: Sequence[str], market: MarketType) -> None:
             f"at most {SELECTIONS_MAX} selections per market, got {len(names)}", "bad_selection"
         )
     if len(set(names)) != len(names):
-        raise ValidationError(f"duplicate selections in {_show(list(names))}", "bad_selection")
+        raise ValidationError(f"duplicate selections in {brief(list(names))}", "bad_selection")
     allowed = selections(market)
     # The book de-margins across ALL selections of a market; a partial market would be mispriced.
     if allowed is not None and set(names) != set(allowed):
@@ -335,23 +335,23 @@ def market_of(
 def market_id_of_event(value: Any, event_id: str) -> str:
     """A market id of ``event_id``: exactly ``event/type/period[/line]`` with valid parts."""
     if not isinstance(value, str) or not value or len(value) > MARKET_ID_CHARS_MAX:
-        raise ValidationError(f"market_id must be a market id, got {_show(value)}", "bad_market")
+        raise ValidationError(f"market_id must be a market id, got {brief(value)}", "bad_market")
     parts = value.split("/")
     if parts[0] != event_id:
         raise ValidationError(
-            f"market_id {_show(value)} is not a market of event {event_id!r}", "bad_market"
+            f"market_id {brief(value)} is not a market of event {event_id!r}", "bad_market"
         )
     if len(parts) not in (3, 4):
-        raise ValidationError(f"market_id {_show(value)} is malformed", "bad_market")
+        raise ValidationError(f"market_id {brief(value)} is malformed", "bad_market")
     mid = market_of(event_id, parts[1], parts[2], parts[3] if len(parts) == 4 else None)[3]
     if mid != value:
-        raise ValidationError(f"market_id {_show(value)} is not canonical ({mid!r})", "bad_market")
+        raise ValidationError(f"market_id {brief(value)} is not canonical ({mid!r})", "bad_market")
     return value
 
 
 def boolean(value: Any, what: str) -> bool:
     if not isinstance(value, bool):
-        raise ValidationError(f"{what} must be true or false, got {_show(value)}", "bad_field")
+        raise ValidationError(f"{what} must be true or false, got {brief(value)}", "bad_field")
     return value
 
 
@@ -396,7 +396,7 @@ def _price_update(record: Mapping[str, Any], accepted: Iterable[str]) -> None:
     given = _field(record, "market_id")
     if given != mid:
         raise ValidationError(
-            f"market_id {_show(given)} does not match its fields ({mid!r})", "bad_market"
+            f"market_id {brief(given)} does not match its fields ({mid!r})", "bad_market"
         )
     sels = _field(record, "selections")
     if not isinstance(sels, list | tuple):
