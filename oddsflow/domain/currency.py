@@ -60,6 +60,12 @@ _AMOUNT_RE = re.compile(r"-?[0-9]+(?:\.[0-9]+)?", re.ASCII)
 _UNITS_DIGITS_MAX = 18
 
 
+def _show(value: object) -> str:
+    """A bounded repr: a reason never echoes a megabyte of input."""
+    r = repr(value)
+    return r if len(r) <= 40 else f"{r[:30]}... ({len(r)} chars)"
+
+
 class CurrencyError(MoneyError):
     """An unknown or unaccepted currency code, or an amount with more decimals than it has."""
 
@@ -71,13 +77,13 @@ def minor_units(code: str) -> int:
     try:
         return MINOR_UNITS[code]
     except KeyError:
-        raise CurrencyError(f"{code!r} is not an ISO 4217 currency code") from None
+        raise CurrencyError(f"{_show(code)} is not an ISO 4217 currency code") from None
 
 
 def check_accepted(code: object, accepted: Iterable[str] = DEFAULT_ACCEPTED) -> str:
     """``code`` if it is an ISO 4217 code in ``accepted``; CurrencyError otherwise."""
     if not isinstance(code, str):
-        raise CurrencyError(f"currency must be a 3-letter ISO 4217 code, got {code!r}")
+        raise CurrencyError(f"currency must be a 3-letter ISO 4217 code, got {_show(code)}")
     minor_units(code)
     allowed = accepted if isinstance(accepted, frozenset | set) else frozenset(accepted)
     if code not in allowed:
@@ -112,14 +118,14 @@ def to_minor(amount: str | Decimal | int, currency: str) -> int:
         value = Decimal(amount)
     elif isinstance(amount, str):
         if not _AMOUNT_RE.fullmatch(amount):
-            raise MoneyError(f"not a plain decimal amount: {amount!r}")
+            raise MoneyError(f"not a plain decimal amount: {_show(amount)}")
         value = Decimal(amount)
     elif isinstance(amount, Decimal):
         if not amount.is_finite():
             raise MoneyError(f"amount is not finite: {amount!r}")
         value = amount
     else:
-        raise MoneyError(f"not an amount: {amount!r} (money is never float)")
+        raise MoneyError(f"not an amount: {_show(amount)} (money is never float)")
     if value == 0:
         return 0
     if value.adjusted() >= _UNITS_DIGITS_MAX:
@@ -131,7 +137,7 @@ def to_minor(amount: str | Decimal | int, currency: str) -> int:
     shift = exp + places
     if shift < 0 and (-shift > len(digits) or any(digits[shift:])):
         raise CurrencyError(
-            f"amount {amount!r} has more than {places} decimal places for {currency}"
+            f"amount {_show(amount)} has more than {places} decimal places for {currency}"
         )
     coefficient = int("".join(map(str, digits)))
     scale: int = 10 ** abs(shift)
