@@ -290,7 +290,8 @@ def _minor(item: Mapping[str, Any], minor_field: str, unit_field: str, currency:
     """
     minor = unit = None
     if item.get(minor_field) is not None:
-        minor = integer(item[minor_field], minor_field, minimum=1, maximum=v.AMOUNT_MINOR_MAX)
+        n = integer(item[minor_field], minor_field, minimum=-v.LONG_MAX, maximum=v.LONG_MAX)
+        minor = v.amount_minor(n, minor_field)
     if item.get(unit_field) is not None:
         raw = item[unit_field]
         if isinstance(raw, float):
