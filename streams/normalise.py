@@ -290,8 +290,8 @@ def _minor(item: Mapping[str, Any], minor_field: str, unit_field: str, currency:
     """
     minor = unit = None
     if item.get(minor_field) is not None:
-        n = integer(item[minor_field], minor_field, minimum=-v.LONG_MAX, maximum=v.LONG_MAX)
-        minor = v.amount_minor(n, minor_field)
+        given = integer(item[minor_field], minor_field, minimum=-v.LONG_MAX, maximum=v.LONG_MAX)
+        minor = v.amount_minor(given, minor_field)
     if item.get(unit_field) is not None:
         raw = item[unit_field]
         if isinstance(raw, float):
@@ -305,7 +305,7 @@ def _minor(item: Mapping[str, Any], minor_field: str, unit_field: str, currency:
         v.amount_minor(unit, unit_field)
     if minor is not None and unit is not None and minor != unit:
         raise FeedError(
-            f"{minor_field} {minor} and {unit_field} {item[unit_field]!r} {currency} conflict",
+            f"{minor_field} {minor} and {unit_field} {v.brief(item[unit_field])} {currency} conflict",
             "bad_amount",
         )
     n = minor if minor is not None else unit
