@@ -67,7 +67,7 @@ _SIGNED_RE = re.compile(r"[+-]?[0-9]+(?:\.[0-9]+)?", re.ASCII)
 _INT_RE = re.compile(r"[+-]?[0-9]+", re.ASCII)
 # A number this far from any odds, line or time is refused before arithmetic on it: int() of
 # Decimal("1e999999999") would build a billion-digit integer.
-_MAGNITUDE_DIGITS_MAX = 24
+_MAGNITUDE_DIGITS_MAX = 20
 _MAX_LEGS = v.MAX_LEGS
 
 KIND_TOPICS: dict[str, str] = {
@@ -216,6 +216,8 @@ def odds(value: Any, what: str = "odds") -> Decimal:
     d = _decimal(value, what, "bad_odds")
     if d > MAX_ODDS:
         raise FeedError(f"{what} must be at most {MAX_ODDS}, got {d}", "bad_odds")
+    if d <= 1:  # before quantizing: a huge negative would not fit the 28-digit context
+        raise FeedError(f"{what} must be a number > 1, got {d}", "bad_odds")
     # Checked after quantizing: 1.00001 would otherwise pass and then be written as 1.0000.
     return v.odds(d.quantize(ODDS_Q, rounding=ROUND_HALF_EVEN), what)
 

@@ -478,3 +478,36 @@ def test_plain_ascii_odds_are_read_exactly(whole: str, frac: str | None) -> None
     else:
         with pytest.raises(FeedError):
             odds(s)
+
+
+_ANY_NUMBER = st.one_of(
+    st.decimals(),
+    st.builds(
+        lambda sign, digits, exp: Decimal(f"{sign}{digits}E{exp}"),
+        st.sampled_from(["", "-"]),
+        st.integers(min_value=0, max_value=10**30),
+        st.integers(min_value=-(10**9), max_value=10**9),
+    ),
+    st.integers(min_value=-(10**40), max_value=10**40),
+    st.floats(),
+    st.text(max_size=12),
+    st.booleans(),
+    st.none(),
+)
+
+
+@given(_ANY_NUMBER)
+def test_the_number_parsers_only_ever_raise_feed_errors(value: object) -> None:
+    from oddsflow.domain.markets import MarketType
+    from oddsflow.streams.normalise import integer, line
+
+    for parse in (
+        odds,
+        timestamp_ms,
+        lambda x: line(x, MarketType.ASIAN_HANDICAP),
+        lambda x: integer(x, "n"),
+    ):
+        try:
+            parse(value)
+        except FeedError as exc:
+            assert exc.reason and len(exc.reason) < 300
