@@ -7,6 +7,7 @@ bypassing the ingestor; ``validate_record`` must refuse it with a typed error an
 from __future__ import annotations
 
 import copy
+import re
 from decimal import Decimal
 from typing import Any
 
@@ -426,3 +427,33 @@ def test_any_corruption_of_a_field_is_refused_or_passes_never_crashes(
         assert exc.reason
     else:
         Codec(SCHEMAS[topic_key]).encode(record)  # what passes is writable Avro
+
+
+ATTACKS = [
+    # what issue 10 found produced straight to the input topics, each valid Avro
+    ("bet_requests", rec("bet_requests", legs=legs(300)), "at most 20 legs"),
+    (
+        "price_updates",
+        rec("price_updates", event_id="e1|x", market_id="e1|x/total_goals/FT/2.5"),
+        "'|'",
+    ),
+    ("deposits", rec("deposits", amount_minor=2**63 - 1), "at most"),
+    ("bet_requests", rec("bet_requests", bet_id="\x00"), "control"),
+    ("bet_requests", rec("bet_requests", currency="ZZZ"), "ISO 4217"),
+]
+
+
+@pytest.mark.parametrize("topic_key", sorted(RECORDS))
+def test_what_the_engine_decodes_from_avro_passes(topic_key: str) -> None:
+    codec = Codec(SCHEMAS[topic_key])
+    validate_record(topic_key, codec.decode(codec.encode(copy.deepcopy(RECORDS[topic_key]))), GBP)
+
+
+@pytest.mark.parametrize(("topic_key", "record", "reason"), ATTACKS)
+def test_records_produced_around_the_ingestor_are_refused_after_decode(
+    topic_key: str, record: dict[str, Any], reason: str
+) -> None:
+    codec = Codec(SCHEMAS[topic_key])
+    decoded = codec.decode(codec.encode(record))  # the schema lets them through
+    with pytest.raises(ValidationError, match=re.escape(reason)):
+        validate_record(topic_key, decoded, GBP)
