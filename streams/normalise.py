@@ -49,7 +49,6 @@ from oddsflow.domain.markets import (
     MarketType,
     Period,
     market_id,
-    parse_score_selection,
 )
 from oddsflow.domain.validation import ValidationError, validate_record
 
@@ -65,6 +64,7 @@ MAX_TS_MS = v.TS_MS_MAX
 _UNSIGNED_RE = re.compile(r"[0-9]+(?:\.[0-9]+)?", re.ASCII)
 _SIGNED_RE = re.compile(r"[+-]?[0-9]+(?:\.[0-9]+)?", re.ASCII)
 _INT_RE = re.compile(r"[+-]?[0-9]+", re.ASCII)
+_SCORE_TEXT_RE = re.compile(r"([0-9]{1,3})-([0-9]{1,3})", re.ASCII)
 # A number this far from any odds, line or time is refused before arithmetic on it: int() of
 # Decimal("1e999999999") would build a billion-digit integer.
 _MAGNITUDE_DIGITS_MAX = 20
@@ -277,7 +277,15 @@ def _period(value: Any) -> Period:
     return v.period(value)
 
 
+def score_pair_text(value: Any) -> tuple[int, int] | None:
+    """``"2-1"`` (ASCII digits, up to 3 each, leading zeros allowed) as (2, 1); None if not."""
+    m = _SCORE_TEXT_RE.fullmatch(value) if isinstance(value, str) else None
+    return None if m is None else (int(m.group(1)), int(m.group(2)))
+
+
 def _selection(value: Any, market: MarketType) -> str:
+    if market is MarketType.CORRECT_SCORE and (pair := score_pair_text(value)) is not None:
+        value = f"{pair[0]}-{pair[1]}"  # the one spelling: "01-0" is "1-0"
     return v.selection(value, market)
 
 
@@ -427,12 +435,12 @@ def _score_pair(item: Mapping[str, Any], period: str) -> tuple[int | None, int |
     nested = item.get(period)
     if nested is not None:
         if isinstance(nested, str):
-            try:
-                return parse_score_selection(nested)
-            except ValueError:
+            pair = score_pair_text(nested)
+            if pair is None:
                 raise FeedError(
                     f"{period} score must look like '2-1', got {v.brief(nested)}", "bad_field"
-                ) from None
+                )
+            return pair
         if not isinstance(nested, Mapping):
             raise FeedError(f"{period} must be an object {{home, away}}", "bad_field")
         return (

@@ -40,7 +40,6 @@ from oddsflow.domain.markets import (
     Period,
     line_text,
     market_id,
-    parse_score_selection,
     selections,
 )
 
@@ -85,6 +84,7 @@ INPUT_TOPICS: Final = (
 
 _ID_SEPARATORS = re.compile(r"[/|\s]")
 _QUARTER = Decimal("0.25")
+_SCORE_RE = re.compile(r"(?:0|[1-9][0-9]{0,2})-(?:0|[1-9][0-9]{0,2})", re.ASCII)
 _ODDS_QUANTUM = Decimal(1).scaleb(-ODDS_SCALE)
 
 
@@ -267,18 +267,19 @@ def line_field(value: Any, market: MarketType) -> str | None:
 
 
 def selection(value: Any, market: MarketType) -> str:
-    """A selection of ``market`` (``"2-1"`` for correct_score)."""
+    """A selection of ``market``; correct_score's ``"2-1"`` in its one spelling.
+
+    One spelling per score (no leading zeros, ASCII digits): ``"01-0"`` and ``"1-0"`` would
+    otherwise be two selections of one outcome, each with its own price and liability.
+    """
     allowed = selections(market)
     if allowed is None:
-        try:
-            if not isinstance(value, str):
-                raise ValueError(value)
-            parse_score_selection(value)
-        except ValueError:
+        if not isinstance(value, str) or not _SCORE_RE.fullmatch(value):
             raise ValidationError(
-                f"correct_score selection must look like '2-1', got {brief(value)}",
+                f"correct_score selection must look like '2-1' (no leading zeros), "
+                f"got {brief(value)}",
                 "bad_selection",
-            ) from None
+            )
         return value
     if not isinstance(value, str) or value not in allowed:
         raise ValidationError(

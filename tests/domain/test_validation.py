@@ -287,6 +287,16 @@ BAD = [
         "'2-1'",
     ),
     (
+        "price_updates",
+        dict(cs_price(2), selections=[{"selection": "01-0", "odds": Decimal(2)}] * 2),
+        "no leading zeros",
+    ),
+    (
+        "bet_requests",
+        rec("bet_requests", legs=[dict(LEG, market_type="correct_score", selection="\u0661-0")]),
+        "'2-1'",
+    ),
+    (
         "market_status",
         rec("market_status", market_id="e2/match_result/FT"),
         "not a market of event",

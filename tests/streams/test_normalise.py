@@ -511,3 +511,27 @@ def test_the_number_parsers_only_ever_raise_feed_errors(value: object) -> None:
             parse(value)
         except FeedError as exc:
             assert exc.reason and len(exc.reason) < 300
+
+
+def _cs(*names: str) -> dict:
+    return with_(
+        PRICE,
+        market_type="correct_score",
+        selections=[{"selection": n, "odds": "9"} for n in names],
+    )
+
+
+def test_a_correct_score_has_one_spelling() -> None:
+    _, _, record = normalise(_cs("01-0", "0-0", "10-002"), "demo")
+    assert [s["selection"] for s in record["selections"]] == ["1-0", "0-0", "10-2"]
+    bet = with_(
+        BET, legs=[dict(BET["legs"][0], market_type="correct_score", line=None, selection="02-1")]
+    )
+    assert normalise(bet, "demo")[2]["legs"][0]["selection"] == "2-1"
+    with pytest.raises(FeedError, match="duplicate"):
+        normalise(_cs("1-0", "01-0"), "demo")  # one outcome priced twice
+    for bad in ("\u0661-\u0660", "1-0 ", "1000-0", "1:0"):
+        with pytest.raises(FeedError, match="'2-1'"):
+            normalise(_cs(bad, "0-0"), "demo")
+    with pytest.raises(FeedError, match="'2-1'"):
+        normalise(with_(RESULT, ft="\u0662-\u0661"), "demo")
