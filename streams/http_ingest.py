@@ -62,6 +62,7 @@ from oddsflow.streams.normalise import (
     dedup_key,
     normalise,
 )
+from oddsflow.streams.uof.http import post_uof
 
 log = logging.getLogger(__name__)
 
@@ -487,6 +488,7 @@ def create_app(
     )
     app[INGESTOR_KEY] = ingestor
     app.router.add_post("/feeds/{provider}/events", _post_events)
+    app.router.add_post("/feeds/{provider}/uof", post_uof)  # Sportradar UOF XML (streams.uof)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/metrics", _metrics)
 
