@@ -252,6 +252,7 @@ class Kafka:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
+                preexec_fn=_raise_open_files_limit,
             )
         self.pid_file.write_text(str(proc.pid))
         _wait(
@@ -295,6 +296,21 @@ class Kafka:
     def reset(self) -> None:
         self.down()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _raise_open_files_limit() -> None:
+    # A broker keeps a log segment and two memory-mapped indexes open per partition; a test run
+    # that creates thousands of partitions passed a 20,000 soft limit here ("Too many open
+    # files", then a corrupt metadata log). The hard limit is the real ceiling.
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    for want in (max(hard, 262_144), hard):  # root may raise the hard limit; others may not
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, want))
+            return
+        except (ValueError, OSError):
+            continue
 
 
 def _is_group_leader(pid: int) -> bool:

@@ -75,18 +75,35 @@ def services() -> Settings:
     return s
 
 
+_PREFIXES: list[tuple[str, str]] = []  # (bootstrap, topic prefix) handed out this session
+
+
 def fresh_settings(base: Settings, **overrides: object) -> Settings:
     prefix = f"t{uuid.uuid4().hex[:8]}."
+    _PREFIXES.append((base.kafka_bootstrap, prefix))
     return base.model_copy(update={"topic_prefix": prefix, "metrics_port": 0, **overrides})
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _drop_test_topics():
+    # Every test's topics (and its workers' changelogs) are dropped when the session ends: a
+    # broker holds open files and memory maps per partition, and a whole suite's worth of
+    # partitions passed this machine's open-file limit once ("Too many open files").
+    yield
+    from oddsflow import topology
+
+    for bootstrap, prefix in _PREFIXES:
+        topology.delete_prefixed(bootstrap, prefix)
+
+
 @pytest.fixture()
-def kafka_settings(services: Settings) -> Settings:
+def kafka_settings(services: Settings):
     from oddsflow import topology
 
     s = fresh_settings(services)
     topology.apply(topology.load(settings=s), s.kafka_bootstrap)
-    return s
+    yield s
+    topology.delete_prefixed(s.kafka_bootstrap, s.topic_prefix)
 
 
 class WorkerProcess:
