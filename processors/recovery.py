@@ -6,19 +6,66 @@ read_committed fetcher skipped committed records), so decisions were lost. Befor
 streams resume, this module rebuilds every table's assigned partitions from the changelog
 topics with librdkafka (read_committed), waiting until the last stable offset has reached the
 high watermark, i.e. until any transaction a killed worker left open has been aborted.
+
+A recovery that does not get there in time never hands back partial tables (a wallet
+missing its last writes would decide bets on a stale balance): ``read_changelogs`` raises
+``RecoveryTimeout`` and ``recover_with_retries`` tries again, then raises
+``RecoveryFailed``, which stops the worker (``processors.transport``).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 log = logging.getLogger("oddsflow.recovery")
+
+
+class RecoveryTimeout(RuntimeError):
+    """The changelogs did not reach a stable end in time: the tables would be partial."""
+
+    def __init__(self, timeout_s: float, pending: list[tuple[str, int]]) -> None:
+        self.pending = pending
+        shown = ", ".join(f"{t}[{p}]" for t, p in pending[:5])
+        more = f" and {len(pending) - 5} more" if len(pending) > 5 else ""
+        super().__init__(
+            f"changelog recovery timed out after {timeout_s:.0f}s: {shown}{more} did not "
+            "reach their last stable offset (an open transaction, or the broker is slow)"
+        )
+
+
+class RecoveryFailed(RuntimeError):
+    """Every recovery attempt timed out: the worker must not resume."""
+
+
+ReadChangelogs = Callable[..., dict[str, dict[str, Any]]]
+
+
+def recover_with_retries(
+    read: ReadChangelogs,
+    bootstrap: str,
+    wanted: Mapping[str, set[int]],
+    *,
+    timeout_s: float,
+    attempts: int,
+) -> dict[str, dict[str, Any]]:
+    """``read(bootstrap, wanted, timeout_s)``, retried on RecoveryTimeout; RecoveryFailed
+    after ``attempts`` timeouts. Each attempt starts from scratch (nothing partial kept)."""
+    last: RecoveryTimeout | None = None
+    for attempt in range(1, attempts + 1):
+        try:
+            return read(bootstrap, wanted, timeout_s)
+        except RecoveryTimeout as exc:
+            last = exc
+            log.warning("changelog recovery attempt %d/%d: %s", attempt, attempts, exc)
+    raise RecoveryFailed(
+        f"table recovery failed {attempts} times, refusing to resume on partial tables: {last}"
+    )
 
 
 def read_changelogs(
@@ -71,7 +118,7 @@ def read_changelogs(
                     if high == 0 or pos >= high:
                         pending.discard((topic, part))
         if pending:
-            log.warning("changelog recovery timed out waiting for %s", sorted(pending))
+            raise RecoveryTimeout(timeout_s, sorted(pending))
     finally:
         c.close()
     return out
