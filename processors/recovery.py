@@ -5,7 +5,8 @@ every partition and resumed the streams with empty tables (and at other times ai
 read_committed fetcher skipped committed records), so decisions were lost. Before the
 streams resume, this module rebuilds every table's assigned partitions from the changelog
 topics with librdkafka (read_committed), waiting until the last stable offset has reached the
-high watermark, i.e. until any transaction a killed worker left open has been aborted.
+end of the log, i.e. until any transaction a killed or paused worker left open has ended
+(a killed worker's is aborted by the broker after its transaction timeout).
 
 A recovery that does not get there in time never hands back partial tables (a wallet
 missing its last writes would decide bets on a stale balance): ``read_changelogs`` raises
@@ -76,19 +77,27 @@ def read_changelogs(
     tps = [TopicPartition(t, p, 0) for t, parts in wanted.items() for p in sorted(parts)]
     if not tps:
         return out
-    c = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": "oddsflow-recovery",
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-            "enable.partition.eof": True,
-            "auto.offset.reset": "earliest",
-        }
-    )
+    config = {
+        "bootstrap.servers": bootstrap,
+        "group.id": "oddsflow-recovery",
+        "enable.auto.commit": False,
+        "enable.partition.eof": True,
+        "auto.offset.reset": "earliest",
+    }
+    c = Consumer({**config, "isolation.level": "read_committed"})
+    # A read_committed consumer's watermark is the last stable offset, not the end of the
+    # log: the end (what an open transaction has written) needs a read_uncommitted query.
+    ends = Consumer({**config, "isolation.level": "read_uncommitted"})
+
+    def caught_up(topic: str, part: int) -> bool:
+        _, end = ends.get_watermark_offsets(TopicPartition(topic, part), timeout=10, cached=False)
+        pos = c.position([TopicPartition(topic, part)])[0].offset
+        return end == 0 or pos >= end  # nothing open: the stable offset is the end
+
     try:
         c.assign(tps)
         pending = {(tp.topic, tp.partition) for tp in tps}
+        at_eof: set[tuple[str, int]] = set()  # reached the stable offset at least once
         deadline = time.monotonic() + timeout_s
         while pending and time.monotonic() < deadline:
             for m in c.consume(5000, 0.2):
@@ -96,12 +105,7 @@ def read_changelogs(
                 if err is not None:
                     if err.code() != KafkaError._PARTITION_EOF:
                         raise RuntimeError(f"changelog recovery: {err}")
-                    key = (m.topic(), m.partition())
-                    _, high = c.get_watermark_offsets(
-                        TopicPartition(*key), timeout=10, cached=False
-                    )
-                    if m.offset() >= high:  # the stable offset has caught up: nothing open
-                        pending.discard(key)
+                    at_eof.add((m.topic(), m.partition()))
                     continue
                 table = out[m.topic()]
                 k = orjson.loads(m.key())
@@ -109,16 +113,12 @@ def read_changelogs(
                     table.pop(k, None)
                 else:
                     table[k] = m.value()
-            if pending:
-                for topic, part in list(pending):
-                    _, high = c.get_watermark_offsets(
-                        TopicPartition(topic, part), timeout=10, cached=False
-                    )
-                    pos = c.position([TopicPartition(topic, part)])[0].offset
-                    if high == 0 or pos >= high:
-                        pending.discard((topic, part))
+            for topic, part in list(pending & at_eof):
+                if caught_up(topic, part):
+                    pending.discard((topic, part))
         if pending:
             raise RecoveryTimeout(timeout_s, sorted(pending))
     finally:
         c.close()
+        ends.close()
     return out
