@@ -109,7 +109,8 @@ class Topology:
         """
         from oddsflow.processors.routes import mismatches
 
-        return mismatches(self.agents)
+        problems: list[str] = mismatches(self.agents)
+        return problems
 
     def group_partitions(self, group: str) -> int:
         return self.topics[self.copartition_groups[group][0]].partitions

@@ -105,10 +105,10 @@ def read_changelogs(
                 if err is not None:
                     if err.code() != KafkaError._PARTITION_EOF:
                         raise RuntimeError(f"changelog recovery: {err}")
-                    at_eof.add((m.topic(), m.partition()))
+                    at_eof.add((str(m.topic()), int(m.partition() or 0)))
                     continue
-                table = out[m.topic()]
-                k = orjson.loads(m.key())
+                table = out[str(m.topic())]
+                k = orjson.loads(m.key() or b"null")
                 if m.value() is None:
                     table.pop(k, None)
                 else:

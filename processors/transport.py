@@ -60,7 +60,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import faust
 import faust.transport.drivers as drivers
@@ -147,7 +147,7 @@ class SendFailed(TransactionAborted):
     """A record of the transaction was not accepted by the broker."""
 
 
-class Producer(faust_aiokafka.Producer):
+class WorkerProducer(faust_aiokafka.Producer):
     """Faust's aiokafka producer with oddsflow's settings and direct access to the one
     transactional producer of the worker."""
 
@@ -181,7 +181,7 @@ class Producer(faust_aiokafka.Producer):
         return new
 
 
-class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+class WorkerConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     """Faust's consumer thread with a short fetch wait and a view of the group membership."""
 
     def _create_worker_consumer(self, transport: Any) -> Any:
@@ -206,11 +206,11 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         self._ensure_consumer()._coordinator.request_rejoin()
 
 
-class Consumer(faust_aiokafka.Consumer):
-    _thread: ConsumerThread
+class WorkerConsumer(faust_aiokafka.Consumer):
+    _thread: WorkerConsumerThread
 
-    def _new_consumer_thread(self) -> ConsumerThread:
-        return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+    def _new_consumer_thread(self) -> WorkerConsumerThread:
+        return WorkerConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     def membership(self) -> tuple[int, str]:
         return self._thread.membership()
@@ -219,19 +219,20 @@ class Consumer(faust_aiokafka.Consumer):
         await self._thread.request_rejoin()
 
 
-class TransactionManager(FaustTransactionManager):
+class WorkerTransactionManager(FaustTransactionManager):
     """One transactional producer per worker; commits only what fully succeeded (see the
     module docstring, points 1-4). Also used, without transactions, under at_least_once,
     where ``emit`` waits for delivery before acking."""
 
-    producer: Producer
-    consumer: Consumer
+    producer: WorkerProducer
+    consumer: WorkerConsumer
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.emit_lock = asyncio.Lock()
         self._pending: list[asyncio.Future[Any]] = []
         self._generation = -1
+        self._group_node: int | None = None
         # Set after an abort until the rebalance it asked for has rewound the worker.
         self.rewinding = False
         self.aborts = 0
@@ -332,14 +333,16 @@ class TransactionManager(FaustTransactionManager):
             )
         group = self.app.conf.id
         client = producer.client
-        node = await client.coordinator_lookup(CoordinationType.GROUP, group)
+        if self._group_node is None:
+            self._group_node = await client.coordinator_lookup(CoordinationType.GROUP, group)
         resp = await client.send(
-            node,
+            self._group_node,
             HeartbeatRequest(group, generation, member_id),
             group=ConnectionGroup.COORDINATION,
         )
         err = kafka_errors.for_code(resp.error_code)
         if err is not kafka_errors.NoError:
+            self._group_node = None  # looked up again next time (it may have moved)
             raise MembershipLost(
                 f"the group coordinator answers {err.__name__} for generation {generation}"
             )
@@ -399,9 +402,9 @@ class RecoveredTable:
 class Transport(faust_aiokafka.Transport):
     """``oddsflow-kafka://``: Faust's aiokafka transport with the classes above."""
 
-    Consumer: ClassVar[type[Any]] = Consumer
-    Producer: ClassVar[type[Any]] = Producer
-    TransactionManager: ClassVar[type[Any]] = TransactionManager
+    Consumer: ClassVar[type[Any]] = WorkerConsumer
+    Producer: ClassVar[type[Any]] = WorkerProducer
+    TransactionManager: ClassVar[type[Any]] = WorkerTransactionManager
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -415,9 +418,9 @@ class Transport(faust_aiokafka.Transport):
         return ",".join(faust_aiokafka.server_list(self.url, self.default_port))
 
     @property
-    def transactions(self) -> TransactionManager:
+    def transactions(self) -> WorkerTransactionManager:
         tm = self.app.consumer.transactions
-        assert isinstance(tm, TransactionManager), tm
+        assert isinstance(tm, WorkerTransactionManager), tm
         return tm
 
     def changelog_topic(self, table_name: str) -> str:
@@ -429,7 +432,7 @@ class Transport(faust_aiokafka.Transport):
         self._tables.update(tables)
         if not self._recover_connected:
             self._recover_connected = True
-            self.app.on_rebalance_complete.connect(self._on_rebalance_complete)
+            self.app.on_rebalance_complete.connect(cast(Any, self._on_rebalance_complete))
 
     async def emit(
         self,

@@ -27,6 +27,7 @@ from tests.processors.test_crash_recovery import (
     produce,
     produce_in_background,
     results,
+    steady,
 )
 from tests.processors.test_worker_metrics import _free_port, _scrape, _value
 
@@ -36,19 +37,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 def _signal(w, sig: int) -> None:
     assert w.proc is not None
     os.killpg(w.proc.pid, sig)
-
-
-def _steady(s):
-    """A predicate that holds once two consecutive reads of the outputs are equal."""
-    last: list[tuple[int, int, int]] = []
-
-    def check() -> bool:
-        now = (count(s, "bet_decisions"), count(s, "settlements"), count(s, "ledger"))
-        same = bool(last) and last[-1] == now
-        last.append(now)
-        return same
-
-    return check
 
 
 def test_paused_worker_woken_after_takeover_doubles_nothing(kafka_settings, worker_factory):
@@ -92,7 +80,7 @@ def test_paused_worker_woken_after_takeover_doubles_nothing(kafka_settings, work
     produce(s, results())
     accepted = {v["bet_id"] for _, v in consume_all("bet_decisions", s, idle_s=1) if v["accepted"]}
     wait_for(lambda: count(s, "settlements") >= len(accepted), 240, 2, "all settlements")
-    wait_for(_steady(s), 120, 3, "outputs steady")
+    wait_for(steady(s), 120, 3, "outputs steady")
     check_books(s, n_bets)
     assert heir.alive(), heir.log_text()[-3000:]
     print("zombie log tail:\n", zombie.log_text()[-4000:])
