@@ -218,6 +218,18 @@ class WorkerConsumer(faust_aiokafka.Consumer):
     async def request_rejoin(self) -> None:
         await self._thread.request_rejoin()
 
+    async def on_partitions_revoked(self, revoked: set[Any]) -> None:
+        # Commit what is done before giving the partitions up (Faust forgets its acks
+        # first thing in the revoke). A clean hand-over: the next owner, maybe this worker
+        # again, starts where this one stopped instead of re-reading what it did. A zombie
+        # finds its generation reset here, so this commit aborts (the membership check).
+        if self.app.in_transaction and not self.transactions.rewinding:
+            try:
+                await self.commit()
+            except Exception as exc:  # the transaction is aborted below either way
+                log.warning("commit on revoke: %r", exc)
+        await super().on_partitions_revoked(revoked)
+
 
 class WorkerTransactionManager(FaustTransactionManager):
     """One transactional producer per worker; commits only what fully succeeded (see the
@@ -341,7 +353,10 @@ class WorkerTransactionManager(FaustTransactionManager):
             group=ConnectionGroup.COORDINATION,
         )
         err = kafka_errors.for_code(resp.error_code)
-        if err is not kafka_errors.NoError:
+        # REBALANCE_IN_PROGRESS still validates the member and generation: the group waits
+        # for this member to rejoin (its revoke takes the emit lock this commit holds) or
+        # for its session to expire, so nobody else owns these partitions yet.
+        if err not in (kafka_errors.NoError, kafka_errors.RebalanceInProgressError):
             self._group_node = None  # looked up again next time (it may have moved)
             raise MembershipLost(
                 f"the group coordinator answers {err.__name__} for generation {generation}"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import signal
+from collections import Counter
 
 import pytest
 
@@ -77,6 +78,10 @@ def test_paused_worker_woken_after_takeover_doubles_nothing(kafka_settings, work
         _signal(zombie, signal.SIGCONT)
     feeder.join()
     wait_for(lambda: count(s, "bet_decisions") >= n_bets, 240, 2, "all decisions")
+    # What a zombie's commit would show first: a bet decided by both workers.
+    per_bet = Counter(v["bet_id"] for _, v in consume_all("bet_decisions", s, idle_s=1))
+    doubled = [b for b, c in per_bet.items() if c > 1]
+    assert doubled == [], f"{len(doubled)} bets decided twice, e.g. {doubled[:5]}"
     produce(s, results())
     accepted = {v["bet_id"] for _, v in consume_all("bet_decisions", s, idle_s=1) if v["accepted"]}
     wait_for(lambda: count(s, "settlements") >= len(accepted), 240, 2, "all settlements")
