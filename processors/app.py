@@ -335,15 +335,6 @@ def build_app(
             await handle_batch(events, handlers, "wallet")
 
     @app.task
-    async def _dbg() -> None:  # DEBUG-REMOVE
-        import sys as _s
-
-        _s.path.insert(0, "/tmp/h3/repro")
-        import dbg
-
-        dbg.install()  # DEBUG-REMOVE
-
-    @app.task
     async def quiet_client_logs() -> None:
         # Faust/aiokafka build debug records on hot paths; nobody reads them at -l warn.
         for name in ("aiokafka", "faust", "mode"):
