@@ -223,7 +223,7 @@ class WorkerConsumer(faust_aiokafka.Consumer):
         # first thing in the revoke). A clean hand-over: the next owner, maybe this worker
         # again, starts where this one stopped instead of re-reading what it did. A zombie
         # finds its generation reset here, so this commit aborts (the membership check).
-        if self.app.in_transaction and not self.transactions.rewinding:
+        if self.app.in_transaction and not getattr(self.transactions, "rewinding", False):
             try:
                 await self.commit()
             except Exception as exc:  # the transaction is aborted below either way
@@ -344,23 +344,13 @@ class WorkerTransactionManager(FaustTransactionManager):
                 f"generation {self._generation} this transaction began in"
             )
         group = self.app.conf.id
-        client = producer.client
-        if self._group_node is None:
-            self._group_node = await client.coordinator_lookup(CoordinationType.GROUP, group)
-        resp = await client.send(
-            self._group_node,
-            HeartbeatRequest(group, generation, member_id),
-            group=ConnectionGroup.COORDINATION,
-        )
-        err = kafka_errors.for_code(resp.error_code)
-        # REBALANCE_IN_PROGRESS still validates the member and generation: the group waits
-        # for this member to rejoin (its revoke takes the emit lock this commit holds) or
-        # for its session to expire, so nobody else owns these partitions yet.
-        if err not in (kafka_errors.NoError, kafka_errors.RebalanceInProgressError):
-            self._group_node = None  # looked up again next time (it may have moved)
-            raise MembershipLost(
-                f"the group coordinator answers {err.__name__} for generation {generation}"
+        try:
+            self._group_node = await confirm_membership(
+                producer.client, group, generation, member_id, self._group_node
             )
+        except MembershipLost:
+            self._group_node = None  # looked up again next time (it may have moved)
+            raise
 
     async def _abort_and_rewind(self, exc: BaseException) -> None:
         self.aborts += 1
@@ -395,6 +385,28 @@ class WorkerTransactionManager(FaustTransactionManager):
         return await self.producer.send(
             topic, key, value, p, timestamp, headers, transactional_id=self.transactional_id
         )
+
+
+async def confirm_membership(
+    client: Any, group: str, generation: int, member_id: str, node: int | None = None
+) -> int:
+    """Ask the group coordinator (a Heartbeat from ``client``'s connection) whether
+    ``member_id`` is still a member of ``group`` at ``generation``; raise MembershipLost if
+    not. Returns the coordinator's node id, to pass back in next time."""
+    if node is None:
+        node = int(await client.coordinator_lookup(CoordinationType.GROUP, group))
+    resp = await client.send(
+        node, HeartbeatRequest(group, generation, member_id), group=ConnectionGroup.COORDINATION
+    )
+    err = kafka_errors.for_code(resp.error_code)
+    # REBALANCE_IN_PROGRESS still validates the member and generation: the group waits for
+    # this member to rejoin (its revoke commits under the emit lock, after this commit) or
+    # for its session to expire, so nobody else owns its partitions yet.
+    if err not in (kafka_errors.NoError, kafka_errors.RebalanceInProgressError):
+        raise MembershipLost(
+            f"the group coordinator answers {err.__name__} for generation {generation}"
+        )
+    return node
 
 
 def _failures(results: Iterable[Any]) -> list[str]:
