@@ -19,7 +19,7 @@ checked at start where possible), so an upgrade breaks loudly here and nowhere e
    failed produce (say MESSAGE_TOO_LARGE) on the send's future only; its transaction state
    stays committable, so the input offset committed and the output was gone. ``commit``
    awaits every future of the transaction first; any failure aborts the transaction and
-   the worker re-processes from the committed offsets (see *rewind* below).
+   its inputs are re-processed from the committed offsets (see 4.).
 3. **Fencing an older incarnation (a zombie).** Each process has its own transactional id
    (``INCARNATION``; reused ids made aiokafka's read_committed fetcher skip committed
    records after a restart), so a new worker does not fence an old one through
@@ -39,11 +39,13 @@ checked at start where possible), so an upgrade breaks loudly here and nowhere e
    broker), so EndTxn fails. The residual window is a pause that ends inside that sweep
    interval; the revoke path holding the emit lock means a worker that leaves the group
    voluntarily can never be mid-commit.
-4. **Rewind.** After an abort (failed send, lost membership, fenced producer) the worker
-   drops what it is doing and asks the group to rebalance. aiokafka's protocol is eager:
-   every partition is revoked, Faust forgets its acks, the producer is restarted (a new
-   epoch, so nothing of the old transaction can commit), the tables are rebuilt from the
-   committed changelogs and every partition is sought to its committed offset.
+4. **Rebalances and aborts.** On revoke the worker commits what it has done (a clean
+   hand-over) and aborts the rest; on every assignment it starts a fresh producer (a new
+   epoch: nothing of an older transaction can commit), rebuilds the tables from the
+   committed changelogs and Faust seeks every partition to its committed offset. After an
+   abort (failed send, lost membership, fenced producer) the worker stops: its partitions
+   are re-processed from the committed offsets by the group or by its restarted process
+   (see ``_abort_and_rewind`` for why not in-process).
 5. **Table recovery** from the changelogs with librdkafka before the streams resume
    (``processors.recovery``: Faust's own recovery resumed with empty tables after a
    SIGKILL); it never resumes on partial tables: it retries, then stops the worker.
@@ -198,13 +200,6 @@ class WorkerConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         coordinator = self._ensure_consumer()._coordinator
         return int(coordinator.generation), str(coordinator.member_id)
 
-    async def request_rejoin(self) -> None:
-        # Runs in the consumer thread's loop, where aiokafka's coordinator lives.
-        await self.call_thread(self._request_rejoin)
-
-    async def _request_rejoin(self) -> None:
-        self._ensure_consumer()._coordinator.request_rejoin()
-
 
 class WorkerConsumer(faust_aiokafka.Consumer):
     _thread: WorkerConsumerThread
@@ -214,9 +209,6 @@ class WorkerConsumer(faust_aiokafka.Consumer):
 
     def membership(self) -> tuple[int, str]:
         return self._thread.membership()
-
-    async def request_rejoin(self) -> None:
-        await self._thread.request_rejoin()
 
     async def on_partitions_revoked(self, revoked: set[Any]) -> None:
         # Commit what is done before giving the partitions up (Faust forgets its acks
@@ -353,21 +345,32 @@ class WorkerTransactionManager(FaustTransactionManager):
             raise
 
     async def _abort_and_rewind(self, exc: BaseException) -> None:
+        """Abort the transaction and stop this worker process.
+
+        Everything since the last commit (outputs, changelog writes, offsets) is aborted;
+        the group hands the partitions on and they are re-processed from the committed
+        offsets, by the other workers or by this one when its supervisor restarts it, on
+        tables rebuilt from the committed changelogs. Rewinding inside the process was
+        tried: after an eager rejoin that hands a worker back the same partitions, Faust
+        did not re-deliver the records it had already read (measured: a dead letter whose
+        first send had failed never came), so a fresh process is the reliable rewind.
+        """
         self.aborts += 1
         log.error(
-            "transaction aborted, re-processing from the committed offsets: %s: %s",
+            "transaction aborted; stopping the worker, its partitions are re-processed from "
+            "the committed offsets: %s: %s",
             type(exc).__name__,
             exc,
         )
-        self.rewinding = True
+        self.rewinding = True  # no further send or commit from this incarnation
         await self._settle_pending()
         producer = self.producer.transaction_producer(self.transactional_id)
         if self.app.in_transaction and producer is not None:
             try:
                 await producer.abort_transaction()
-            except Exception as abort_exc:  # fenced/broken: restarted on the rebalance
+            except Exception as abort_exc:  # fenced/broken: the next owner's epoch wins
                 log.info("abort after failure: %r", abort_exc)
-        await self.consumer.request_rejoin()
+        await self.app.crash(TransactionAborted(f"{type(exc).__name__}: {exc}"))
 
     async def send(
         self,

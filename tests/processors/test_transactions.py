@@ -66,13 +66,15 @@ def test_a_failed_send_aborts_the_transaction_and_the_input_is_kept(kafka_settin
     partition, offset = _produce_raw(s, "bet_requests", b"a1", garbage)
     wait_for(lambda: "transaction aborted" in w.log_text(), 120, 1, "an aborted transaction")
     assert "MessageSizeTooLarge" in w.log_text()
+    wait_for(lambda: not w.alive(), 60, 0.5, "the worker to stop")
     # Not committed: the input is still there to re-process, and no dead letter is visible.
     assert _committed(s, "bet_requests", partition) <= offset
     assert consume_all("dead_letters", s, idle_s=1) == []
 
-    # Once the broker takes it, the worker's next attempt commits the dead letter and the
-    # input offset together, and carries on.
+    # Once the broker takes it, the restarted worker commits the dead letter and the input
+    # offset together, and carries on.
     _topic_max_bytes(s, "dead_letters", None)
+    w.start()
     dls = wait_for(lambda: consume_all("dead_letters", s, idle_s=1), 180, 2, "the dead letter")
     assert len(dls) == 1
     dl = dls[0][1]
