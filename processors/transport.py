@@ -38,7 +38,10 @@ checked at start where possible), so an upgrade breaks loudly here and nowhere e
    aborts and fences (epoch bump) within its abort sweep interval (1 s on the local
    broker), so EndTxn fails. The residual window is a pause that ends inside that sweep
    interval; the revoke path holding the emit lock means a worker that leaves the group
-   voluntarily can never be mid-commit.
+   voluntarily can never be mid-commit. Cost: one Heartbeat round trip per commit (not yet
+   measured in the bench). Side effect: that Heartbeat, sent from the producer's
+   connection, also keeps the member's session alive, so a worker whose consumer thread
+   hangs while its event loop still commits stays in the group (it is still processing).
 4. **Rebalances and aborts.** On revoke the worker commits what it has done (a clean
    hand-over) and aborts the rest; on every assignment it starts a fresh producer (a new
    epoch: nothing of an older transaction can commit), rebuilds the tables from the
