@@ -26,7 +26,9 @@ import faust
 from oddsflow import metrics, topology
 from oddsflow.codec import Codec, CodecError
 from oddsflow.domain.acceptance import Limits
+from oddsflow.domain.currency import parse_accepted
 from oddsflow.domain.pricing import Method
+from oddsflow.domain.validation import INPUT_TOPICS, ValidationError, validate_record
 from oddsflow.processors import transport as oddsflow_transport
 from oddsflow.processors.emit import PartitionBatcher, record_bytes
 from oddsflow.processors.markets import Book, InputError, MarketsHandler
@@ -50,6 +52,19 @@ Validator = Callable[[str, dict[str, Any]], None]
 
 def no_validation(topic_key: str, record: dict[str, Any]) -> None:
     return None
+
+
+def record_validator(settings: Settings) -> Validator:
+    """The ingestor's rules (``oddsflow.domain.validation``) applied to every input record the
+    worker consumes: a record produced straight onto a topic is trusted no more than one that
+    came through the feed endpoint. Internal topics carry only what the engine wrote."""
+    accepted = parse_accepted(settings.accepted_currencies)
+
+    def validate(topic_key: str, record: dict[str, Any]) -> None:
+        if topic_key in INPUT_TOPICS:
+            validate_record(topic_key, record, accepted)
+
+    return validate
 
 
 class OversizedOutput(ValueError):
@@ -78,9 +93,10 @@ def build_app(
     *,
     limits: Limits | None = None,
     topo: topology.Topology | None = None,
-    validate: Validator = no_validation,
+    validate: Validator | None = None,
 ) -> Engine:
     topo = topo or topology.load(settings=settings)
+    validate = validate or record_validator(settings)
     problems = topo.check()
     if problems:
         raise topology.TopologyError("topology.yaml is invalid: " + "; ".join(problems))
@@ -259,7 +275,7 @@ def build_app(
                     for o in fx.out
                 ]
                 _check_sizes(journal, outputs, max_record_bytes)
-            except (CodecError, InputError, OversizedOutput) as exc:
+            except (CodecError, InputError, ValidationError, OversizedOutput) as exc:
                 journal.rollback()
                 batcher.add(*dead_letter_record(event, exc, agent))
                 return

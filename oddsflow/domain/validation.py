@@ -394,7 +394,7 @@ def _price_update(record: Mapping[str, Any], accepted: Iterable[str]) -> None:
         event_id, _field(record, "market_type"), _field(record, "period"), record.get("line")
     )
     given = _field(record, "market_id")
-    if given != mid:
+    if given not in ("", mid):  # empty: the engine derives the id from the fields
         raise ValidationError(
             f"market_id {brief(given)} does not match its fields ({mid!r})", "bad_market"
         )
