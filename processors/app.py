@@ -31,10 +31,12 @@ from oddsflow.domain.acceptance import Limits
 from oddsflow.domain.pricing import Method
 from oddsflow.processors.emit import PartitionBatcher
 from oddsflow.processors.markets import Book, InputError, MarketsHandler
+from oddsflow.processors.provider import ProviderHandler
 from oddsflow.processors.recovery import read_changelogs
 from oddsflow.processors.state import Effects, Journal, Store
 from oddsflow.processors.wallet import WalletHandler
 from oddsflow.settings import Settings
+from oddsflow.streams.uof.settings import UofSettings
 
 log = logging.getLogger("oddsflow.processors")
 
@@ -227,6 +229,8 @@ def build_app(settings: Settings, *, limits: Limits | None = None) -> Engine:
         account_partitions=topo.group_partitions("account"),
     )
     wallet = WalletHandler(table("wallets"), table("bets"), book.limits)
+    # Provider-settled markets (UOF): the certainty policy is the adapter's setting.
+    provider = ProviderHandler(markets, table("provider_markets"), UofSettings().certainty_policy)
     engine = Engine(app, topo, topics, codecs, markets, wallet)
 
     name_to_key = {spec.name: key for key, spec in topo.topics.items()}
@@ -236,6 +240,8 @@ def build_app(settings: Settings, *, limits: Limits | None = None) -> Engine:
         "market_status": markets.on_market_status,
         "scores": markets.on_score,
         "results": markets.on_result,
+        "provider_settlements": provider.on_provider_settlement,
+        "provider_cancels": provider.on_provider_cancel,
     }
     wallet_handlers = {
         "bet_requests": wallet.on_bet_request,
