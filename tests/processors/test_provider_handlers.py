@@ -439,3 +439,22 @@ def test_unusable_provider_records_raise_input_error_for_the_dead_letter_topic(r
     topic = "provider_cancels" if "start_time" in rec else "provider_settlements"
     with pytest.raises(InputError):
         e.feed(topic, rec, now_ms=NOW)
+
+
+def test_after_a_rollback_the_market_trades_again_and_one_settlement_settles_old_and_new_bets():
+    e = up()
+    o1 = placed(e, "b1")
+    e.feed("provider_settlements", settle(1, HOME_WON()))
+    e.feed("market_status", r.status("e1", "open", seq=2))  # a settled market stays closed
+    assert e.out("priced_markets")[-1]["status"] == "settled"
+    e.feed("provider_settlements", rollback(2))
+    e.feed("market_status", r.status("e1", "open", seq=3))  # the provider trades it again
+    assert e.out("priced_markets")[-1]["status"] == "open"
+    o2 = placed(e, "b2", "draw")
+    e.feed("provider_settlements", settle(3, HOME_LOST(), certainty=2))
+    assert e.settlements("b1")[-1] == ("lose", 0, 0, 2)
+    assert e.settlements("b2") == [("win", payout_minor(STAKE, o2), 0, 0)]
+    assert o1 != o2
+    bal = e.check_ledger()
+    assert bal.get("book:open_bets", 0) == 0
+    assert bal["player:a1:available"] == 1000_00 - 2 * STAKE + payout_minor(STAKE, o2)
