@@ -8,6 +8,10 @@ STAMP   := $(VENV)/.installed
 
 .PHONY: setup services demo test test-unit check bench down clean
 
+# The demo and the tests use the built-in dev secrets (provider tokens), which every process
+# refuses outside dev mode.
+demo test test-unit: export ODDSFLOW_ENV = dev
+
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip

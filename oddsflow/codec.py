@@ -18,6 +18,7 @@ import io
 import json
 import re
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from importlib import resources
@@ -32,7 +33,104 @@ _FILE_RE = re.compile(r"^(?P<name>[a-z_]+)\.v(?P<version>\d+)\.avsc$")
 
 
 class CodecError(ValueError):
-    """The bytes are not a message of a known oddsflow schema."""
+    """The bytes are not a message of a known oddsflow schema, or a record does not fit one."""
+
+
+INT_MIN, INT_MAX = -(2**31), 2**31 - 1
+LONG_MIN, LONG_MAX = -(2**63), 2**63 - 1
+_RANGES = {
+    "int": (INT_MIN, INT_MAX, "int (32-bit signed)"),
+    "long": (LONG_MIN, LONG_MAX, "long (64-bit signed)"),
+}
+
+# A check walks one value of a schema node and raises CodecError naming the field path.
+_Check = Callable[[Any, str], None]
+
+
+def _range_check(kind: str) -> _Check:
+    lo, hi, what = _RANGES[kind]
+
+    def check(value: Any, path: str) -> None:
+        # fastavro writes any Python int as a varint: a value beyond the type's range becomes a
+        # message that Java/Go readers refuse (int) or that no reader can hold (long).
+        if type(value) is int and not lo <= value <= hi:
+            raise CodecError(f"{path} = {value} is out of range for Avro {what}")
+
+    return check
+
+
+def _compile_range_check(node: Any) -> _Check | None:
+    """A checker of every int/long inside ``node`` (a raw schema); None when there are none.
+
+    Compiled once per schema so encoding pays only for the int/long fields a record has.
+    """
+    if isinstance(node, str):
+        return _range_check(node) if node in _RANGES else None
+    if isinstance(node, list):  # union: an int goes to the widest int branch present
+        kinds = [b if isinstance(b, str) else b.get("type") for b in node]
+        int_check = (
+            _range_check("long" if "long" in kinds else "int")
+            if ("long" in kinds or "int" in kinds)
+            else None
+        )
+        others = [
+            c
+            for b in node
+            if not (isinstance(b, str) and b in _RANGES)
+            if (c := _compile_range_check(b)) is not None
+        ]
+        if int_check is None and not others:
+            return None
+
+        def union(value: Any, path: str) -> None:
+            if type(value) is int:
+                if int_check is not None:
+                    int_check(value, path)
+                return
+            for c in others:
+                c(value, path)
+
+        return union
+    if not isinstance(node, dict):
+        return None
+    kind = node.get("type")
+    if kind == "record":
+        fields = [(f["name"], c) for f in node["fields"] if (c := _compile_range_check(f["type"]))]
+        if not fields:
+            return None
+
+        def record(value: Any, path: str) -> None:
+            if isinstance(value, dict):
+                for name, c in fields:
+                    if name in value:
+                        c(value[name], f"{path}.{name}")
+
+        return record
+    if kind == "array":
+        item = _compile_range_check(node["items"])
+        if item is None:
+            return None
+
+        def array(value: Any, path: str) -> None:
+            if isinstance(value, list | tuple):
+                for i, v in enumerate(value):
+                    item(v, f"{path}[{i}]")
+
+        return array
+    if kind == "map":
+        val = _compile_range_check(node["values"])
+        if val is None:
+            return None
+
+        def mapping(value: Any, path: str) -> None:
+            if isinstance(value, dict):
+                for k, v in value.items():
+                    val(v, f"{path}[{k!r}]")
+
+        return mapping
+    if kind in _RANGES or isinstance(kind, dict | list):
+        return _compile_range_check(kind)
+    return None
 
 
 @dataclass(frozen=True)
@@ -106,6 +204,7 @@ class Codec:
         self.name = name
         self.writer = self.set.latest(name)
         self._reader_read = fastavro.parse_schema(_strip_timestamps(copy.deepcopy(self.writer.raw)))
+        self._range_check = _compile_range_check(self.writer.raw)
         self._registry = _Registry(registry_url) if registry_url else None
         self._header = (
             CONFLUENT_MAGIC + struct.pack(">I", self._registry.id_for(self.writer))
@@ -114,11 +213,14 @@ class Codec:
         )
 
     def encode(self, record: dict[str, Any]) -> bytes:
+        """The framed Avro bytes of ``record``; CodecError (with the field path) if it does not fit."""
+        if self._range_check is not None:
+            self._range_check(record, self.name)
         buf = io.BytesIO()
         buf.write(self._header)
         try:
             fastavro.schemaless_writer(buf, self.writer.parsed, record)
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        except (ValueError, TypeError, KeyError, AttributeError, ArithmeticError) as exc:
             raise CodecError(f"{self.name}: cannot encode record: {exc}") from exc
         return buf.getvalue()
 
@@ -127,14 +229,8 @@ class Codec:
         if writer.name != self.name:
             raise CodecError(f"expected a {self.name} message, got {writer.name} v{writer.version}")
         reader = None if writer is self.writer else self._reader_read
-        try:
-            return fastavro.schemaless_reader(
-                io.BytesIO(data[10:] if data[:1] != CONFLUENT_MAGIC else data[5:]),  # type: ignore[index]
-                writer.read_parsed,
-                reader,
-            )
-        except Exception as exc:  # fastavro raises many types on truncated/garbled bodies
-            raise CodecError(f"{self.name}: corrupt Avro body: {exc!r}") from exc
+        body = data[10:] if data[:1] != CONFLUENT_MAGIC else data[5:]  # type: ignore[index]
+        return _read_exactly(self.name, body, writer.read_parsed, reader)
 
     def writer_of(self, data: bytes | None) -> SchemaVersion:
         if not data:
@@ -159,7 +255,26 @@ def decode_any(data: bytes) -> tuple[str, dict[str, Any]]:
     sv = set_.by_fingerprint.get(bytes(data[2:10]))
     if sv is None:
         raise CodecError(f"unknown schema fingerprint {bytes(data[2:10]).hex()}")
-    return sv.name, fastavro.schemaless_reader(io.BytesIO(data[10:]), sv.read_parsed, None)
+    return sv.name, _read_exactly(sv.name, data[10:], sv.read_parsed, None)
+
+
+def _read_exactly(name: str, body: bytes, writer: Any, reader: Any) -> dict[str, Any]:
+    """Decode one Avro body that must be consumed to its last byte.
+
+    Trailing bytes are refused: a message is exactly one record, and junk after it means the
+    producer framed something else (or the bytes were spliced).
+    """
+    buf = io.BytesIO(body)
+    try:
+        record = fastavro.schemaless_reader(buf, writer, reader)
+    except Exception as exc:  # fastavro raises many types on truncated/garbled bodies
+        raise CodecError(f"{name}: corrupt Avro body: {exc!r}") from exc
+    if not isinstance(record, dict):  # every oddsflow schema is a record
+        raise CodecError(f"{name}: not an Avro record")
+    extra = len(body) - buf.tell()
+    if extra:
+        raise CodecError(f"{name}: {extra} trailing bytes after the Avro record")
+    return record
 
 
 def to_jsonable(value: Any) -> Any:
@@ -194,7 +309,10 @@ class _Registry:
 
     def schema_for(self, schema_id: int) -> SchemaVersion:
         if schema_id not in self._by_id:
-            raw = json.loads(self._client.get_schema(schema_id).schema_str)
+            text = self._client.get_schema(schema_id).schema_str
+            if text is None:
+                raise CodecError(f"schema id {schema_id} has no schema text")
+            raw = json.loads(text)
             parsed = fastavro.parse_schema(copy.deepcopy(raw))
             for versions in schemas().by_name.values():
                 for sv in versions.values():

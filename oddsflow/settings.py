@@ -14,11 +14,18 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
+DEV_PROVIDER_TOKENS = "demo:demo-token,csv:csv-token,sim:sim-token"
+"""The built-in feed tokens: public in this repository, so usable only with ``env="dev"``."""
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="ODDSFLOW_", env_file=".env", frozen=True, extra="ignore"
     )
+
+    # "dev" (ODDSFLOW_ENV=dev: `make demo`, `make test`) allows the built-in secrets; any other
+    # value is a real deployment, where a process refuses to start with them.
+    env: str = "prod"
 
     # Kafka: the broker `oddsflow services up` starts listens on a private port so it never
     # collides with a developer's own Kafka on 9092.
@@ -66,10 +73,17 @@ class Settings(BaseSettings):
     margin: str = "0.05"
     pricing_method: str = "proportional"
     currency: str = "GBP"
+    # ISO 4217 codes taken in bets and deposits (oddsflow.domain.currency checks each one).
+    accepted_currencies: str = "GBP,EUR,USD,JPY,CHF,SEK,NOK,DKK"
 
     # Feed ingestion HTTP endpoint; tokens as "provider:token,provider2:token2".
     ingest_port: int = 8088
-    provider_tokens: str = "demo:demo-token,csv:csv-token,sim:sim-token"
+    provider_tokens: str = DEV_PROVIDER_TOKENS
+    # Request limits of the endpoint: a whole body (after Content-Encoding), one item of the
+    # JSON array (a Kafka message must stay under the broker's 1 MB default), items per body.
+    ingest_body_max_bytes: int = 16 * 1024 * 1024
+    ingest_item_max_bytes: int = 256 * 1024
+    ingest_items_max: int = 10_000
 
     metrics_port: int = 9300
 

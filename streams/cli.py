@@ -83,6 +83,10 @@ def register(app: typer.Typer) -> None:
         host: str = typer.Option("127.0.0.1", "--host"),
     ) -> None:
         """Serve POST /feeds/{provider}/events, /healthz and /metrics."""
-        from oddsflow.streams.http_ingest import run_http_ingest
+        from oddsflow.streams.http_ingest import IngestConfigError, run_http_ingest
 
-        run_http_ingest(get_settings(), host=host, port=port)
+        try:
+            run_http_ingest(get_settings(), host=host, port=port)
+        except IngestConfigError as exc:  # a setup mistake: one line, no traceback
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(2) from None

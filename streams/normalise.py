@@ -21,50 +21,54 @@ Conventions (the provider contract):
 * Lines are decimal strings that are a multiple of 0.25 (``"2.5"``, ``"-0.25"``), present exactly
   on the markets that have one; records carry the canonical text (``"2.50"`` -> ``"2.5"``) so a
   market id is the same whoever sends it.
-* Money is integer minor units (``stake_minor``); ``stake``/``amount`` as a decimal string with
-  at most 2 places is accepted too and converted exactly.
+* Money is integer minor units (``stake_minor``); ``stake``/``amount`` in units (plain decimal
+  text or a JSON number) is accepted too and converted exactly with the currency's ISO 4217
+  minor unit (``"10.5"`` JPY is refused, ``"1.234"`` BHD is 1234). Giving both is allowed only
+  if they agree. The currency must be among the accepted ones (a setting).
+* Numbers as text are plain ASCII decimal syntax: no ``_`` separators, exponents, blanks or
+  non-ASCII digits.
+* Every record is finally checked by :func:`oddsflow.domain.validation.validate_record`, the
+  same rules the engine applies to what it consumes.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
-from typing import Any
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any, TypeVar, cast
 
+from oddsflow.domain import validation as v
+from oddsflow.domain.currency import DEFAULT_ACCEPTED, to_minor
+from oddsflow.domain.errors import MoneyError
 from oddsflow.domain.markets import (
     LINE_MARKETS,
     MarketType,
     Period,
-    line_text,
     market_id,
-    parse_score_selection,
-    selections,
 )
+from oddsflow.domain.validation import ValidationError, validate_record
 
 ODDS_Q = Decimal("0.0001")  # Avro decimal scale 4
-MAX_ODDS = Decimal(
-    1_000_000
-)  # Avro precision 12 at scale 4 leaves 8 integer digits; no real price is near
-_QUARTER = Decimal("0.25")
+MAX_ODDS = v.ODDS_MAX
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
-# Epoch-ms plausibility window (2000-01-01 .. 2100-01-01). Its main job is catching epoch
-# SECONDS sent by mistake, which would otherwise land in January 1970.
-MIN_TS_MS = 946_684_800_000
-MAX_TS_MS = 4_102_444_800_000
+MIN_TS_MS = v.TS_MS_MIN
+MAX_TS_MS = v.TS_MS_MAX
 
-_ID_MAX = 200
-# "/" separates the parts of a market id and "|" the parts of the engine's open-leg keys, so an
-# id containing them would collide with another event's keys.
-_ID_FORBIDDEN = re.compile(r"[/|\s]")
-_STATUSES = ("open", "suspended", "bet_stop", "closed", "settled", "cancelled")
-_EVENT_STATUSES = ("final", "abandoned", "cancelled")
-_POLICIES = ("none", "higher", "any")
-_CURRENCY_RE = re.compile(r"[A-Z]{3}")
-_MAX_LEGS = 20
+# Plain ASCII decimal syntax only: int() and Decimal() also take "1_000", " 7 ", "1e3" and
+# non-ASCII digits (Arabic-Indic, fullwidth, ...), which no provider means as a price or stake.
+_UNSIGNED_RE = re.compile(r"[0-9]+(?:\.[0-9]+)?", re.ASCII)
+_SIGNED_RE = re.compile(r"[+-]?[0-9]+(?:\.[0-9]+)?", re.ASCII)
+_INT_RE = re.compile(r"[+-]?[0-9]+", re.ASCII)
+_SCORE_TEXT_RE = re.compile(r"([0-9]{1,3})-([0-9]{1,3})", re.ASCII)
+# A number this far from any odds, line or time is refused before arithmetic on it: int() of
+# Decimal("1e999999999") would build a billion-digit integer.
+_MAGNITUDE_DIGITS_MAX = 20
+_MAX_LEGS = v.MAX_LEGS
 
 KIND_TOPICS: dict[str, str] = {
     "fixture": "fixtures",
@@ -78,13 +82,32 @@ KIND_TOPICS: dict[str, str] = {
 """Provider item kind -> topology topic key."""
 
 
-class FeedError(ValueError):
-    """An item that cannot become a canonical record; ``str(exc)`` is the reason."""
+class FeedError(ValidationError):
+    """An item that cannot become a canonical record; ``str(exc)`` is the reason.
 
-    def __init__(self, reason: str, code: str = "invalid") -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.code = code
+    A :class:`~oddsflow.domain.validation.ValidationError`: the item broke one of the rules the
+    engine applies to the record too.
+    """
+
+
+def _feed(exc: ValidationError) -> FeedError:
+    return exc if isinstance(exc, FeedError) else FeedError(exc.reason, exc.code)
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _feed_errors(fn: _F) -> _F:
+    """The public parsers raise FeedError, whichever rule (here or in validation) refused."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ValidationError as exc:
+            raise _feed(exc) from None
+
+    return cast(_F, wrapper)
 
 
 # --------------------------------------------------------------------------- JSON
@@ -122,49 +145,46 @@ def _get(item: Mapping[str, Any], name: str, *aliases: str) -> Any:
     raise FeedError(f"missing field {name!r}", "missing_field")
 
 
+@_feed_errors
 def ident(value: Any, what: str) -> str:
-    """A non-empty id without separators the engine uses in its keys."""
-    if not isinstance(value, str) or not value.strip():
-        raise FeedError(f"{what} must be a non-empty string, got {value!r}", "bad_field")
-    if len(value) > _ID_MAX:
-        raise FeedError(f"{what} is longer than {_ID_MAX} characters", "bad_field")
-    if _ID_FORBIDDEN.search(value):
-        raise FeedError(f"{what} must not contain '/', '|' or whitespace: {value!r}", "bad_field")
-    return value
+    """A non-empty id without separators the engine uses in its keys, nor control characters."""
+    return v.identifier(value, what)
 
 
+@_feed_errors
 def text(value: Any, what: str) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise FeedError(f"{what} must be a non-empty string, got {value!r}", "bad_field")
-    return value.strip()
+    """Free text, stripped; bounded and printable (:func:`validation.text`)."""
+    return v.text(value.strip() if isinstance(value, str) else value, what)
 
 
-def integer(value: Any, what: str, *, minimum: int | None = 0) -> int:
-    """An exact integer: int, or a Decimal/str with no fraction; bools and floats with a fraction refused."""
+def _bounded(d: Decimal, what: str, code: str) -> Decimal:
+    if d.is_finite() and d != 0 and d.adjusted() >= _MAGNITUDE_DIGITS_MAX:
+        raise FeedError(f"{what} is out of range: {d}", code)
+    return d
+
+
+@_feed_errors
+def integer(value: Any, what: str, *, minimum: int = 0, maximum: int = v.LONG_MAX) -> int:
+    """An exact integer in ``minimum..maximum``: int, integral Decimal, or ASCII digit text.
+
+    Bools, fractions, ``"1_000"`` and non-ASCII digits are refused.
+    """
     if isinstance(value, bool):
         raise FeedError(f"{what} must be an integer, got {value!r}", "bad_field")
     if isinstance(value, int):
         n = value
-    elif (
-        isinstance(value, Decimal | float)
-        and value == value
-        and value not in (float("inf"), float("-inf"))
-    ):
-        if value != int(value):
+    elif isinstance(value, Decimal) and value.is_finite():
+        if value != value.to_integral_value():
             raise FeedError(f"{what} must be an integer, got {value}", "bad_field")
-        n = int(value)
-    elif isinstance(value, str) and re.fullmatch(r"[+-]?\d+", value.strip()):
+        n = int(_bounded(value, what, "bad_field"))
+    elif isinstance(value, str) and _INT_RE.fullmatch(value) and len(value) <= 30:
         n = int(value)
     else:
-        raise FeedError(f"{what} must be an integer, got {value!r}", "bad_field")
-    if minimum is not None and n < minimum:
-        raise FeedError(f"{what} must be >= {minimum}, got {n}", "bad_field")
-    if n >= 2**63:
-        raise FeedError(f"{what} is too large: {n}", "bad_field")
-    return n
+        raise FeedError(f"{what} must be an integer, got {v.brief(value)}", "bad_field")
+    return v.integer(n, what, minimum, maximum)
 
 
-def _decimal(value: Any, what: str, code: str) -> Decimal:
+def _decimal(value: Any, what: str, code: str, *, signed: bool = False) -> Decimal:
     if isinstance(value, bool):
         raise FeedError(f"{what} must be a number, got {value!r}", code)
     if isinstance(value, Decimal):
@@ -176,60 +196,58 @@ def _decimal(value: Any, what: str, code: str) -> Decimal:
         # shortest text that round-trips, i.e. what the sender wrote, not the binary expansion.
         d = Decimal(repr(value))
     elif isinstance(value, str):
-        try:
-            d = Decimal(value.strip())
-        except (InvalidOperation, ValueError):
-            raise FeedError(f"{what} is not a number: {value!r}", code) from None
+        if value in ("NaN", "Infinity", "-Infinity", "nan", "inf", "-inf"):
+            raise FeedError(f"{what} must be a finite number, got {value!r}", code)
+        if not (_SIGNED_RE if signed else _UNSIGNED_RE).fullmatch(value):
+            raise FeedError(
+                f"{what} is not a number in plain decimal notation: {v.brief(value)}", code
+            )
+        d = Decimal(value)
     else:
-        raise FeedError(f"{what} must be a number, got {value!r}", code)
+        raise FeedError(f"{what} must be a number, got {v.brief(value)}", code)
     if not d.is_finite():
         raise FeedError(f"{what} must be a finite number, got {value!r}", code)
-    return d
+    return _bounded(d, what, code)
 
 
+@_feed_errors
 def odds(value: Any, what: str = "odds") -> Decimal:
     """Decimal odds > 1, quantized to 4 dp (the Avro scale)."""
     d = _decimal(value, what, "bad_odds")
     if d > MAX_ODDS:
         raise FeedError(f"{what} must be at most {MAX_ODDS}, got {d}", "bad_odds")
-    q = d.quantize(ODDS_Q, rounding=ROUND_HALF_EVEN)
+    if d <= 1:  # before quantizing: a huge negative would not fit the 28-digit context
+        raise FeedError(f"{what} must be a number > 1, got {d}", "bad_odds")
     # Checked after quantizing: 1.00001 would otherwise pass and then be written as 1.0000.
-    if q <= 1:
-        raise FeedError(f"{what} must be a number > 1, got {value!r}", "bad_odds")
-    return q
+    return v.odds(d.quantize(ODDS_Q, rounding=ROUND_HALF_EVEN), what)
 
 
+@_feed_errors
 def line(value: Any, market: MarketType) -> str | None:
     """The canonical line text of ``market`` (None when the market has no line)."""
-    if market not in LINE_MARKETS:
-        if value not in (None, ""):
-            raise FeedError(f"{market.value} has no line, got {value!r}", "bad_line")
-        return None
     if value in (None, ""):
-        raise FeedError(f"{market.value} needs a line", "bad_line")
-    d = _decimal(value, "line", "bad_line")
-    if d % _QUARTER != 0:
-        raise FeedError(f"line must be a multiple of 0.25, got {value!r}", "bad_line")
-    if market is MarketType.TOTAL_GOALS and d < 0:
-        raise FeedError(f"total_goals line must be >= 0, got {value!r}", "bad_line")
-    if abs(d) > 100:
-        raise FeedError(f"line is out of range: {value!r}", "bad_line")
-    return line_text(d)
+        return v.line_field(None, market)
+    if market not in LINE_MARKETS:
+        raise FeedError(f"{market.value} has no line, got {v.brief(value)}", "bad_line")
+    return v.line_value(_decimal(value, "line", "bad_line", signed=True), market)
 
 
+@_feed_errors
 def timestamp_ms(value: Any, what: str = "ts") -> int:
     """Epoch ms from an int of epoch ms or ISO-8601 text with an offset; naive text is refused."""
     if isinstance(value, bool):
         raise FeedError(
             f"{what} must be ISO-8601 with an offset or epoch ms, got {value!r}", "bad_timestamp"
         )
-    if isinstance(value, int | Decimal):
-        if isinstance(value, Decimal) and (
-            not value.is_finite() or value != value.to_integral_value()
-        ):
+    if isinstance(value, int):
+        ms = value
+    elif isinstance(value, Decimal):
+        if not value.is_finite() or value != value.to_integral_value():
             raise FeedError(f"{what} epoch ms must be an integer, got {value}", "bad_timestamp")
-        ms = int(value)
+        ms = int(_bounded(value, what, "bad_timestamp"))
     elif isinstance(value, str):
+        if not value.isascii() or len(value) > 64:
+            raise FeedError(f"{what} is not ISO-8601: {v.brief(value)}", "bad_timestamp")
         try:
             dt = datetime.fromisoformat(value.strip())
         except ValueError:
@@ -241,86 +259,68 @@ def timestamp_ms(value: Any, what: str = "ts") -> int:
         ms = (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
     else:
         raise FeedError(
-            f"{what} must be ISO-8601 with an offset or epoch ms, got {value!r}", "bad_timestamp"
-        )
-    if not MIN_TS_MS <= ms < MAX_TS_MS:
-        raise FeedError(
-            f"{what} is out of range (epoch ms between 2000 and 2100 expected), got {value!r}",
+            f"{what} must be ISO-8601 with an offset or epoch ms, got {v.brief(value)}",
             "bad_timestamp",
         )
-    return ms
+    return v.timestamp(ms, what)
 
 
 def _enum(value: Any, allowed: tuple[str, ...], what: str) -> str:
-    if value not in allowed:
-        raise FeedError(
-            f"unknown {what} {value!r} (expected one of {', '.join(allowed)})", "bad_field"
-        )
-    return str(value)
+    return v.enum_value(value, allowed, what)
 
 
 def _market_type(value: Any) -> MarketType:
-    try:
-        return MarketType(value)
-    except ValueError:
-        raise FeedError(f"unknown market_type {value!r}", "bad_market") from None
+    return v.market_type(value)
 
 
 def _period(value: Any) -> Period:
-    try:
-        return Period(value)
-    except ValueError:
-        raise FeedError(
-            f"unknown period {value!r} (expected one of {', '.join(p.value for p in Period)})",
-            "bad_market",
-        ) from None
+    return v.period(value)
+
+
+def score_pair_text(value: Any) -> tuple[int, int] | None:
+    """``"2-1"`` (ASCII digits, up to 3 each, leading zeros allowed) as (2, 1); None if not."""
+    m = _SCORE_TEXT_RE.fullmatch(value) if isinstance(value, str) else None
+    return None if m is None else (int(m.group(1)), int(m.group(2)))
 
 
 def _selection(value: Any, market: MarketType) -> str:
-    allowed = selections(market)
-    if allowed is None:
-        try:
-            parse_score_selection(value if isinstance(value, str) else "")
-        except ValueError:
-            raise FeedError(
-                f"correct_score selection must look like '2-1', got {value!r}", "bad_selection"
-            ) from None
-        return str(value)
-    if value not in allowed:
-        raise FeedError(
-            f"unknown selection {value!r} for {market.value} (expected one of {', '.join(allowed)})",
-            "bad_selection",
-        )
-    return str(value)
+    if market is MarketType.CORRECT_SCORE and (pair := score_pair_text(value)) is not None:
+        value = f"{pair[0]}-{pair[1]}"  # the one spelling: "01-0" is "1-0"
+    return v.selection(value, market)
 
 
-def _currency(item: Mapping[str, Any]) -> str:
-    cur = item.get("currency", "GBP")
-    if not isinstance(cur, str) or not _CURRENCY_RE.fullmatch(cur):
-        raise FeedError(f"currency must be a 3-letter ISO code, got {cur!r}", "bad_field")
-    return cur
+def _currency(item: Mapping[str, Any], accepted: Iterable[str]) -> str:
+    return v.currency(item.get("currency", "GBP"), accepted)
 
 
-def _minor(item: Mapping[str, Any], minor_field: str, unit_field: str) -> int:
-    """Minor units from ``<x>_minor`` (int) or ``<x>`` (decimal string, at most 2 places)."""
+def _minor(item: Mapping[str, Any], minor_field: str, unit_field: str, currency: str) -> int:
+    """Minor units from ``<x>_minor`` (int) and/or ``<x>`` (amount in units of ``currency``).
+
+    Both may be given only if they agree: which one to believe is not the ingestor's guess.
+    """
+    minor = unit = None
     if item.get(minor_field) is not None:
-        n = integer(item[minor_field], minor_field, minimum=1)
-    elif item.get(unit_field) is not None:
-        d = _decimal(item[unit_field], unit_field, "bad_amount")
-        cents = d * 100
-        if cents != cents.to_integral_value():
+        given = integer(item[minor_field], minor_field, minimum=-v.LONG_MAX, maximum=v.LONG_MAX)
+        minor = v.amount_minor(given, minor_field)
+    if item.get(unit_field) is not None:
+        raw = item[unit_field]
+        if isinstance(raw, float):
             raise FeedError(
-                f"{unit_field} has more than 2 decimal places: {item[unit_field]!r}", "bad_amount"
+                f"{unit_field} must be decimal text, not a float: {raw!r}", "bad_amount"
             )
-        n = int(cents)
-        if n < 1:
-            raise FeedError(
-                f"{unit_field} must be positive, got {item[unit_field]!r}", "bad_amount"
-            )
-    else:
+        try:
+            unit = to_minor(raw, currency)
+        except MoneyError as exc:
+            raise FeedError(f"{unit_field}: {exc}", "bad_amount") from None
+        v.amount_minor(unit, unit_field)
+    if minor is not None and unit is not None and minor != unit:
+        raise FeedError(
+            f"{minor_field} {minor} and {unit_field} {v.brief(item[unit_field])} {currency} conflict",
+            "bad_amount",
+        )
+    n = minor if minor is not None else unit
+    if n is None:
         raise FeedError(f"missing field {minor_field!r}", "missing_field")
-    if n >= 10**15:
-        raise FeedError(f"{minor_field} is too large: {n}", "bad_amount")
     return n
 
 
@@ -333,20 +333,19 @@ def _seq(item: Mapping[str, Any]) -> int:
 
 
 # --------------------------------------------------------------------------- per kind
+# Each builder turns an item into a canonical record; normalise() then checks the record with
+# validation.validate_record, the rule set the engine applies to what it consumes.
 
 
-def _fixture(item: Mapping[str, Any], provider: str) -> dict[str, Any]:
-    home, away = text(_get(item, "home"), "home"), text(_get(item, "away"), "away")
-    if home == away:
-        raise FeedError("home and away must differ", "bad_field")
+def _fixture(item: Mapping[str, Any], provider: str, accepted: Iterable[str]) -> dict[str, Any]:
     return {
         "event_id": ident(_get(item, "event_id"), "event_id"),
         "provider": provider,
         "seq": _seq(item),
         "sport": text(item.get("sport", "football"), "sport"),
         "competition": text(_get(item, "competition"), "competition"),
-        "home": home,
-        "away": away,
+        "home": text(_get(item, "home"), "home"),
+        "away": text(_get(item, "away"), "away"),
         "kickoff": timestamp_ms(_get(item, "kickoff"), "kickoff"),
         "provider_ts": _provider_ts(item),
     }
@@ -361,34 +360,28 @@ def _market_fields(
     mid = market_id(event_id, mtype, period, None if ln is None else Decimal(ln))
     given = item.get("market_id")
     if given not in (None, "") and given != mid:
-        raise FeedError(f"market_id {given!r} does not match its fields ({mid!r})", "bad_market")
+        raise FeedError(
+            f"market_id {v.brief(given)} does not match its fields ({mid!r})", "bad_market"
+        )
     return mtype, period, ln, mid
 
 
-def _price(item: Mapping[str, Any], provider: str) -> dict[str, Any]:
+def _price(item: Mapping[str, Any], provider: str, accepted: Iterable[str]) -> dict[str, Any]:
     event_id = ident(_get(item, "event_id"), "event_id")
     mtype, period, ln, mid = _market_fields(item, event_id)
     raw = _get(item, "selections")
     if not isinstance(raw, list) or not raw:
         raise FeedError("selections must be a non-empty list", "bad_selection")
+    if len(raw) > v.SELECTIONS_MAX:  # before parsing a million of them
+        raise FeedError(
+            f"at most {v.SELECTIONS_MAX} selections per market, got {len(raw)}", "bad_selection"
+        )
     sels: list[dict[str, Any]] = []
     for i, s in enumerate(raw):
         if not isinstance(s, Mapping):
             raise FeedError(f"selections[{i}] must be an object", "bad_selection")
         name = _selection(_get(s, "selection"), mtype)
         sels.append({"selection": name, "odds": odds(_get(s, "odds"), f"selections[{i}].odds")})
-    names = [s["selection"] for s in sels]
-    if len(set(names)) != len(names):
-        raise FeedError(f"duplicate selections in {names}", "bad_selection")
-    allowed = selections(mtype)
-    # The book de-margins across ALL selections of a market; a partial market would be mispriced.
-    if allowed is not None and set(names) != set(allowed):
-        raise FeedError(
-            f"{mtype.value} needs prices for exactly {', '.join(allowed)}; got {', '.join(names)}",
-            "bad_selection",
-        )
-    if allowed is None and len(sels) < 2:
-        raise FeedError("correct_score needs at least 2 selections", "bad_selection")
     return {
         "event_id": event_id,
         "provider": provider,
@@ -402,43 +395,37 @@ def _price(item: Mapping[str, Any], provider: str) -> dict[str, Any]:
     }
 
 
-def _status(item: Mapping[str, Any], provider: str) -> dict[str, Any]:
+def _status(item: Mapping[str, Any], provider: str, accepted: Iterable[str]) -> dict[str, Any]:
     event_id = ident(_get(item, "event_id"), "event_id")
     mid: str | None = None
     if item.get("market_type") is not None or item.get("market") is not None:
         mid = _market_fields(item, event_id)[3]
     elif item.get("market_id") not in (None, ""):
-        mid = text(item["market_id"], "market_id")
-        if not mid.startswith(f"{event_id}/"):
-            raise FeedError(
-                f"market_id {mid!r} is not a market of event {event_id!r}", "bad_market"
-            )
-    in_play = item.get("in_play", False)
-    if not isinstance(in_play, bool):
-        raise FeedError(f"in_play must be true or false, got {in_play!r}", "bad_field")
+        mid = v.market_id_of_event(item["market_id"], event_id)
     return {
         "event_id": event_id,
         "provider": provider,
         "seq": _seq(item),
         "market_id": mid,
-        "status": _enum(_get(item, "status"), _STATUSES, "status"),
-        "in_play": in_play,
+        "status": _enum(_get(item, "status"), v.MARKET_STATUSES, "status"),
+        "in_play": v.boolean(item.get("in_play", False), "in_play"),
         "provider_ts": _provider_ts(item),
     }
 
 
-def _score(item: Mapping[str, Any], provider: str) -> dict[str, Any]:
-    minute = integer(item.get("minute", 0), "minute")
-    if minute > 200:
-        raise FeedError(f"minute is out of range: {minute}", "bad_field")
+def _goals(value: Any, what: str) -> int:
+    return integer(value, what, maximum=v.INT_MAX)
+
+
+def _score(item: Mapping[str, Any], provider: str, accepted: Iterable[str]) -> dict[str, Any]:
     return {
         "event_id": ident(_get(item, "event_id"), "event_id"),
         "provider": provider,
         "seq": _seq(item),
         "period": _period(item.get("period", "FT")).value,
-        "home": integer(_get(item, "home"), "home"),
-        "away": integer(_get(item, "away"), "away"),
-        "minute": minute,
+        "home": _goals(_get(item, "home"), "home"),
+        "away": _goals(_get(item, "away"), "away"),
+        "minute": integer(item.get("minute", 0), "minute", maximum=v.MINUTE_MAX),
         "provider_ts": _provider_ts(item),
     }
 
@@ -448,44 +435,39 @@ def _score_pair(item: Mapping[str, Any], period: str) -> tuple[int | None, int |
     nested = item.get(period)
     if nested is not None:
         if isinstance(nested, str):
-            try:
-                return parse_score_selection(nested)
-            except ValueError:
+            pair = score_pair_text(nested)
+            if pair is None:
                 raise FeedError(
-                    f"{period} score must look like '2-1', got {nested!r}", "bad_field"
-                ) from None
+                    f"{period} score must look like '2-1', got {v.brief(nested)}", "bad_field"
+                )
+            return pair
         if not isinstance(nested, Mapping):
             raise FeedError(f"{period} must be an object {{home, away}}", "bad_field")
         return (
-            integer(_get(nested, "home"), f"{period}.home"),
-            integer(_get(nested, "away"), f"{period}.away"),
+            _goals(_get(nested, "home"), f"{period}.home"),
+            _goals(_get(nested, "away"), f"{period}.away"),
         )
     raw_h, raw_a = item.get(f"{period}_home"), item.get(f"{period}_away")
     if (raw_h is None) != (raw_a is None):
         raise FeedError(f"{period}_home and {period}_away go together", "missing_field")
     if raw_h is None:
         return None, None
-    return integer(raw_h, f"{period}_home"), integer(raw_a, f"{period}_away")
+    return _goals(raw_h, f"{period}_home"), _goals(raw_a, f"{period}_away")
 
 
-def _result(item: Mapping[str, Any], provider: str) -> dict[str, Any]:
-    status = _enum(item.get("status", "final"), _EVENT_STATUSES, "result status")
+def _result(item: Mapping[str, Any], provider: str, accepted: Iterable[str]) -> dict[str, Any]:
     ft_h, ft_a = _score_pair(item, "ft")
     ht_h, ht_a = _score_pair(item, "ht")
-    if status == "final" and ft_h is None:
-        raise FeedError("a final result needs the full-time score (ft)", "missing_field")
-    if ht_h is not None and ft_h is not None and (ht_h > ft_h or ht_a > ft_a):  # type: ignore[operator]
-        raise FeedError("half-time score exceeds the full-time score", "bad_field")
     return {
         "event_id": ident(_get(item, "event_id"), "event_id"),
         "provider": provider,
         "seq": _seq(item),
-        "status": status,
+        "status": _enum(item.get("status", "final"), v.EVENT_STATUSES, "result status"),
         "ft_home": ft_h,
         "ft_away": ft_a,
         "ht_home": ht_h,
         "ht_away": ht_a,
-        "revision": integer(item.get("revision", 0), "revision"),
+        "revision": integer(item.get("revision", 0), "revision", maximum=v.INT_MAX),
         "provider_ts": _provider_ts(item),
     }
 
@@ -504,44 +486,41 @@ def _leg(d: Any, i: int) -> dict[str, Any]:
             "selection": _selection(_get(d, "selection"), mtype),
             "odds": odds(_get(d, "odds")),
         }
-    except FeedError as exc:
+    except ValidationError as exc:
         raise FeedError(f"legs[{i}]: {exc.reason}", exc.code) from None
 
 
-def _bet(item: Mapping[str, Any], provider: str) -> dict[str, Any]:
+def _bet(item: Mapping[str, Any], provider: str, accepted: Iterable[str]) -> dict[str, Any]:
     raw_legs = _get(item, "legs")
-    if not isinstance(raw_legs, list) or not raw_legs:
+    if not isinstance(raw_legs, list):
         raise FeedError("legs must be a non-empty list", "bad_leg")
-    if len(raw_legs) > _MAX_LEGS:
-        raise FeedError(f"at most {_MAX_LEGS} legs, got {len(raw_legs)}", "bad_leg")
+    v.leg_count(len(raw_legs))
     legs = [_leg(d, i) for i, d in enumerate(raw_legs)]
-    if len(legs) > 1 and len({leg["event_id"] for leg in legs}) != len(legs):
-        # Same-event legs are correlated: an accumulator priced as independent legs would be wrong.
-        raise FeedError("accumulator legs must be on different events", "bad_leg")
-    channel = item.get("channel", "web")
+    currency = _currency(item, accepted)
     return {
         "bet_id": ident(_get(item, "bet_id"), "bet_id"),
         "account_id": ident(_get(item, "account_id"), "account_id"),
-        "stake_minor": _minor(item, "stake_minor", "stake"),
-        "currency": _currency(item),
-        "price_policy": _enum(item.get("price_policy", "none"), _POLICIES, "price_policy"),
+        "stake_minor": _minor(item, "stake_minor", "stake", currency),
+        "currency": currency,
+        "price_policy": _enum(item.get("price_policy", "none"), v.PRICE_POLICIES, "price_policy"),
         "legs": legs,
         "placed_at": timestamp_ms(_get(item, "placed_at", "ts"), "placed_at"),
-        "channel": text(channel, "channel"),
+        "channel": text(item.get("channel", "web"), "channel"),
     }
 
 
-def _deposit(item: Mapping[str, Any], provider: str) -> dict[str, Any]:
+def _deposit(item: Mapping[str, Any], provider: str, accepted: Iterable[str]) -> dict[str, Any]:
+    currency = _currency(item, accepted)
     return {
         "ref": ident(_get(item, "ref"), "ref"),
         "account_id": ident(_get(item, "account_id"), "account_id"),
-        "amount_minor": _minor(item, "amount_minor", "amount"),
-        "currency": _currency(item),
+        "amount_minor": _minor(item, "amount_minor", "amount", currency),
+        "currency": currency,
         "created_at": timestamp_ms(_get(item, "created_at", "ts"), "created_at"),
     }
 
 
-_BUILDERS: dict[str, Callable[[Mapping[str, Any], str], dict[str, Any]]] = {
+_BUILDERS: dict[str, Callable[[Mapping[str, Any], str, Iterable[str]], dict[str, Any]]] = {
     "fixture": _fixture,
     "price": _price,
     "status": _status,
@@ -559,8 +538,13 @@ def record_key(topic_key: str, record: Mapping[str, Any]) -> str:
     )
 
 
-def normalise(item: Any, provider: str) -> tuple[str, str, dict[str, Any]]:
-    """One provider item -> ``(topic_key, key, record)``; FeedError with the reason if invalid."""
+def normalise(
+    item: Any, provider: str, accepted_currencies: Iterable[str] = DEFAULT_ACCEPTED
+) -> tuple[str, str, dict[str, Any]]:
+    """One provider item -> ``(topic_key, key, record)``; FeedError with the reason if invalid.
+
+    The record has passed :func:`validation.validate_record`, the check the engine repeats.
+    """
     if not isinstance(item, Mapping):
         raise FeedError(f"an item must be a JSON object, got {type(item).__name__}", "not_object")
     kind = item.get("kind", item.get("type"))
@@ -569,20 +553,22 @@ def normalise(item: Any, provider: str) -> tuple[str, str, dict[str, Any]]:
     builder = _BUILDERS.get(kind) if isinstance(kind, str) else None
     if builder is None:
         raise FeedError(
-            f"unknown kind {kind!r} (expected one of {', '.join(_BUILDERS)})", "unknown_kind"
+            f"unknown kind {v.brief(kind)} (expected one of {', '.join(_BUILDERS)})",
+            "unknown_kind",
         )
+    topic_key = KIND_TOPICS[kind]
     try:
-        record = builder(item, provider)
-    except FeedError:
-        raise
+        record = builder(item, provider, accepted_currencies)
+        validate_record(topic_key, record, accepted_currencies)
+    except ValidationError as exc:
+        raise _feed(exc) from None
     except (
         TypeError,
         ValueError,
         ArithmeticError,
         KeyError,
     ) as exc:  # a shape no check anticipated
-        raise FeedError(f"{kind}: {exc}", "invalid") from exc
-    topic_key = KIND_TOPICS[kind]
+        raise FeedError(f"{kind}: {v.brief(str(exc))}", "invalid") from exc
     return topic_key, record_key(topic_key, record), record
 
 

@@ -17,6 +17,10 @@ from pathlib import Path
 
 import pytest
 
+# Tests run in dev mode (the built-in provider tokens are allowed), however pytest is started;
+# a test that needs production mode passes env="prod" itself.
+os.environ.setdefault("ODDSFLOW_ENV", "dev")
+
 from oddsflow.settings import REPO_ROOT, Settings
 
 EPL_CSV = Path(

@@ -99,3 +99,119 @@ def test_roundtrip_is_exact_for_money_and_odds(stake, odds):
     rec["legs"][0]["odds"] = odds
     out = c.decode(c.encode(rec))
     assert out["stake_minor"] == stake and out["legs"][0]["odds"] == odds
+
+
+def _score(**kw):
+    rec = {
+        "event_id": "e1",
+        "provider": "p",
+        "seq": 1,
+        "period": "FT",
+        "home": 1,
+        "away": 0,
+        "minute": 10,
+        "provider_ts": 1_767_225_600_000,
+    }
+    rec.update(kw)
+    return rec
+
+
+def _result(**kw):
+    rec = {
+        "event_id": "e1",
+        "provider": "p",
+        "seq": 1,
+        "status": "final",
+        "ft_home": 2,
+        "ft_away": 1,
+        "ht_home": None,
+        "ht_away": None,
+        "revision": 0,
+        "provider_ts": 1_767_225_600_000,
+    }
+    rec.update(kw)
+    return rec
+
+
+def _ledger_tx(amount: int):
+    return {
+        "tx_id": "b1:reserve",
+        "kind": "reserve",
+        "bet_id": "b1",
+        "account_id": "a1",
+        "postings": [
+            {"posting_id": "b1:reserve:0", "account": "a1", "amount_minor": -1, "currency": "GBP"},
+            {
+                "posting_id": "b1:reserve:1",
+                "account": "x",
+                "amount_minor": amount,
+                "currency": "GBP",
+            },
+        ],
+        "created_at": 1_767_225_600_000,
+    }
+
+
+@pytest.mark.parametrize(
+    ("schema", "record", "path"),
+    [
+        ("score", _score(home=2**40), "score.home"),
+        ("score", _score(away=-(2**31) - 1), "score.away"),
+        ("score", _score(minute=2**31), "score.minute"),
+        ("score", _score(seq=2**63), "score.seq"),
+        ("result", _result(revision=2**40), "result.revision"),
+        ("result", _result(ft_home=2**31), "result.ft_home"),  # a ["null", "int"] union
+        ("bet_request", _bet(stake_minor=2**63), "bet_request.stake_minor"),
+        ("bet_request", _bet(placed_at=-(2**63) - 1), "bet_request.placed_at"),
+    ],
+)
+def test_ints_beyond_their_avro_type_are_refused_at_encode_with_the_field_path(
+    schema, record, path
+):
+    with pytest.raises(CodecError, match="out of range") as exc:
+        Codec(schema).encode(record)
+    assert str(exc.value).startswith(f"{path} = ")
+
+
+def test_a_nested_out_of_range_long_names_its_array_index():
+    c = Codec("ledger_transaction")
+    assert c.decode(c.encode(_ledger_tx(2**63 - 1)))["postings"][1]["amount_minor"] == 2**63 - 1
+    with pytest.raises(CodecError, match=r"ledger_transaction\.postings\[1\]\.amount_minor"):
+        c.encode(_ledger_tx(2**63))
+
+
+@pytest.mark.parametrize(
+    ("schema", "record"),
+    [
+        ("score", _score(home=2**31 - 1, away=0, minute=-(2**31))),
+        ("score", _score(seq=2**63 - 1, provider_ts=-(2**63))),
+        ("result", _result(revision=2**31 - 1, ft_home=None, ft_away=None, status="abandoned")),
+    ],
+)
+def test_the_extremes_of_int_and_long_round_trip(schema, record):
+    c = Codec(schema)
+    assert c.decode(c.encode(record)) == record
+
+
+@given(
+    st.one_of(st.integers(max_value=-(2**31) - 1), st.integers(min_value=2**31)),
+)
+def test_any_int_outside_32_bits_is_refused_for_an_avro_int(n):
+    with pytest.raises(CodecError, match="out of range for Avro int"):
+        Codec("result").encode(_result(revision=n))
+
+
+@given(st.integers(min_value=-(2**31), max_value=2**31 - 1))
+def test_any_32_bit_int_round_trips(n):
+    c = Codec("result")
+    assert c.decode(c.encode(_result(revision=n)))["revision"] == n
+
+
+@pytest.mark.parametrize("junk", [b"\x00", b"junk", b"\x02xx"])
+def test_trailing_bytes_after_the_record_are_refused(junk):
+    data = Codec("bet_request").encode(_bet())
+    with pytest.raises(CodecError, match="trailing bytes"):
+        Codec("bet_request").decode(data + junk)
+    with pytest.raises(CodecError, match="trailing bytes"):
+        decode_any(data + junk)
+    assert Codec("bet_request").decode(data)["bet_id"] == "b1"

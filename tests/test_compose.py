@@ -24,17 +24,20 @@ def test_the_whole_stack_is_there():
         "sink-clickhouse",
         "prometheus",
         "grafana",
+        "rabbitmq",
+        "uof-consume",
     } <= set(COMPOSE["services"])
 
 
 def test_oddsflow_env_names_real_settings_fields():
-    fields = set(Settings.model_fields)
+    from oddsflow.streams.uof.settings import UofSettings
+
+    fields = {f"ODDSFLOW_{f.upper()}" for f in Settings.model_fields}
+    fields |= {f"ODDSFLOW_UOF_{f.upper()}" for f in UofSettings.model_fields}
     for name, svc in COMPOSE["services"].items():
         for key in svc.get("environment") or {}:
             if key.startswith("ODDSFLOW_"):
-                assert key.removeprefix("ODDSFLOW_").lower() in fields, (
-                    f"{name}: {key} is not a setting"
-                )
+                assert key in fields, f"{name}: {key} is not a setting"
 
 
 def test_ports_match_the_local_defaults():

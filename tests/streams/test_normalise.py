@@ -340,3 +340,198 @@ def test_iso_with_any_offset_equals_epoch_ms(naive: datetime, offset_min: int) -
     assert timestamp_ms(expected) == expected
     with pytest.raises(FeedError, match="naive"):
         timestamp_ms(naive.isoformat())
+
+
+# --------------------------------------------------------------------------- issue 10 rules
+
+
+def _price_sels(*odds_: object) -> dict:
+    return with_(
+        PRICE,
+        selections=[
+            {"selection": s, "odds": o}
+            for s, o in zip(("home", "draw", "away"), odds_, strict=True)
+        ],
+    )
+
+
+STRICT_BAD = [
+    # lenient numbers: int()/Decimal() accept these, a provider never means them
+    (with_(BET, stake="1_000"), "plain decimal"),
+    (with_(BET, stake="\u0661\u0660"), "plain decimal"),  # Arabic-Indic "10"
+    (with_(BET, stake=" 10"), "plain decimal"),
+    (with_(BET, stake="1e3"), "plain decimal"),
+    (with_(BET, stake=10.5), "not a float"),
+    (with_(BET, stake=..., stake_minor="1_000"), "integer"),
+    (with_(BET, stake=..., stake_minor="\uff11\uff10"), "integer"),  # fullwidth "10"
+    (_price_sels("2_0", "3", "3"), "plain decimal"),
+    (_price_sels("\u0662", "3", "3"), "plain decimal"),
+    (_price_sels("2.1 ", "3", "3"), "plain decimal"),
+    (_price_sels(Decimal("1e999999999"), "3", "3"), "out of range"),
+    (with_(AH, line="-0_25"), "plain decimal"),
+    (with_(PRICE, seq="1_0"), "integer"),
+    (with_(PRICE, seq="\u0661"), "integer"),
+    (with_(PRICE, ts=Decimal("1e999999999")), "out of range"),
+    (with_(PRICE, ts="\u0662\u0660\u0662\u0664-08-17T14:00:00+01:00"), "ISO-8601"),
+    # conflicting money fields
+    (with_(BET, stake="10.50", stake_minor=1000), "conflict"),
+    (with_(DEPOSIT, amount="99.99"), "conflict"),
+    # currencies: ISO 4217 with real minor units, and accepted by the deployment
+    (with_(BET, stake="10.5", currency="JPY"), "more than 0 decimal places for JPY"),
+    (with_(BET, stake="1.2345", currency="BHD"), "more than 3 decimal places"),
+    (with_(BET, currency="ABC"), "ISO 4217"),
+    (with_(BET, currency="EUR"), "not accepted"),
+    # identifiers: control characters (Postgres text cannot hold NUL), separators
+    (with_(BET, bet_id="\x00"), "control"),
+    (with_(BET, account_id="a\x07"), "control"),
+    (with_(PRICE, event_id="e|1"), "'|'"),
+    (with_(FIXTURE, home="A\x00"), "control"),
+    # values beyond an Avro int
+    (with_(SCORE, home=2**40), "home must be <="),
+    (with_(RESULT, revision=2**40), "revision must be <="),
+    (with_(RESULT, ft={"home": 2**31, "away": 0}), "ft.home must be <="),
+    (with_(PRICE, seq=2**63), "seq must be <="),
+    (with_(BET, stake=..., stake_minor=10**12 + 1), "at most"),
+    # accumulators and markets bounded
+    (with_(BET, legs=[dict(BET["legs"][0], event_id=f"e{i}") for i in range(300)]), "at most 20"),
+    (
+        with_(
+            PRICE,
+            market_type="correct_score",
+            selections=[{"selection": f"{i}-0", "odds": "9"} for i in range(1001)],
+        ),
+        "at most 1000 selections",
+    ),
+    (with_(STATUS, market_id="e1/whatever"), "malformed"),
+]
+
+
+@pytest.mark.parametrize(("item", "reason"), STRICT_BAD)
+def test_strict_rules_refuse_with_a_reason(item, reason) -> None:
+    with pytest.raises(FeedError) as exc:
+        normalise(item, "demo", frozenset({"GBP", "JPY", "BHD"}))
+    assert reason in exc.value.reason, exc.value.reason
+    assert exc.value.code
+
+
+@pytest.mark.parametrize(
+    ("changes", "minor"),
+    [
+        ({"stake": "10", "currency": "JPY"}, 10),
+        ({"stake": "1.234", "currency": "BHD"}, 1234),
+        ({"stake": Decimal("10.5"), "currency": "GBP"}, 1050),  # a JSON number
+        ({"stake": "10.50", "stake_minor": 1050}, 1050),  # both, agreeing
+        ({"stake": ..., "stake_minor": "700"}, 700),
+    ],
+)
+def test_stakes_convert_with_the_currencys_minor_unit(changes, minor) -> None:
+    _, _, record = normalise(with_(BET, **changes), "demo", frozenset({"GBP", "JPY", "BHD"}))
+    assert record["stake_minor"] == minor
+    assert record["currency"] == changes.get("currency", "GBP")
+
+
+def test_every_normalised_record_passes_the_engines_validation() -> None:
+    from oddsflow.domain.validation import validate_record
+
+    for item, topic_key, _, _ in GOOD:
+        tk, _, record = normalise(item, "demo")
+        assert tk == topic_key
+        validate_record(tk, record)
+
+
+def test_the_simulator_and_replay_records_pass_validation_except_the_deliberately_bad() -> None:
+    from oddsflow.domain.validation import INPUT_TOPICS, ValidationError, validate_record
+    from oddsflow.streams.simulate import simulate_events
+
+    refused = []
+    for topic_key, _, record in simulate_events(fixtures=4, accounts=20, bets=200, seed=3):
+        if topic_key in INPUT_TOPICS:
+            try:
+                validate_record(topic_key, record)
+            except ValidationError as exc:
+                refused.append(exc.code)
+    # the simulator's six malformed records (see its docstring), and nothing else
+    assert sorted(refused) == sorted(
+        ["bad_amount", "bad_selection", "bad_odds", "bad_market", "bad_market", "missing_field"]
+    )
+
+
+_ASCII_DIGITS = st.text("0123456789", min_size=1, max_size=6)
+
+
+@given(st.text(min_size=1, max_size=8))
+def test_any_non_plain_number_text_is_refused_as_odds(s: str) -> None:
+    import re
+
+    if re.fullmatch(r"[0-9]+(\.[0-9]+)?", s, re.ASCII):
+        return
+    with pytest.raises(FeedError):
+        odds(s)
+
+
+@given(_ASCII_DIGITS, st.one_of(st.none(), _ASCII_DIGITS))
+def test_plain_ascii_odds_are_read_exactly(whole: str, frac: str | None) -> None:
+    s = whole if frac is None else f"{whole}.{frac}"
+    d = Decimal(s)
+    if 1 < d.quantize(Decimal("0.0001")) <= 1_000_000:
+        assert odds(s) == d.quantize(Decimal("0.0001"))
+    else:
+        with pytest.raises(FeedError):
+            odds(s)
+
+
+_ANY_NUMBER = st.one_of(
+    st.decimals(),
+    st.builds(
+        lambda sign, digits, exp: Decimal(f"{sign}{digits}E{exp}"),
+        st.sampled_from(["", "-"]),
+        st.integers(min_value=0, max_value=10**30),
+        st.integers(min_value=-(10**9), max_value=10**9),
+    ),
+    st.integers(min_value=-(10**40), max_value=10**40),
+    st.floats(),
+    st.text(max_size=12),
+    st.booleans(),
+    st.none(),
+)
+
+
+@given(_ANY_NUMBER)
+def test_the_number_parsers_only_ever_raise_feed_errors(value: object) -> None:
+    from oddsflow.domain.markets import MarketType
+    from oddsflow.streams.normalise import integer, line
+
+    for parse in (
+        odds,
+        timestamp_ms,
+        lambda x: line(x, MarketType.ASIAN_HANDICAP),
+        lambda x: integer(x, "n"),
+    ):
+        try:
+            parse(value)
+        except FeedError as exc:
+            assert exc.reason and len(exc.reason) < 300
+
+
+def _cs(*names: str) -> dict:
+    return with_(
+        PRICE,
+        market_type="correct_score",
+        selections=[{"selection": n, "odds": "9"} for n in names],
+    )
+
+
+def test_a_correct_score_has_one_spelling() -> None:
+    _, _, record = normalise(_cs("01-0", "0-0", "10-002"), "demo")
+    assert [s["selection"] for s in record["selections"]] == ["1-0", "0-0", "10-2"]
+    bet = with_(
+        BET, legs=[dict(BET["legs"][0], market_type="correct_score", line=None, selection="02-1")]
+    )
+    assert normalise(bet, "demo")[2]["legs"][0]["selection"] == "2-1"
+    with pytest.raises(FeedError, match="duplicate"):
+        normalise(_cs("1-0", "01-0"), "demo")  # one outcome priced twice
+    for bad in ("\u0661-\u0660", "1-0 ", "1000-0", "1:0"):
+        with pytest.raises(FeedError, match="'2-1'"):
+            normalise(_cs(bad, "0-0"), "demo")
+    with pytest.raises(FeedError, match="'2-1'"):
+        normalise(with_(RESULT, ft="\u0662-\u0661"), "demo")

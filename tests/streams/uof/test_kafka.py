@@ -102,14 +102,8 @@ def test_malformed_messages_always_yield_a_dead_letter_with_a_reason(kafka_setti
 
 async def _client(s):
     from oddsflow.streams.http_ingest import create_app
-    from oddsflow.streams.uof.http import post_uof
 
-    app = create_app(s)
-    # The lead's one line in create_app; mounted here until it lands in http_ingest.py.
-    if not any(
-        getattr(r.resource, "canonical", "") == "/feeds/{provider}/uof" for r in app.router.routes()
-    ):
-        app.router.add_post("/feeds/{provider}/uof", post_uof)
+    app = create_app(s)  # the feed endpoint serves /feeds/{provider}/uof itself
     client = TestClient(TestServer(app))
     await client.start_server()
     return client

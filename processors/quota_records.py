@@ -1,0 +1,191 @@
+"""Quota state and messages as plain records, for the tables (``processors.state.Store``: JSON
+dicts) and for Kafka, so the wallet and market agents only convert and call ``domain.quota``.
+
+Tables: an account partition keeps one :class:`~oddsflow.domain.quota.Quotas` (key
+``quota:{partition}``), an event partition one :class:`~oddsflow.domain.quota.QuotaBook` per
+market (key: the market id). Messages: grants and recalls go event -> account partition, returns
+and spends account -> event partition. A grant or recall must land on one *partition*, not one
+account: :func:`partition_key` gives a stable key that hashes there (murmur2, as every producer
+of this system partitions), so the ordinary keyed emit can send it.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from oddsflow.domain.acceptance import Liability, RejectReason
+from oddsflow.domain.quota import (
+    AuthRequest,
+    AuthVerdict,
+    Grant,
+    QuotaBook,
+    Quotas,
+    Recall,
+    Return,
+    Spend,
+)
+from oddsflow.processors.emit import key_partition
+
+_SEP = "\x1f"  # market ids contain "/", selections are plain words: a separator neither has
+
+
+def quotas_key(partition: int) -> str:
+    return f"quota:{partition}"
+
+
+def quotas_record(q: Quotas) -> dict[str, Any]:
+    return {
+        "partition": q.partition,
+        "amounts": {f"{m}{_SEP}{s}": v for (m, s), v in sorted(q.amounts.items())},
+    }
+
+
+def quotas_from_record(rec: dict[str, Any] | None, partition: int) -> Quotas:
+    if rec is None:
+        return Quotas(partition)
+    amounts = {}
+    for key, v in rec["amounts"].items():
+        m, s = key.split(_SEP)
+        amounts[(m, s)] = int(v)
+    return Quotas(int(rec["partition"]), amounts)
+
+
+def _liability_record(liab: Liability) -> dict[str, Any]:
+    return {"stakes_minor": liab.stakes_minor, "returns_minor": dict(liab.returns_minor)}
+
+
+def _liability(rec: dict[str, Any]) -> Liability:
+    return Liability(int(rec["stakes_minor"]), {k: int(v) for k, v in rec["returns_minor"].items()})
+
+
+def book_record(b: QuotaBook) -> dict[str, Any]:
+    return {
+        "market_id": b.market_id,
+        "liability": _liability_record(b.liability),
+        "outstanding": [[p, s, v] for (p, s), v in sorted(b.outstanding.items())],
+        "recalling": b.recalling,
+        "parked": [auth_request_record(r) for r in b.parked],
+    }
+
+
+def book_from_record(rec: dict[str, Any] | None, market_id: str) -> QuotaBook:
+    if rec is None:
+        return QuotaBook(market_id)
+    return QuotaBook(
+        market_id=rec["market_id"],
+        liability=_liability(rec["liability"]),
+        outstanding={(int(p), s): int(v) for p, s, v in rec["outstanding"]},
+        recalling=bool(rec["recalling"]),
+        parked=tuple(auth_request_from_record(r) for r in rec["parked"]),
+    )
+
+
+# ------------------------------------------------------------------ messages
+
+
+def grant_record(g: Grant) -> dict[str, Any]:
+    return {
+        "kind": "grant",
+        "market_id": g.market_id,
+        "selection": g.selection,
+        "partition": g.partition,
+        "amount_minor": g.amount_minor,
+    }
+
+
+def recall_record(r: Recall) -> dict[str, Any]:
+    return {
+        "kind": "recall",
+        "market_id": r.market_id,
+        "selection": None,
+        "partition": r.partition,
+        "amount_minor": 0,
+    }
+
+
+def return_record(r: Return) -> dict[str, Any]:
+    return {
+        "kind": "return",
+        "market_id": r.market_id,
+        "selection": r.selection,
+        "partition": r.partition,
+        "amount_minor": r.amount_minor,
+    }
+
+
+def quota_message(rec: dict[str, Any]) -> Grant | Recall | Return:
+    """A grant / recall / return record back as its domain message (ValueError if unknown)."""
+    kind = rec["kind"]
+    if kind == "grant":
+        return Grant(
+            rec["market_id"], rec["selection"], int(rec["partition"]), int(rec["amount_minor"])
+        )
+    if kind == "recall":
+        return Recall(rec["market_id"], int(rec["partition"]))
+    if kind == "return":
+        return Return(
+            rec["market_id"], rec["selection"], int(rec["partition"]), int(rec["amount_minor"])
+        )
+    raise ValueError(f"unknown quota message kind {kind!r}")
+
+
+def spend_record(s: Spend) -> dict[str, Any]:
+    return {
+        "bet_id": s.bet_id,
+        "market_id": s.market_id,
+        "selection": s.selection,
+        "partition": s.partition,
+        "stake_minor": s.stake_minor,
+        "return_minor": s.return_minor,
+    }
+
+
+def spend_from_record(rec: dict[str, Any]) -> Spend:
+    return Spend(
+        rec["bet_id"],
+        rec["market_id"],
+        rec["selection"],
+        int(rec["partition"]),
+        int(rec["stake_minor"]),
+        int(rec["return_minor"]),
+    )
+
+
+def auth_request_record(r: AuthRequest) -> dict[str, Any]:
+    return spend_record(
+        Spend(r.bet_id, r.market_id, r.selection, r.partition, r.stake_minor, r.return_minor)
+    )
+
+
+def auth_request_from_record(rec: dict[str, Any]) -> AuthRequest:
+    s = spend_from_record(rec)
+    return AuthRequest(
+        s.bet_id, s.market_id, s.selection, s.partition, s.stake_minor, s.return_minor
+    )
+
+
+def auth_verdict_record(v: AuthVerdict) -> dict[str, Any]:
+    return {
+        "bet_id": v.bet_id,
+        "partition": v.partition,
+        "reason": None if v.reason is None else v.reason.name,
+    }
+
+
+def auth_verdict_from_record(rec: dict[str, Any]) -> AuthVerdict:
+    reason = rec["reason"]
+    return AuthVerdict(
+        rec["bet_id"], int(rec["partition"]), None if reason is None else RejectReason[reason]
+    )
+
+
+@cache
+def partition_key(partition: int, partitions: int) -> str:
+    """A stable message key that lands on ``partition`` of a ``partitions``-partition topic."""
+    if not 0 <= partition < partitions:
+        raise ValueError(f"partition {partition} not in 0..{partitions - 1}")
+    n = 0
+    while key_partition(f"quota-{partition}-{n}".encode(), partitions) != partition:
+        n += 1
+    return f"quota-{partition}-{n}"
