@@ -32,10 +32,12 @@ from oddsflow.domain.validation import INPUT_TOPICS, ValidationError, validate_r
 from oddsflow.processors import transport as oddsflow_transport
 from oddsflow.processors.emit import PartitionBatcher, record_bytes
 from oddsflow.processors.markets import Book, InputError, MarketsHandler
+from oddsflow.processors.provider import ProviderHandler
 from oddsflow.processors.routes import ROUTES, mismatches
 from oddsflow.processors.state import Effects, Journal, Store
 from oddsflow.processors.wallet import WalletHandler
 from oddsflow.settings import Settings
+from oddsflow.streams.uof.settings import UofSettings
 
 log = logging.getLogger("oddsflow.processors")
 
@@ -162,6 +164,8 @@ def build_app(
         account_partitions=topo.group_partitions("account"),
     )
     wallet = WalletHandler(table("wallets"), table("bets"), book.limits)
+    # Provider-settled markets (UOF): the certainty policy is the adapter's setting.
+    provider = ProviderHandler(markets, table("provider_markets"), UofSettings().certainty_policy)
     engine = Engine(app, topo, topics, codecs, markets, wallet)
     transport.recover_tables(
         {
@@ -179,7 +183,7 @@ def build_app(
     wrong = mismatches(topo.agents)
     if wrong:
         raise topology.TopologyError("agents disagree with the code: " + "; ".join(wrong))
-    handler_objects = {"markets": markets, "wallet": wallet}
+    handler_objects = {"markets": markets, "wallet": wallet, "provider": provider}
     agent_handlers: dict[str, dict[str, Any]] = {
         agent: {
             key: getattr(handler_objects[obj], method)

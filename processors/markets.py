@@ -206,10 +206,10 @@ class MarketsHandler:
             version=m["version"] + 1,
         )
         self.markets.put(mid, m)
-        self._publish(mid, m, fx, now_ms)
+        self.publish(mid, m, fx, now_ms)
         PRICE_PUBLISH_LAG_SECONDS.observe(max(0, now_ms - rec["provider_ts"]) / 1000)
 
-    def _publish(self, mid: str, m: dict[str, Any], fx: Effects, now_ms: int) -> None:
+    def publish(self, mid: str, m: dict[str, Any], fx: Effects, now_ms: int) -> None:
         fx.emit(
             "priced_markets",
             mid,
@@ -264,7 +264,7 @@ class MarketsHandler:
                 continue  # a settled market never reopens: resettlement goes through results
             m.update(status=rec["status"], in_play=rec["in_play"], version=m["version"] + 1)
             self.markets.put(mid, m)
-            self._publish(mid, m, fx, now_ms)
+            self.publish(mid, m, fx, now_ms)
 
     def on_score(self, rec: dict[str, Any], fx: Effects, now_ms: int) -> None:
         ev = self._event(rec["event_id"])
@@ -291,7 +291,7 @@ class MarketsHandler:
             if m is not None and m["status"] != final_status:
                 m.update(status=final_status, in_play=False, version=m["version"] + 1)
                 self.markets.put(mid, m)
-                self._publish(mid, m, fx, now_ms)
+                self.publish(mid, m, fx, now_ms)
         # One message per account partition (chunked), not one per leg: a cup final's result
         # settles 100,000 bets, and per-message cost, not the settlement rule, dominates.
         by_partition: dict[int, list[dict[str, Any]]] = {}
@@ -401,6 +401,9 @@ class MarketsHandler:
                 "currency": rec["currency"],
                 "bound_odds": str(verdict.bound_odds),
                 "leg": {**leg_json(rec["leg"]), "selection": leg.selection},  # canonical
+                # When the bet was placed: a provider's bet_cancel voids the bets placed
+                # inside its window (processors.provider).
+                "placed_at": rec["requested_at"],
             },
         )
         fx.emit(

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-# agent -> {input topic key: (handler, method)}; handler is "markets" or "wallet".
+# agent -> {input topic key: (handler, method)}; handler is "markets", "provider" or "wallet".
 ROUTES: Mapping[str, Mapping[str, tuple[str, str]]] = {
     "pricing": {
         "fixtures": ("markets", "on_fixture"),
@@ -21,6 +21,9 @@ ROUTES: Mapping[str, Mapping[str, tuple[str, str]]] = {
         "market_status": ("markets", "on_market_status"),
         "scores": ("markets", "on_score"),
         "results": ("markets", "on_result"),
+        # Provider-settled markets (Sportradar UOF): processors.provider.
+        "provider_settlements": ("provider", "on_provider_settlement"),
+        "provider_cancels": ("provider", "on_provider_cancel"),
     },
     "market_check": {"leg_commands": ("markets", "on_leg_command")},
     # In-play bet delay: a held leg is re-checked against the price when its time has come.

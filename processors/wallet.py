@@ -18,7 +18,8 @@ wallet transitions. The saga for a bet request:
 Settlement: each event partition emits its open legs' outcomes at their bound odds, batched
 per account partition (``leg_settlements``); when a bet's last leg is in, the wallet computes
 the return and credits it. A corrected result (higher revision) recomputes it and posts only the
-difference.
+difference. A provider-settled leg may also come back ``open`` (a rollback): a settled bet is
+then reopened (its settlement reversed) until every leg is settled again.
 
 Every transition is idempotent by id (bet id, leg index, revision), so a redelivery after
 a crash is harmless whether or not the transaction that produced it was committed.
@@ -52,6 +53,10 @@ from oddsflow.domain.settlement import LegSettlement, Outcome, combine, resettle
 from oddsflow.metrics import DECISION_LATENCY_SECONDS, DECISIONS, SETTLEMENTS
 from oddsflow.processors.markets import ODDS_Q, InputError, leg_from_record, leg_json
 from oddsflow.processors.state import Effects, Store
+
+# A leg outcome (leg_settlement_batch v2) and a settlement outcome (settlement v2) that is not
+# a settlement: the provider rolled the leg's settlement or cancel back, the bet is open again.
+REOPENED = "open"
 
 
 def wallet_key(account_id: str, currency: str) -> str:
@@ -356,36 +361,58 @@ class WalletHandler:
             self.bets.put(key, bet)
 
     def _maybe_settle(self, key: str, bet: dict[str, Any], fx: Effects, now_ms: int) -> bool:
-        """Settle the bet if its last leg is in; True if it did (and stored ``bet``)."""
+        """Settle the bet if its last leg is in; True if it did (and stored ``bet``).
+
+        A leg reported ``open`` (a provider rolled its settlement or cancel back) makes a
+        settled bet open again: the settlement is reversed (ledger ``reopen``) and a settlement
+        record with outcome ``open``, return 0 and the previous return shows it. When every leg
+        is settled again, the bet settles again (ledger ``resettle``, under the next revision).
+        """
         req = bet["request"]
         n = len(req["legs"])
-        if len(bet["legs_settled"]) < n:
+        legs_in = bet["legs_settled"]
+        if len(legs_in) < n:
             return False
-        sig = [bet["legs_settled"][str(i)]["revision"] for i in range(n)]
+        sig = [legs_in[str(i)]["revision"] for i in range(n)]
         if bet["settle_sig"] == sig:
             return False
-        legs = [
-            LegSettlement(
-                Outcome(bet["legs_settled"][str(i)]["outcome"]),
-                Decimal(bet["legs_settled"][str(i)]["factor"]),
-            )
-            for i in range(n)
-        ]
-        settled = combine(req["stake_minor"], legs)
         acct, stake, ccy = req["account_id"], req["stake_minor"], req["currency"]
         previous = bet["settled_return"]
         revision = bet["settle_revision"] + 1
         tx: ledger.Transaction | None
-        if previous is None:
-            tx = ledger.settle_payout(req["bet_id"], acct, stake, settled.return_minor, ccy)
-            delta = settled.return_minor
+        if any(legs_in[str(i)]["outcome"] == REOPENED for i in range(n)):
+            if previous is None:
+                return False  # not settled (yet, or already reopened): nothing to reverse
+            tx = ledger.reopen(req["bet_id"], acct, stake, previous, revision, ccy)
+            outcome, return_minor, delta = REOPENED, 0, resettlement_delta(previous, 0)
         else:
-            delta = resettlement_delta(previous, settled.return_minor)
-            tx = ledger.resettle(req["bet_id"], acct, delta, revision, ccy)
+            legs = [
+                LegSettlement(
+                    Outcome(legs_in[str(i)]["outcome"]), Decimal(legs_in[str(i)]["factor"])
+                )
+                for i in range(n)
+            ]
+            settled = combine(stake, legs)
+            outcome, return_minor = settled.outcome.value, settled.return_minor
+            if previous is None and revision == 0:
+                tx = ledger.settle_payout(req["bet_id"], acct, stake, return_minor, ccy)
+                delta = return_minor
+            elif previous is None:  # reopened, now settled again: an open bet's return was 0
+                tx = ledger.resettle_reopened(
+                    req["bet_id"], acct, stake, return_minor, revision, ccy
+                )
+                delta = return_minor
+            else:
+                delta = resettlement_delta(previous, return_minor)
+                tx = ledger.resettle(req["bet_id"], acct, delta, revision, ccy)
         self._put_wallet(acct, ccy, credit(self._get_wallet(acct, ccy), delta))
         if tx is not None:
             fx.emit("ledger", acct, tx_record(tx, acct, now_ms))
-        bet.update(settled_return=settled.return_minor, settle_revision=revision, settle_sig=sig)
+        bet.update(
+            settled_return=None if outcome == REOPENED else return_minor,
+            settle_revision=revision,
+            settle_sig=sig,
+        )
         self.bets.put(key, bet)
         fx.emit(
             "settlements",
@@ -393,16 +420,16 @@ class WalletHandler:
             {
                 "bet_id": req["bet_id"],
                 "account_id": acct,
-                "outcome": settled.outcome.value,
+                "outcome": outcome,
                 "stake_minor": stake,
-                "return_minor": settled.return_minor,
+                "return_minor": return_minor,
                 "previous_return_minor": previous or 0,
                 "revision": revision,
                 "currency": ccy,
                 "settled_at": now_ms,
             },
         )
-        _settlements_counter(settled.outcome.value, previous is None).inc()
+        _settlements_counter(outcome, revision == 0).inc()
         return True
 
 

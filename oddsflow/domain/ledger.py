@@ -21,7 +21,9 @@ Steps: ``reserve_stake`` (available -> reserved, while the bet is decided), ``re
 (reserved -> available, on rejection), ``accept_stake`` (reserved -> open bets),
 ``settle_payout`` (open bets give up the stake, the player gets the return, GGR keeps the
 difference), ``void_refund`` (a payout whose return is the stake), ``resettle`` (only the
-difference of a corrected settlement, never a second payout).
+difference of a corrected settlement, never a second payout), ``reopen`` (a provider rolled a
+settlement back: the settlement reversed, the bet open again) and ``resettle_reopened`` (a
+reopened bet settled again).
 """
 
 from __future__ import annotations
@@ -237,6 +239,58 @@ def resettle(
         bet_id,
         currency,
         [(player_available(account_id), delta_minor), (BOOK_GGR, -delta_minor)],
+    )
+
+
+def reopen(
+    bet_id: str,
+    account_id: str,
+    stake_minor: int,
+    previous_return_minor: int,
+    revision: int,
+    currency: str,
+) -> Transaction:
+    """A settled bet is open again (the provider rolled its settlement back): the settlement
+    reversed. The player gives back what it was paid (-previous return, the difference to an
+    open bet's 0), the stake is an open bet again and GGR gives up what the settlement booked.
+    """
+    _amount(stake_minor, "stake")
+    _amount(previous_return_minor, "previous return")
+    return _transaction(
+        f"{scoped_id(account_id, bet_id)}:reopen:{revision}",
+        "reopen",
+        bet_id,
+        currency,
+        [
+            (player_available(account_id), -previous_return_minor),
+            (BOOK_OPEN_BETS, stake_minor),
+            (BOOK_GGR, previous_return_minor - stake_minor),
+        ],
+    )
+
+
+def resettle_reopened(
+    bet_id: str,
+    account_id: str,
+    stake_minor: int,
+    return_minor: int,
+    revision: int,
+    currency: str,
+) -> Transaction:
+    """A reopened bet settles again: like ``settle_payout``, under the resettlement's id
+    (``...:resettle:{revision}``) so it never collides with the bet's first ``settle``."""
+    _amount(stake_minor, "stake")
+    _amount(return_minor, "return")
+    return _transaction(
+        f"{scoped_id(account_id, bet_id)}:resettle:{revision}",
+        "resettle",
+        bet_id,
+        currency,
+        [
+            (BOOK_OPEN_BETS, -stake_minor),
+            (player_available(account_id), return_minor),
+            (BOOK_GGR, stake_minor - return_minor),
+        ],
     )
 
 

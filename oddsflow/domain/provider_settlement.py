@@ -16,12 +16,14 @@ to the minor unit, in ``money.payout_minor``)::
 
 Other void factors are refused (Sportradar sends only 0.5 and 1); a dead-heat factor only
 affects a winning part. A ``bet_cancel`` voids the legs placed inside its window
-(:func:`cancel_applies`); which ``certainty`` settles is a policy (:func:`certainty_action`).
+(:func:`cancel_applies`), whatever the settlement says (:func:`provider_leg_state`); which
+``certainty`` settles is a policy (:func:`certainty_action`).
 Pure functions: no Kafka, Faust or database.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import IntEnum, StrEnum
@@ -131,3 +133,40 @@ def certainty_action(
     if incoming < applied or same_as_applied:
         return SettlementAction.IGNORE
     return SettlementAction.RESETTLE
+
+
+@dataclass(frozen=True)
+class CancelWindow:
+    """An active ``bet_cancel``: bets placed in [start, end) are void (an open side unbounded)."""
+
+    start_ms: int | None = None
+    end_ms: int | None = None
+
+
+def cancelled_by(placed_at_ms: int | None, window: CancelWindow) -> bool:
+    """Whether ``window`` voids a leg placed at ``placed_at_ms``. A leg whose placement time
+    is unknown is void only by a cancel without a window (every bet)."""
+    if placed_at_ms is None:
+        return window.start_ms is None and window.end_ms is None
+    return cancel_applies(placed_at_ms, window.start_ms, window.end_ms)
+
+
+def provider_leg_state(
+    odds: Decimal,
+    placed_at_ms: int | None,
+    verdict: ProviderOutcome | None,
+    cancels: Iterable[CancelWindow] = (),
+) -> LegSettlement | None:
+    """What a provider-settled leg is now; None: open (no verdict on its selection yet, or the
+    settlement was rolled back).
+
+    A cancel whose window holds the leg's placement voids it whatever the settlement says;
+    without one, the provider's verdict settles it (:func:`settle_leg_by_provider`). So a
+    rolled-back cancel gives the leg back exactly what the market's settlement says then: its
+    settlement if it has one, else open.
+    """
+    if any(cancelled_by(placed_at_ms, c) for c in cancels):
+        return LegSettlement(Outcome.VOID, Decimal(1))
+    if verdict is None:
+        return None
+    return settle_leg_by_provider(odds, verdict)
