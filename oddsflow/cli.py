@@ -21,6 +21,7 @@ app.add_typer(topology_app, name="topology")
 
 def _register_components() -> None:
     # Components own their commands; the core CLI only mounts them.
+    from oddsflow.api.cli import register as register_api
     from oddsflow.bench.cli import register as register_bench
     from oddsflow.sinks.cli import register as register_sinks
     from oddsflow.streams.cli import register as register_streams
@@ -28,6 +29,7 @@ def _register_components() -> None:
     register_sinks(app)
     register_streams(app)
     register_bench(app)
+    register_api(app)
 
 
 def _fail(message: str) -> None:
@@ -118,14 +120,19 @@ def tail(
     ),
 ) -> None:
     """Decode a topic's Avro events and print them as JSON lines."""
-    from oddsflow.tail import tail_topic
+    from oddsflow.tail import TailError, tail_topic
 
-    tail_topic(
-        topic,
-        from_beginning=from_beginning,
-        max_messages=max_messages,
-        idle_timeout_s=idle_timeout_s,
-    )
+    try:
+        tail_topic(
+            topic,
+            from_beginning=from_beginning,
+            max_messages=max_messages,
+            idle_timeout_s=idle_timeout_s,
+        )
+    except TailError as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
 
 
 @app.command()

@@ -14,10 +14,23 @@ from oddsflow.codec import CodecError, decode_any, to_jsonable
 from oddsflow.settings import get_settings
 
 
+class TailError(ValueError):
+    """A user mistake (unknown topic): one line for the CLI, no traceback."""
+
+
+def _spec(name: str) -> topology.TopicSpec:
+    topo = topology.current()
+    try:
+        return topo.by_name(name)
+    except topology.TopologyError:
+        known = ", ".join(sorted(t.key for t in topo.topics.values()))
+        raise TailError(f"unknown topic {name!r}; topology.yaml declares: {known}") from None
+
+
 def tail_topic(
     name: str, *, from_beginning: bool = True, max_messages: int = 0, idle_timeout_s: float = 0.0
 ) -> int:
-    spec = topology.current().by_name(name)
+    spec = _spec(name)
     consumer = Consumer(
         {
             "bootstrap.servers": get_settings().kafka_bootstrap,
