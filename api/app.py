@@ -478,7 +478,9 @@ def create_app(settings: Settings, api: ApiSettings) -> FastAPI:
             )
             return
         await ws.accept()
-        c = Connection(ws, who.account_id, api.ws_queue_max, api.ws_stall_max_s)
+        c = Connection(
+            ws, who.account_id, api.ws_queue_max, api.ws_stall_max_s, api.ws_conflate_after
+        )
         rt.hub.add(c)
         sender = asyncio.create_task(c.sender())
         dog = asyncio.create_task(watchdog(c, sender, api.ws_heartbeat_s))

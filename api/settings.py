@@ -60,6 +60,7 @@ class ApiSettings(BaseSettings):
 
     # WebSocket stream: per-connection queue bound, heartbeat, and how long a client may stall.
     ws_queue_max: int = 512
+    ws_conflate_after: int = 32  # queued messages before market updates are conflated
     ws_heartbeat_s: float = 10.0
     ws_stall_max_s: float = 5.0
     ws_subscriptions_max: int = 200

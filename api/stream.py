@@ -5,9 +5,9 @@ so replaying it on start-up *is* the read model, and feeding the snapshot and th
 one consumer on one event loop makes "snapshot, then every later version in order" true by
 construction (a database read racing the stream could not promise that).
 
-Each connection has one bounded send queue. A market update replaces that market's update
-still waiting in the queue (conflation: a slow client gets the latest price, never a stale
-one); a client whose queue is full of other messages, or that has not taken its oldest message
+Each connection has one bounded send queue. A client that keeps up gets every version; once
+``ws_conflate_after`` messages wait for it, a market update replaces that market's update still
+waiting in the queue (conflation: a slow client gets the latest price, never a stale backlog); a client whose queue is full of other messages, or that has not taken its oldest message
 for ``ws_stall_max_s``, is closed with 4008 and a reason. Memory per connection is therefore at
 most ``ws_queue_max`` messages.
 """
@@ -98,12 +98,13 @@ def _json_default(v: Any) -> Any:
     raise TypeError(type(v).__name__)
 
 
-@dataclass
+@dataclass(eq=False)  # identity: a connection is a set member
 class Connection:
     ws: WebSocket
     account_id: str
     queue_max: int
     stall_max_s: float
+    conflate_after: int = 8
     events: set[str] = field(default_factory=set)
     queue: OrderedDict[tuple[str, Any], tuple[dict[str, Any], float]] = field(
         default_factory=OrderedDict
@@ -113,22 +114,28 @@ class Connection:
     overflowed: bool = False
     last_sent: float = field(default_factory=time.monotonic)
     _seq: itertools.count[int] = field(default_factory=itertools.count)
+    # market_id -> the queue key of its newest update (bounded by the subscribed markets)
+    _latest: dict[str, tuple[str, Any]] = field(default_factory=dict)
 
     def push(self, msg: dict[str, Any], market_id: str | None = None) -> bool:
         """Queue a message; False if the client is too slow (the caller closes it)."""
         if self.closing:
             return True
         now = time.monotonic()
+        key: tuple[str, Any] = ("x", next(self._seq))
         if market_id is not None:
-            key: tuple[str, Any] = ("m", market_id)
-            queued = self.queue.get(key)
-            if queued is not None:
-                # Conflation: keep the place and age of the waiting update, send the newest.
-                self.queue[key] = (msg, queued[1])
+            waiting = self._latest.get(market_id)
+            if (
+                waiting is not None
+                and waiting in self.queue
+                and len(self.queue) >= self.conflate_after
+            ):
+                # Behind: replace that market's waiting update (keeping its place and age), so
+                # the client gets the newest price, never a backlog of stale ones.
+                self.queue[waiting] = (msg, self.queue[waiting][1])
                 metrics.WS_CONFLATED.inc()
                 return True
-        else:
-            key = ("x", next(self._seq))
+            self._latest[market_id] = key
         if len(self.queue) >= self.queue_max:
             return False
         self.queue[key] = (msg, now)
@@ -204,6 +211,8 @@ class Hub:
         # Updates of that event still queued are dropped: the client said it no longer wants them.
         for key in [k for k, (m, _) in c.queue.items() if m.get("event_id") == event_id]:
             del c.queue[key]
+        for mid in [m for m in c._latest if m.startswith(f"{event_id}/")]:
+            del c._latest[mid]
 
     def _push(self, c: Connection, msg: dict[str, Any], market_id: str | None = None) -> None:
         if not c.push(msg, market_id):
