@@ -20,6 +20,7 @@ def test_the_whole_stack_is_there():
         "clickhouse",
         "worker",
         "ingest",
+        "api",
         "sink-postgres",
         "sink-clickhouse",
         "prometheus",
@@ -28,7 +29,9 @@ def test_the_whole_stack_is_there():
 
 
 def test_oddsflow_env_names_real_settings_fields():
-    fields = set(Settings.model_fields)
+    from oddsflow.api.settings import ApiSettings
+
+    fields = set(Settings.model_fields) | {f"api_{f}" for f in ApiSettings.model_fields}
     for name, svc in COMPOSE["services"].items():
         for key in svc.get("environment") or {}:
             if key.startswith("ODDSFLOW_"):
