@@ -37,7 +37,7 @@ from oddsflow.api.models import (
 from oddsflow.api.protection import retry_after_header
 from oddsflow.api.runtime import Runtime, decision_out
 from oddsflow.api.settings import ApiSettings
-from oddsflow.api.stream import Connection, _ms_iso, market_out, receive_ops, watchdog
+from oddsflow.api.stream import ALL_ACCOUNTS, Connection, _ms_iso, market_out, receive_ops, watchdog
 from oddsflow.api.validation import (
     BodyError,
     bet_id_for,
@@ -478,9 +478,8 @@ def create_app(settings: Settings, api: ApiSettings) -> FastAPI:
             )
             return
         await ws.accept()
-        c = Connection(
-            ws, who.account_id, api.ws_queue_max, api.ws_stall_max_s, api.ws_conflate_after
-        )
+        follows = ALL_ACCOUNTS if who.role is Role.OPERATOR else who.account_id
+        c = Connection(ws, follows, api.ws_queue_max, api.ws_stall_max_s, api.ws_conflate_after)
         rt.hub.add(c)
         sender = asyncio.create_task(c.sender())
         dog = asyncio.create_task(watchdog(c, sender, api.ws_heartbeat_s))

@@ -31,6 +31,8 @@ from oddsflow.api.models import MarketOut, SelectionOut
 
 CLOSE_SLOW = 4008
 CLOSE_UNAUTHORIZED = 4001
+# An operator's connection follows every account's decisions and settlements.
+ALL_ACCOUNTS = ""  # never an account id: a token without a subject is refused
 
 
 def _ms_iso(ms: int | None) -> str | None:
@@ -228,6 +230,8 @@ class Hub:
 
     def publish_account(self, account_id: str, msg: dict[str, Any]) -> None:
         for c in list(self.by_account.get(account_id, ())):
+            self._push(c, msg)
+        for c in list(self.by_account.get(ALL_ACCOUNTS, ())):
             self._push(c, msg)
 
 

@@ -203,6 +203,11 @@ def demo(
     duration_s: float = typer.Option(
         60.0, "--duration", help="seconds the compressed match day lasts"
     ),
+    via_api: bool = typer.Option(
+        True,
+        "--api/--no-api",
+        help="place the bets through the bet API (default) or straight to Kafka",
+    ),
 ) -> None:
     """The main job: the whole pipeline on local services, then a reconciled summary."""
     from oddsflow.demo import run_demo
@@ -217,6 +222,7 @@ def demo(
         epl_limit=epl_limit,
         seed=seed,
         duration_s=duration_s,
+        via_api=via_api,
     )
     if not summary.get("ok"):
         raise typer.Exit(1)
