@@ -193,8 +193,11 @@ def _wait_s(prefer: str | None, max_wait_s: float) -> float:
     return max_wait_s
 
 
-def _answer(bet: BetOut) -> JSONResponse:
+def _answer(bet: BetOut, engine_s: float | None = None) -> JSONResponse:
     location = {"Location": f"/v1/bets/{bet.bet_id}"}
+    if engine_s is not None:
+        # Server-Timing: how long this answer waited on Kafka and the engine (the rest is ours).
+        location["Server-Timing"] = f"engine;dur={engine_s * 1000:.1f}"
     if bet.status is BetStatus.REJECTED:
         metrics.PLACEMENTS.labels("rejected").inc()
         raise ApiError(
@@ -351,6 +354,7 @@ def create_app(settings: Settings, api: ApiSettings) -> FastAPI:
             if stored is not None and stored.status is not BetStatus.PENDING:
                 return _answer(stored)
         fut = rt.waiter(bet_id)
+        t_engine = time.perf_counter()
         try:
             assert rt.bridge is not None
             try:
@@ -371,9 +375,10 @@ def create_app(settings: Settings, api: ApiSettings) -> FastAPI:
                         stake_minor=record["stake_minor"],
                         currency=record["currency"],
                         requested_at=_ms_iso(record["placed_at"]),
-                    )
+                    ),
+                    time.perf_counter() - t_engine,
                 )
-            return _answer(decision_out(decision))
+            return _answer(decision_out(decision), time.perf_counter() - t_engine)
         finally:
             rt.forget(bet_id, fut)
 

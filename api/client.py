@@ -7,6 +7,7 @@ paced loop) can submit placements without waiting for the answers.
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 import time
 from collections import Counter
@@ -27,6 +28,8 @@ class Answer:
     code: str | None  # error.code for a refusal or rejection
     latency_s: float  # request sent -> response read, of the attempt that was answered
     retries: int
+    engine_ms: float | None = None  # the server's Server-Timing "engine" part
+    sent_at: float = 0.0  # perf_counter when the answered attempt was sent
 
 
 def body_from_record(rec: dict[str, Any]) -> dict[str, Any]:
@@ -126,7 +129,9 @@ class ApiClient:
             data = resp.json()
             bet_id = data.get("bet_id") or (data.get("bet") or {}).get("bet_id")
             code = (data.get("error") or {}).get("code")
-            return Answer(resp.status_code, bet_id, code, latency, retries)
+            timing = re.search(r"engine;dur=([0-9.]+)", resp.headers.get("Server-Timing", ""))
+            engine_ms = float(timing[1]) if timing else None
+            return Answer(resp.status_code, bet_id, code, latency, retries, engine_ms, t0)
 
     def results(self, timeout_s: float = 300) -> list[Answer]:
         out = [f.result(timeout_s) for f in self.pending]

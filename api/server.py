@@ -47,6 +47,7 @@ def serve(settings: Settings, api: ApiSettings, log_level: str = "warning") -> N
         forwarded_allow_ips=api.forwarded_allow_ips,
         lifespan="on",
         timeout_graceful_shutdown=5,
+        timeout_keep_alive=int(api.keepalive_s),
     )
     server = uvicorn.Server(config)
     server.run(sockets=[sock])

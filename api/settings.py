@@ -57,6 +57,9 @@ class ApiSettings(BaseSettings):
     # Addresses whose X-Forwarded-For is trusted (the load balancer), uvicorn's format.
     forwarded_allow_ips: str = "127.0.0.1"
     body_max_bytes: int = 16_384
+    # Idle keep-alive connections are kept this long: longer than a load balancer's (60 s), so
+    # the balancer, not us, closes them and never reuses one we just closed.
+    keepalive_s: float = 75.0
 
     # WebSocket stream: per-connection queue bound, heartbeat, and how long a client may stall.
     ws_queue_max: int = 512
