@@ -10,6 +10,7 @@ from typing import Any
 import jwt
 
 from oddsflow.api.settings import ApiConfigError, ApiSettings
+from oddsflow.streams.normalise import FeedError, ident
 
 
 class Role(StrEnum):
@@ -73,6 +74,11 @@ class Verifier:
         sub = claims.get("sub")
         if not isinstance(sub, str) or not sub:
             raise AuthError("token has no subject")
+        try:
+            # The feed's account id rule: no separators the engine (and the bet id hash) use.
+            ident(sub, "token subject")
+        except FeedError as exc:
+            raise AuthError(exc.reason) from None
         role = Role.OPERATOR if claims.get("role") == Role.OPERATOR.value else Role.CUSTOMER
         return Principal(sub, role)
 

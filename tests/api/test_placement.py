@@ -16,6 +16,7 @@ from oddsflow.domain.money import payout_minor
 from oddsflow.domain.pricing import Method, price
 from tests.api.conftest import Stack, auth, token, wait_market
 from tests.conftest import wait_for
+from tests.processors import records as r
 
 pytestmark = pytest.mark.integration
 
@@ -356,3 +357,27 @@ def test_token_cli_prints_only_the_token() -> None:
     claims = jwt.decode(out.strip(), DEV_JWT_SECRET, algorithms=["HS256"], audience="oddsflow-api")
     assert claims["sub"] == "alice"
     assert token("x")
+
+
+def test_settlement_and_resettlement_revisions_are_readable(api: str, stack: Stack) -> None:
+    stack.open_market("s1")
+    wait_market(api, "s1")
+    bet = _post(api, "alice", _body(event_id="s1", stake_minor=4_00), "k-settle").json()
+    stack.send("results", "s1", r.result("s1", (2, 1), (1, 0)))
+
+    def state(want: str) -> dict[str, object] | None:
+        got = httpx.get(f"{api}/v1/bets/{bet['bet_id']}", headers=auth("alice")).json()
+        return got if got["status"] == want else None
+
+    won = wait_for(lambda: state("settled"), 90, what="the bet settled")
+    assert won["outcome"] == "win" and won["return_minor"] == payout_minor(4_00, HOME)
+    assert [s["revision"] for s in won["settlements"]] == [0]
+    settled = httpx.get(f"{api}/v1/bets?status=settled", headers=auth("alice")).json()["bets"]
+    assert bet["bet_id"] in [b["bet_id"] for b in settled]
+    # A corrected result: a new revision, the previous return kept in the history.
+    stack.send("results", "s1", r.result("s1", (0, 1), (0, 0), revision=1, seq=101))
+    lost = wait_for(lambda: state("resettled"), 90, what="the bet resettled")
+    assert lost["outcome"] == "lose" and lost["return_minor"] == 0
+    revs = lost["settlements"]
+    assert [s["revision"] for s in revs] == [0, 1]
+    assert revs[1]["previous_return_minor"] == payout_minor(4_00, HOME)
