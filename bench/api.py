@@ -260,6 +260,7 @@ def scenario_api(
     duration_s: float = 8.0,
     accounts: int = 2_000,
     inflight_max: int = 1_000,
+    client_open_max: int = 3_000,
     say: Any = print,
 ) -> dict[str, Any]:
     from oddsflow.api.auth import mint_token
@@ -306,11 +307,11 @@ def scenario_api(
             time.sleep(0.5)
         tokens = [mint_token(keys, f"ba{i:05d}") for i in range(accounts)]
         say(f"  api: warm-up, then {list(rates)} placements/s for {duration_s:g} s each")
-        warm = asyncio.run(_offer(url, tokens, 100, 3, "warm", inflight_max))
+        warm = asyncio.run(_offer(url, tokens, 100, 3, "warm", client_open_max))
         steps = []
         for rate in rates:
             before = _server_side(url)
-            r = asyncio.run(_offer(url, tokens, rate, duration_s, f"r{rate}", inflight_max))
+            r = asyncio.run(_offer(url, tokens, rate, duration_s, f"r{rate}", client_open_max))
             after = _server_side(url)
             n = after[1] - before[1]
             r["server_ms_mean"] = round((after[0] - before[0]) / n * 1000, 2) if n else None
@@ -328,6 +329,7 @@ def scenario_api(
             "steps": steps,
             "shedding_starts_at_per_s": shed_from,
             "inflight_max": inflight_max,
+            "client_open_max": client_open_max,
             "target_1000": None
             if at_1000 is None or at_1000["http_ms_p99"] is None
             else {
@@ -353,6 +355,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rates", default=None, help="comma-separated offered rates per second")
     ap.add_argument("--duration", type=float, default=None)
     ap.add_argument("--out", type=Path, default=None, help="write the JSON result here")
+    ap.add_argument(
+        "--inflight-max", type=int, default=1_000, help="the API's in-flight cap (shedding)"
+    )
     args = ap.parse_args(argv)
     rates = (
         tuple(int(x) for x in args.rates.split(","))
@@ -361,7 +366,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     duration = args.duration or (5.0 if args.quick else 8.0)
     log_dir = h.tmp_dir("oddsflow-bench-api-")
-    doc = scenario_api(get_settings(), log_dir, rates=rates, duration_s=duration)
+    doc = scenario_api(
+        get_settings(), log_dir, rates=rates, duration_s=duration, inflight_max=args.inflight_max
+    )
     doc["log_dir"] = str(log_dir)
     text = orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode()
     if args.out:
