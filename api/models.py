@@ -132,8 +132,26 @@ class ErrorCode(StrEnum):
     UNAVAILABLE = "unavailable"
 
 
+def _reject_reasons() -> list[str]:
+    # From the decision schema itself, so the documented codes cannot drift from the engine's.
+    from oddsflow.codec import schemas
+
+    raw = schemas().latest("bet_decision").raw
+    reason = next(f for f in raw["fields"] if f["name"] == "reason")
+    symbols: list[str] = next(t for t in reason["type"] if isinstance(t, dict))["symbols"]
+    return symbols
+
+
+REJECT_REASONS = _reject_reasons()
+
+
 class ErrorBody(BaseModel):
-    code: str = Field(description="an ErrorCode, or the engine's reject reason for a rejected bet")
+    code: str = Field(
+        description="one of: "
+        + ", ".join(c.value for c in ErrorCode)
+        + "; or, for a bet the engine rejected (422), its reason: "
+        + ", ".join(REJECT_REASONS)
+    )
     message: str
     field: str | None = Field(default=None, description="the offending field, e.g. legs[0].odds")
 

@@ -50,15 +50,17 @@ def tail_topic(
                 if idle_timeout_s and time.monotonic() - last > idle_timeout_s:
                     break
                 continue
-            if msg.error():
-                if msg.error().code() != KafkaError._PARTITION_EOF:
-                    print(orjson.dumps({"error": str(msg.error())}).decode(), file=sys.stderr)
+            err = msg.error()
+            if err is not None:
+                if err.code() != KafkaError._PARTITION_EOF:
+                    print(orjson.dumps({"error": str(err)}).decode(), file=sys.stderr)
                 continue
             last = time.monotonic()
             seen += 1
-            key = msg.key().decode(errors="replace") if msg.key() else None
+            raw_key = msg.key()
+            key = raw_key.decode(errors="replace") if raw_key else None
             try:
-                schema, value = decode_any(msg.value())
+                schema, value = decode_any(msg.value() or b"")
                 line = {
                     "topic": msg.topic(),
                     "partition": msg.partition(),

@@ -180,3 +180,11 @@ def test_a_token_subject_must_be_an_account_id() -> None:
     for bad in ("a|k", "a/b", "a b", ""):
         with pytest.raises(AuthError):
             v.verify(jwt.encode({**claims, "sub": bad}, DEV_JWT_SECRET))
+
+
+def test_every_engine_reject_reason_has_a_message() -> None:
+    from oddsflow.api.models import REJECT_REASONS
+    from oddsflow.api.readmodel import REJECT_MESSAGES
+
+    assert "PRICE_CHANGED" in REJECT_REASONS
+    assert set(REJECT_REASONS) == set(REJECT_MESSAGES)
