@@ -379,3 +379,15 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def scenario(ctx: Any) -> dict[str, Any]:
+    """The ``api`` scenario of ``oddsflow bench`` (ctx: bench.scenarios.Ctx)."""
+    quick = ctx.plan.quick
+    return scenario_api(
+        ctx.base,
+        ctx.log_dir,
+        rates=(250, 1_000) if quick else (100, 250, 500, 1_000, 1_500),
+        duration_s=5.0 if quick else 8.0,
+        say=ctx.say,
+    )
