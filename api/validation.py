@@ -16,7 +16,7 @@ import orjson
 from pydantic import ValidationError
 
 from oddsflow.api.models import BetIn
-from oddsflow.streams.normalise import FeedError, _bet, loads
+from oddsflow.streams.normalise import FeedError, loads, normalise
 
 
 @dataclass(frozen=True)
@@ -82,11 +82,16 @@ def to_request(
     """The canonical bet request (the feed's rules: markets, selections, odds, stake, legs)."""
     item = {**body, "bet_id": bet_id, "account_id": account_id, "placed_at": placed_at_ms}
     item["channel"] = "api"
+    item["kind"] = "bet"
     try:
-        record: dict[str, Any] = _bet(item, "api")
-        return record
+        # The public entry point (not the private per-kind builder): its signature is stable
+        # while the rules behind it move to oddsflow.domain.validation.
+        topic_key, _, record = normalise(item, "api")
     except FeedError as exc:
         raise BodyError(exc.reason, _feed_field(exc)) from None
+    if topic_key != "bet_requests":  # cannot happen: kind is fixed above
+        raise BodyError("not a bet")
+    return record
 
 
 def body_fingerprint(record: dict[str, Any]) -> str:
