@@ -8,6 +8,7 @@ COPY processors ./processors
 COPY sinks ./sinks
 COPY schemas ./schemas
 COPY bench ./bench
+COPY api ./api
 COPY topology.yaml ./
-RUN pip install --no-cache-dir .
+RUN pip install --no-cache-dir ".[api]"
 ENTRYPOINT ["oddsflow"]

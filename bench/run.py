@@ -18,11 +18,15 @@ import orjson
 
 from oddsflow.bench import harness as h
 from oddsflow.bench import report
-from oddsflow.bench.scenarios import SCENARIOS, Ctx, Plan
+from oddsflow.bench.api import scenario as api_scenario
+from oddsflow.bench.scenarios import SCENARIOS as ENGINE_SCENARIOS
+from oddsflow.bench.scenarios import Ctx, Plan
 from oddsflow.settings import REPO_ROOT, Settings
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-ORDER = ("baseline", "prices", "bets", "settlement_burst", "sinks")
+ORDER = ("baseline", "prices", "bets", "settlement_burst", "sinks", "api")
+# the bet API's scenario lives in its own module (bench/api.py)
+SCENARIOS = {**ENGINE_SCENARIOS, "api": api_scenario}
 
 
 def _version(mod: str) -> str | None:

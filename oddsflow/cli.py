@@ -21,6 +21,7 @@ app.add_typer(topology_app, name="topology")
 
 def _register_components() -> None:
     # Components own their commands; the core CLI only mounts them.
+    from oddsflow.api.cli import register as register_api
     from oddsflow.bench.cli import register as register_bench
     from oddsflow.sinks.cli import register as register_sinks
     from oddsflow.streams.cli import register as register_streams
@@ -31,6 +32,7 @@ def _register_components() -> None:
     register_sinks(app)
     register_streams(app)
     register_bench(app)
+    register_api(app)
 
 
 def _fail(message: str) -> None:
@@ -121,14 +123,19 @@ def tail(
     ),
 ) -> None:
     """Decode a topic's Avro events and print them as JSON lines."""
-    from oddsflow.tail import tail_topic
+    from oddsflow.tail import TailError, tail_topic
 
-    tail_topic(
-        topic,
-        from_beginning=from_beginning,
-        max_messages=max_messages,
-        idle_timeout_s=idle_timeout_s,
-    )
+    try:
+        tail_topic(
+            topic,
+            from_beginning=from_beginning,
+            max_messages=max_messages,
+            idle_timeout_s=idle_timeout_s,
+        )
+    except TailError as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
 
 
 @app.command()
@@ -199,6 +206,11 @@ def demo(
     duration_s: float = typer.Option(
         60.0, "--duration", help="seconds the compressed match day lasts"
     ),
+    via_api: bool = typer.Option(
+        True,
+        "--api/--no-api",
+        help="place the bets through the bet API (default) or straight to Kafka",
+    ),
 ) -> None:
     """The main job: the whole pipeline on local services, then a reconciled summary."""
     from oddsflow.demo import run_demo
@@ -213,6 +225,7 @@ def demo(
         epl_limit=epl_limit,
         seed=seed,
         duration_s=duration_s,
+        via_api=via_api,
     )
     if not summary.get("ok"):
         raise typer.Exit(1)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -67,6 +68,17 @@ class Processes:
             if log.exists() and "recovered" in log.read_text(errors="replace"):
                 return
             time.sleep(0.5)
+        raise TimeoutError(f"{name} not ready after {timeout_s:.0f}s; see {log}")
+
+    def wait_line(self, name: str, pattern: str, timeout_s: float = 180.0) -> re.Match[str]:
+        deadline = time.monotonic() + timeout_s
+        log = self.log_dir / f"{name}.log"
+        while time.monotonic() < deadline:
+            self.check()
+            m = re.search(pattern, log.read_text(errors="replace")) if log.exists() else None
+            if m:
+                return m
+            time.sleep(0.3)
         raise TimeoutError(f"{name} not ready after {timeout_s:.0f}s; see {log}")
 
     def stop(self) -> None:
@@ -134,6 +146,7 @@ def run_demo(
     seed: int = 7,
     timeout_s: float = 600,
     duration_s: float = 60.0,
+    via_api: bool = True,
 ) -> dict[str, Any]:
     started = time.monotonic()
     _say("== oddsflow demo ==")
@@ -166,10 +179,16 @@ def run_demo(
     _say(f"  started {workers} worker(s) and the Postgres ledger sink; logs in {log_dir}")
     _say(f"  metrics: http://127.0.0.1:{base.metrics_port}/metrics")
 
+    api: DemoApi | None = None
     try:
         for i in range(workers):
             procs.wait_ready(f"worker-{i}")
         _say("  worker(s) ready")
+        if via_api:
+            api = DemoApi.start(procs, env)
+            _say(
+                f"  bet API up at {api.url}: bets go through POST /v1/bets, one event over /v1/stream"
+            )
         produced = _produce(
             s,
             source=source,
@@ -179,9 +198,14 @@ def run_demo(
             seed=seed,
             epl_limit=epl_limit,
             duration_s=duration_s,
+            api=api,
         )
         summary = _follow(s, procs, produced, timeout_s=timeout_s)
+        if api is not None:
+            summary["api"] = api.finish(produced)
     finally:
+        if api is not None:
+            api.close()
         procs.stop()
     summary["elapsed_s"] = round(time.monotonic() - started, 1)
     _print_summary(summary)
@@ -207,6 +231,7 @@ def _produce(
     seed: int,
     epl_limit: int,
     duration_s: float,
+    api: DemoApi | None = None,
 ) -> dict[str, Any]:
     """Play the feed in timeline order, compressed so the whole day lasts about duration_s."""
     stats: Counter[str] = Counter()
@@ -238,6 +263,10 @@ def _produce(
     _say(
         f"  playing {len(timed)} feed events spanning {span_ms / 3_600_000:.1f} h at {speedup:.0f}x (~{duration_s:.0f} s)"
     )
+    if api is not None:
+        first_event = next((r["event_id"] for _, (k, _, r) in timed if k == "fixtures"), None)
+        if first_event is not None:
+            api.follow(first_event)
     p = EventProducer(s)
     counts: Counter[str] = Counter()
     bet_ids: set[str] = set()
@@ -253,6 +282,8 @@ def _produce(
         if isinstance(record, bytes | bytearray):
             p.send_raw(topic_key, key, bytes(record))  # deliberately malformed input
             bad += 1
+        elif topic_key == "bet_requests" and api is not None:
+            api.place(record)  # over HTTP; the bet id comes back in the answer
         else:
             p.send(topic_key, key, record)
             if topic_key == "bet_requests":
@@ -262,6 +293,8 @@ def _produce(
             last_say = time.monotonic()
             _say(f"  ingesting... {sum(counts.values())}/{len(timed)} events")
     p.flush()
+    if api is not None:
+        bet_ids |= api.collect()
     _say(
         f"  ingested {sum(counts.values())} events in {time.monotonic() - t0:.1f}s: "
         + ", ".join(f"{k}={v}" for k, v in sorted(counts.items()))
@@ -437,8 +470,11 @@ def _print_summary(x: dict[str, Any]) -> None:
         and x["wallets_not_matching_postgres"] == 0
         and x["book_result_minor"] == x["ledger_ggr_minor"]
         and x["clickhouse_ggr_minor"] == x["ledger_ggr_minor"]
-        and x["dead_letters"] + x["rejected_by_reason"].get("INVALID_REQUEST", 0)
+        and x["dead_letters"]
+        + x["rejected_by_reason"].get("INVALID_REQUEST", 0)
+        + x.get("api", {}).get("refused_invalid", 0)
         >= x["malformed_sent"]
+        and x.get("api", {}).get("ok", True)
     )
     lines = [
         "",
@@ -460,10 +496,108 @@ def _print_summary(x: dict[str, Any]) -> None:
         f"money trails           {x['bets_settled'] - x['money_trails_incomplete']}/{x['bets_settled']} settled bets complete in Postgres",
         f"wallets reconcile      {x['wallets']} wallets; mismatches vs ledger topic {x['wallets_not_matching_topic']}, "
         f"vs Postgres {x['wallets_not_matching_postgres']}",
-        f"dead letters           {x['dead_letters']} (+{x['rejected_by_reason'].get('INVALID_REQUEST', 0)} invalid bets rejected;"
+        f"dead letters           {x['dead_letters']} (+{x['rejected_by_reason'].get('INVALID_REQUEST', 0)} invalid bets rejected,"
+        f" +{x.get('api', {}).get('refused_invalid', 0)} refused by the API with 422;"
         f" malformed inputs sent: {x['malformed_sent']})",
+        *_api_lines(x.get("api")),
         f"elapsed                {x['elapsed_s']} s",
         f"RESULT                 {'OK: the books balance' if ok else 'MISMATCH: see above'}",
     ]
     _say("\n".join(lines))
     x["ok"] = ok
+
+
+class DemoApi:
+    """The demo's bets go through the bet API over real HTTP; one event is followed over its stream."""
+
+    def __init__(self, url: str) -> None:
+        from oddsflow.api.auth import Role, mint_token
+        from oddsflow.api.client import ApiClient
+        from oddsflow.api.settings import DEV_JWT_SECRET, ApiSettings
+
+        # The demo is an explicit dev mode: its API child runs with ODDSFLOW_ENV=dev, and the
+        # tokens here are signed with the same built-in dev secret.
+        keys = ApiSettings(jwt_secret=DEV_JWT_SECRET)  # type: ignore[arg-type]
+        self.url = url
+        self._operator = mint_token(keys, "demo-operator", role=Role.OPERATOR)
+        self.client = ApiClient(url, lambda acct: mint_token(keys, acct), connections=32)
+        self.answers: list[Any] = []
+        self.stream: Any = None
+        self.event_id: str | None = None
+
+    @classmethod
+    def start(cls, procs: Processes, env: dict[str, str]) -> DemoApi:
+        api_env = {**env, "ODDSFLOW_ENV": "dev", "ODDSFLOW_API_INSTANCE_ID": "demo"}
+        procs.start("api", ["api", "--port", "0"], api_env)
+        m = procs.wait_line("api", r"oddsflow api ready on (http://\S+)")
+        return cls(m[1])
+
+    def follow(self, event_id: str) -> None:
+        self.event_id = event_id
+        self.stream = self.client.follow(self._operator, [event_id])
+
+    def place(self, record: dict[str, Any]) -> None:
+        from oddsflow.api.client import body_from_record
+
+        # The simulator's bet id is the client's idempotency key: its retries reuse it.
+        self.client.submit(record["account_id"], record["bet_id"], body_from_record(record))
+
+    def collect(self) -> set[str]:
+        self.answers = self.client.results()
+        # Bets the engine decides: placed (201/202) or rejected by it (422 with its reason).
+        return {
+            a.bet_id
+            for a in self.answers
+            if a.bet_id
+            and (
+                a.status in (201, 202)
+                or (
+                    a.status == 422 and a.code not in ("validation_error", "idempotency_key_reused")
+                )
+            )
+        }
+
+    def finish(self, produced: dict[str, Any]) -> dict[str, Any]:
+        from oddsflow.api.client import percentile_ms
+
+        self.client.stop_stream()
+        log = self.stream.result(30) if self.stream is not None else None
+        by_status = Counter(a.status for a in self.answers)
+        lat = [a.latency_s for a in self.answers]
+        return {
+            "placements": len(self.answers),
+            "by_status": dict(sorted(by_status.items())),
+            "refused_invalid": sum(1 for a in self.answers if a.code == "validation_error"),
+            "retries": sum(a.retries for a in self.answers),
+            "latency_ms_p50": round(percentile_ms(lat, 0.50), 1),
+            "latency_ms_p99": round(percentile_ms(lat, 0.99), 1),
+            "stream_event": self.event_id,
+            "stream_counts": dict(log.counts) if log else {},
+            "stream_versions_in_order": bool(log and log.versions_in_order),
+            # every placement answered, and the stream saw the event's prices and decisions
+            "ok": bool(
+                log
+                and log.versions_in_order
+                and log.counts.get("snapshot", 0) == 1
+                and log.counts.get("decision", 0) > 0
+                and not by_status.get(500)
+            ),
+        }
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _api_lines(a: dict[str, Any] | None) -> list[str]:
+    if a is None:
+        return []
+    sc = a["stream_counts"]
+    return [
+        f"bet API                {a['placements']} placements over HTTP "
+        + ", ".join(f"{k}={v}" for k, v in a["by_status"].items())
+        + f" (retries after 429/503: {a['retries']})",
+        f"API latency            p50 {a['latency_ms_p50']} ms, p99 {a['latency_ms_p99']} ms (request to answer, incl. the engine's decision)",
+        f"API stream             event {a['stream_event']}: snapshot {sc.get('snapshot', 0)}, "
+        f"price/status updates {sc.get('market', 0)} (versions in order: {a['stream_versions_in_order']}), "
+        f"decisions {sc.get('decision', 0)}, settlements {sc.get('settlement', 0)}, heartbeats {sc.get('heartbeat', 0)}",
+    ]

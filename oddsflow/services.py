@@ -14,11 +14,13 @@ Every step is idempotent: ``up`` twice is fine, and a failure names the missing 
 from __future__ import annotations
 
 import glob
+import grp
 import os
 import pwd
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import time
 import uuid
@@ -323,6 +325,34 @@ def _is_group_leader(pid: int) -> bool:
 # --------------------------------------------------------------------------- Postgres
 
 
+def first_blocked_parent(path: Path, user: str) -> Path | None:
+    """The first existing folder above ``path`` that ``user`` may not enter (no x bit for it)."""
+    pw = pwd.getpwnam(user)
+    groups = {pw.pw_gid, *(g.gr_gid for g in grp.getgrall() if user in g.gr_mem)}
+    for folder in reversed(path.resolve().parents):
+        try:
+            st = folder.stat()
+        except FileNotFoundError:
+            break
+        if st.st_uid == pw.pw_uid:
+            ok = bool(st.st_mode & stat.S_IXUSR)
+        elif st.st_gid in groups:
+            ok = bool(st.st_mode & stat.S_IXGRP)
+        else:
+            ok = bool(st.st_mode & stat.S_IXOTH)
+        if not ok:
+            return folder
+    return None
+
+
+def postgres_unreachable_hint(run_dir: Path, blocked: Path | None = None) -> str:
+    where = f"{blocked} is not enterable by it" if blocked else "a parent folder is not enterable"
+    return (
+        f"as root, Postgres runs as the `postgres` user and {where}; run from a folder it can "
+        f"reach, set ODDSFLOW_RUN_DIR to one (e.g. /var/tmp/oddsflow), or `chmod o+x {blocked or run_dir.parent}`"
+    )
+
+
 class Postgres:
     def __init__(self, settings: Settings) -> None:
         self.s = settings
@@ -351,6 +381,12 @@ class Postgres:
             ) from exc
         return ["runuser", "-u", "postgres", "--"]
 
+    def _check_reachable_by_postgres(self) -> None:
+        """As root, initdb runs as `postgres`, which must be able to enter every parent folder."""
+        blocked = first_blocked_parent(self.dir, "postgres")
+        if blocked is not None:
+            raise ServiceError(postgres_unreachable_hint(self.dir, blocked))
+
     def _chown(self, path: Path) -> None:
         if os.geteuid() == 0:
             pw = pwd.getpwnam("postgres")
@@ -374,6 +410,8 @@ class Postgres:
                 f"port {self.s.postgres_port} is busy but not by our Postgres (set ODDSFLOW_POSTGRES_PORT)"
             )
         owner = self._as_owner()
+        if owner:
+            self._check_reachable_by_postgres()
         self.dir.mkdir(parents=True, exist_ok=True)
         self.sock.mkdir(parents=True, exist_ok=True)
         if not (self.data / "PG_VERSION").exists():
@@ -395,7 +433,10 @@ class Postgres:
                 text=True,
             )
             if proc.returncode != 0:
-                raise ServiceError(f"initdb failed:\n{proc.stdout}{proc.stderr}")
+                hint = ""
+                if owner and "Permission denied" in proc.stderr:
+                    hint = f"\nhint: {postgres_unreachable_hint(self.dir)}"
+                raise ServiceError(f"initdb failed:\n{proc.stdout}{proc.stderr}{hint}")
             with open(self.data / "postgresql.conf", "a") as conf:
                 conf.write(
                     "\n# oddsflow local cluster\n"

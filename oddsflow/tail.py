@@ -14,10 +14,23 @@ from oddsflow.codec import CodecError, decode_any, to_jsonable
 from oddsflow.settings import get_settings
 
 
+class TailError(ValueError):
+    """A user mistake (unknown topic): one line for the CLI, no traceback."""
+
+
+def _spec(name: str) -> topology.TopicSpec:
+    topo = topology.current()
+    try:
+        return topo.by_name(name)
+    except topology.TopologyError:
+        known = ", ".join(sorted(t.key for t in topo.topics.values()))
+        raise TailError(f"unknown topic {name!r}; topology.yaml declares: {known}") from None
+
+
 def tail_topic(
     name: str, *, from_beginning: bool = True, max_messages: int = 0, idle_timeout_s: float = 0.0
 ) -> int:
-    spec = topology.current().by_name(name)
+    spec = _spec(name)
     consumer = Consumer(
         {
             "bootstrap.servers": get_settings().kafka_bootstrap,
@@ -37,15 +50,17 @@ def tail_topic(
                 if idle_timeout_s and time.monotonic() - last > idle_timeout_s:
                     break
                 continue
-            if msg.error():
-                if msg.error().code() != KafkaError._PARTITION_EOF:
-                    print(orjson.dumps({"error": str(msg.error())}).decode(), file=sys.stderr)
+            err = msg.error()
+            if err is not None:
+                if err.code() != KafkaError._PARTITION_EOF:
+                    print(orjson.dumps({"error": str(err)}).decode(), file=sys.stderr)
                 continue
             last = time.monotonic()
             seen += 1
-            key = msg.key().decode(errors="replace") if msg.key() else None
+            raw_key = msg.key()
+            key = raw_key.decode(errors="replace") if raw_key else None
             try:
-                schema, value = decode_any(msg.value())
+                schema, value = decode_any(msg.value() or b"")
                 line = {
                     "topic": msg.topic(),
                     "partition": msg.partition(),

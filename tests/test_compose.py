@@ -20,6 +20,7 @@ def test_the_whole_stack_is_there():
         "clickhouse",
         "worker",
         "ingest",
+        "api",
         "sink-postgres",
         "sink-clickhouse",
         "prometheus",
@@ -30,10 +31,12 @@ def test_the_whole_stack_is_there():
 
 
 def test_oddsflow_env_names_real_settings_fields():
+    from oddsflow.api.settings import ApiSettings
     from oddsflow.streams.uof.settings import UofSettings
 
     fields = {f"ODDSFLOW_{f.upper()}" for f in Settings.model_fields}
     fields |= {f"ODDSFLOW_UOF_{f.upper()}" for f in UofSettings.model_fields}
+    fields |= {f"ODDSFLOW_API_{f.upper()}" for f in ApiSettings.model_fields}
     for name, svc in COMPOSE["services"].items():
         for key in svc.get("environment") or {}:
             if key.startswith("ODDSFLOW_"):

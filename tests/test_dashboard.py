@@ -7,6 +7,7 @@ import re
 
 from prometheus_client import REGISTRY
 
+import oddsflow.api.metrics  # registers the API metrics
 import oddsflow.metrics  # registers the worker metrics
 import oddsflow.sinks.metrics  # noqa: F401 - registers the sink metrics
 from oddsflow.settings import REPO_ROOT
