@@ -91,7 +91,8 @@ def to_request(
         raise BodyError(exc.reason, _feed_field(exc)) from None
     if topic_key != "bet_requests":  # cannot happen: kind is fixed above
         raise BodyError("not a bet")
-    return record
+    bet: dict[str, Any] = record
+    return bet
 
 
 def body_fingerprint(record: dict[str, Any]) -> str:

@@ -108,11 +108,14 @@ class Follower:
         while time.monotonic() < end:
             msgs = self.c.consume(5000, 0.1)
             for m in msgs:
-                if m.error():
-                    if m.error().code() != KafkaError._PARTITION_EOF:
-                        raise RuntimeError(str(m.error()))
+                err, topic = m.error(), m.topic()
+                if err is not None:
+                    if err.code() != KafkaError._PARTITION_EOF:
+                        raise RuntimeError(str(err))
                     continue
-                key = self.by_name[m.topic()]
+                if topic is None:
+                    continue
+                key = self.by_name[topic]
                 with contextlib.suppress(CodecError):  # the summary counts decodable outputs
                     self.records[key].append(self.codecs[key].decode(m.value()))
 

@@ -24,6 +24,7 @@ import stat
 import subprocess
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,7 +82,9 @@ def _pid_alive(pid_file: Path) -> int | None:
     return pid
 
 
-def _wait(predicate, timeout_s: float, what: str, log: Path | None = None) -> None:
+def _wait(
+    predicate: Callable[[], object], timeout_s: float, what: str, log: Path | None = None
+) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if predicate():
@@ -306,7 +309,7 @@ def _raise_open_files_limit() -> None:
     # files", then a corrupt metadata log). The hard limit is the real ceiling.
     import resource
 
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     for want in (max(hard, 262_144), hard):  # root may raise the hard limit; others may not
         try:
             resource.setrlimit(resource.RLIMIT_NOFILE, (want, want))

@@ -157,7 +157,12 @@ def current() -> Topology:
 
 def apply(topology: Topology, bootstrap: str, timeout_s: float = 30) -> list[str]:
     """Create missing topics, grow partitions, align configs. Idempotent; returns actions taken."""
-    from confluent_kafka.admin import AdminClient, ConfigResource, NewPartitions, NewTopic
+    from confluent_kafka.admin import (  # type: ignore[attr-defined]
+        AdminClient,
+        ConfigResource,
+        NewPartitions,
+        NewTopic,
+    )
 
     problems = topology.check()
     if problems:

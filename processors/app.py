@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 import faust
 
@@ -73,7 +73,12 @@ class OversizedOutput(ValueError):
     """An output or changelog record would exceed the broker's maximum message size."""
 
 
-RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+RAW: dict[str, Any] = {
+    "key_type": bytes,
+    "value_type": bytes,
+    "key_serializer": "raw",
+    "value_serializer": "raw",
+}
 
 
 def now_ms() -> int:
@@ -122,7 +127,7 @@ def build_app(
         datadir=str(datadir),
         stream_wait_empty=False,
     )
-    transport: oddsflow_transport.Transport = app.transport
+    transport = cast(oddsflow_transport.Transport, app.transport)
     max_record_bytes = transport.settings.max_message_bytes
     topics = {
         key: app.topic(spec.name, partitions=spec.partitions, **RAW)
@@ -354,13 +359,13 @@ def build_app(
         async for events in stream.take_events(batch_max, within=batch_within_s):
             await handle_batch(events, handlers, "wallet")
 
-    @app.task
+    @app.task  # type: ignore[untyped-decorator]  # Faust's decorators carry no types
     async def quiet_client_logs() -> None:
         # Faust/aiokafka build debug records on hot paths; nobody reads them at -l warn.
         for name in ("aiokafka", "faust", "mode"):
             logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))
 
-    @app.timer(5.0)
+    @app.timer(5.0)  # type: ignore[untyped-decorator]
     async def table_sizes_and_lag() -> None:
         for name, t in stores.items():
             metrics.TABLE_SIZE.labels(name).set(len(t))
@@ -393,8 +398,8 @@ def _check_sizes(
                 f"output to {name} would be {size} bytes, over the {max_record_bytes}-byte "
                 "maximum message size"
             )
-    for store, k, value, _ in journal.writes:
-        size = record_bytes(k.encode(), value)
+    for store, k, new_value, _ in journal.writes:
+        size = record_bytes(k.encode(), new_value)
         if size > max_record_bytes:
             table = getattr(store.table, "name", "?")
             raise OversizedOutput(

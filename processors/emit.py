@@ -34,7 +34,7 @@ def key_partition(key: bytes, partitions: int) -> int:
     """The partition of ``key``, as Java's client, librdkafka's murmur2_random and aiokafka
     choose it. Cached: aiokafka's murmur2 is pure Python, and the same accounts and events
     recur message after message."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
+    return int(murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 class PartitionBatcher:
