@@ -14,8 +14,11 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from oddsflow.domain import ledger
 from oddsflow.kafka import EventProducer
+from oddsflow.processors.wallet import tx_record
 from oddsflow.settings import Settings
+from oddsflow.sinks.kafka_batch import Record
 
 BASE_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 CCY = "GBP"
@@ -340,3 +343,91 @@ def produce(settings: Settings, book: Book, keys: tuple[str, ...] | None = None)
             n += 1
     p.flush(60)
     return n
+
+
+# ------------------------------------------------------------ two accounts, one bet id "b1"
+LEDGER, DECISIONS, SETTLEMENTS = "t.ledger", "t.decisions", "t.settlements"
+REQUESTS = "t.requests"
+
+
+def _decision(account: str, stake: int, accepted: bool = True, at: int = BASE_MS) -> dict[str, Any]:
+    return {
+        "bet_id": "b1",
+        "account_id": account,
+        "accepted": accepted,
+        "reason": None if accepted else "PRICE_CHANGED",
+        "bound_odds": ["2.5000"] if accepted else [],
+        "stake_minor": stake,
+        "potential_return_minor": stake * 5 // 2 if accepted else 0,
+        "currency": "GBP",
+        "requested_at": at,
+        "decided_at": at + 3,
+    }
+
+
+def _settlement(account: str, stake: int, revision: int, ret: int, prev: int) -> dict[str, Any]:
+    return {
+        "bet_id": "b1",
+        "account_id": account,
+        "outcome": "win" if ret else "lose",
+        "stake_minor": stake,
+        "return_minor": ret,
+        "previous_return_minor": prev,
+        "revision": revision,
+        "currency": "GBP",
+        "settled_at": BASE_MS + 10_000 + revision,
+    }
+
+
+def two_accounts_one_bet_id() -> list[Record]:
+    """Two accounts, one bet id "b1": a1 stakes 10.00 and wins, then is resettled to a loss; a2
+    stakes 3.00 and loses. Every ledger record is the engine's own (oddsflow.domain.ledger)."""
+    txs = [
+        ("a1", ledger.deposit("d1", "a1", 100_00, "GBP")),
+        ("a2", ledger.deposit("d1", "a2", 100_00, "GBP")),
+        ("a1", ledger.reserve_stake("b1", "a1", 10_00, "GBP")),
+        ("a2", ledger.reserve_stake("b1", "a2", 3_00, "GBP")),
+        ("a1", ledger.accept_stake("b1", "a1", 10_00, "GBP")),
+        ("a2", ledger.accept_stake("b1", "a2", 3_00, "GBP")),
+        ("a1", ledger.settle_payout("b1", "a1", 10_00, 25_00, "GBP")),
+        ("a2", ledger.settle_payout("b1", "a2", 3_00, 0, "GBP")),
+    ]
+    out: list[Record] = []
+    for n, (acct, tx) in enumerate(txs):
+        out.append(Record("ledger", LEDGER, 0, n, tx_record(tx, acct, BASE_MS + n), b""))
+    out += [
+        Record("bet_decisions", DECISIONS, 0, 0, _decision("a1", 10_00), b""),
+        Record("bet_decisions", DECISIONS, 0, 1, _decision("a2", 3_00), b""),
+        # a second decision for a1's bet (a redelivered request): the first one stands
+        Record("bet_decisions", DECISIONS, 0, 2, _decision("a1", 99_00, accepted=False), b""),
+        Record("settlements", SETTLEMENTS, 0, 0, _settlement("a1", 10_00, 0, 25_00, 0), b""),
+        Record("settlements", SETTLEMENTS, 0, 1, _settlement("a2", 3_00, 0, 0, 0), b""),
+        Record("settlements", SETTLEMENTS, 0, 2, _settlement("a1", 10_00, 1, 0, 25_00), b""),
+    ]
+    out += [
+        Record("bet_requests", REQUESTS, 0, n, _request(acct, stake), b"")
+        for n, (acct, stake) in enumerate((("a1", 10_00), ("a2", 3_00)))
+    ]
+    return out
+
+
+def _request(account: str, stake: int) -> dict[str, Any]:
+    return {
+        "bet_id": "b1",
+        "account_id": account,
+        "stake_minor": stake,
+        "currency": "GBP",
+        "price_policy": "any",
+        "legs": [
+            {
+                "event_id": f"e-{account}",
+                "market_type": "match_result",
+                "period": "FT",
+                "line": None,
+                "selection": "home",
+                "odds": Decimal("2.5000"),
+            }
+        ],
+        "placed_at": BASE_MS,
+        "channel": "web",
+    }
