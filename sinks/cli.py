@@ -49,7 +49,8 @@ def clickhouse_ggr(settings: Settings | None = None) -> int | None:
     when the postings hold several currencies: see :func:`clickhouse_ggr_by_currency`)."""
     from oddsflow.sinks import clickhouse as ch
 
-    return ch.ggr_minor(settings or get_settings())
+    ggr = ch.ggr_minor(settings or get_settings())
+    return None if ggr is None else int(ggr)
 
 
 def clickhouse_ggr_by_currency(settings: Settings | None = None) -> dict[str, int]:
@@ -57,7 +58,7 @@ def clickhouse_ggr_by_currency(settings: Settings | None = None) -> dict[str, in
     ``ledger_summary()['ggr_by_currency']``."""
     from oddsflow.sinks import clickhouse as ch
 
-    return ch.ggr_by_currency(settings or get_settings())
+    return {str(c): int(g) for c, g in ch.ggr_by_currency(settings or get_settings()).items()}
 
 
 # ---- table printing --------------------------------------------------------------------------

@@ -150,7 +150,7 @@ def ledger_summary(dsn: str) -> dict[str, Any]:
             " FROM transactions t JOIN postings p USING (tx_id)"
             " GROUP BY t.kind, p.currency ORDER BY t.kind, p.currency"
         ).fetchall()
-        kind_txs = dict(
+        kind_txs: dict[str, int] = dict(
             conn.execute(
                 "SELECT t.kind, count(DISTINCT t.tx_id) FROM transactions t"
                 " JOIN postings p USING (tx_id) GROUP BY t.kind"
