@@ -438,7 +438,7 @@ def _incomplete_trails(s: Settings, settled: dict[str, dict[str, Any]]) -> int:
 
     bad = 0
     for bet_id, st in settled.items():
-        trail = money_trail(s.pg_dsn, bet_id)
+        trail = money_trail(s.pg_dsn, bet_id, st["account_id"])  # bet ids are per account
         kinds = {row["kind"] for row in trail}
         player = sum(
             r["amount_minor"]
@@ -455,13 +455,15 @@ def _incomplete_trails(s: Settings, settled: dict[str, dict[str, Any]]) -> int:
 
 
 def _pg_reconcile(s: Settings, engine_wallets: dict[str, dict[str, Any]]) -> list[Any]:
-    from oddsflow.sinks.postgres import reconcile
+    from oddsflow.sinks.postgres import reconcile_by_currency
 
-    # reconcile_wallets compares per ledger account (all currencies summed): sum likewise.
-    wallets: dict[str, int] = defaultdict(int)
+    # one engine wallet per (account, currency), compared with the ledger per currency
+    wallets: dict[str, dict[str, int]] = defaultdict(dict)
     for w in engine_wallets.values():
-        wallets[f"player:{w['account_id']}:available"] += w["balance_minor"] - w["reserved_minor"]
-    return list(reconcile(s.pg_dsn, wallets))
+        wallets[f"player:{w['account_id']}:available"][w["currency"]] = (
+            w["balance_minor"] - w["reserved_minor"]
+        )
+    return list(reconcile_by_currency(s.pg_dsn, wallets))
 
 
 def _print_summary(x: dict[str, Any]) -> None:

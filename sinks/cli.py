@@ -1,7 +1,8 @@
 """Typer apps for the sinks, mounted on the ``oddsflow`` CLI by :func:`register`:
 
 oddsflow db migrate
-oddsflow ledger balance ACCOUNT [--at ISO8601]   | trial-balance | trail BET_ID | reconcile --wallets FILE
+oddsflow ledger balance ACCOUNT [--at ISO8601]   | trial-balance | trail BET_ID [--account ID]
+                | ggr | reconcile --wallets FILE
 oddsflow analytics query NAME [--market-id ID]
 oddsflow sink run postgres|clickhouse [--idle-exit SECONDS]
 """
@@ -13,7 +14,7 @@ import logging
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import typer
 
@@ -37,16 +38,27 @@ def register(app: typer.Typer) -> None:
 
 # ---- plain functions for the demo ------------------------------------------------------------
 def ledger_summary(dsn: str | None = None) -> dict[str, Any]:
-    """Trial balance total, per-kind totals and GGR from the Postgres ledger (minor units)."""
+    """Trial balance, per-kind totals and GGR from the Postgres ledger (minor units), per
+    currency; the plain totals are None when the ledger holds several currencies."""
     summary: dict[str, Any] = pg.ledger_summary(dsn or get_settings().pg_dsn)
     return summary
 
 
-def clickhouse_ggr(settings: Settings | None = None) -> int:
-    """GGR (minor units) as ClickHouse sees it; equals ``ledger_summary()['ggr_minor']``."""
+def clickhouse_ggr(settings: Settings | None = None) -> int | None:
+    """GGR (minor units) as ClickHouse sees it; equals ``ledger_summary()['ggr_minor']`` (None
+    when the postings hold several currencies: see :func:`clickhouse_ggr_by_currency`)."""
     from oddsflow.sinks import clickhouse as ch
 
-    return int(ch.ggr_minor(settings or get_settings()))
+    ggr = ch.ggr_minor(settings or get_settings())
+    return None if ggr is None else int(ggr)
+
+
+def clickhouse_ggr_by_currency(settings: Settings | None = None) -> dict[str, int]:
+    """currency -> GGR (minor units) as ClickHouse sees it; equals
+    ``ledger_summary()['ggr_by_currency']``."""
+    from oddsflow.sinks import clickhouse as ch
+
+    return {str(c): int(g) for c, g in ch.ggr_by_currency(settings or get_settings()).items()}
 
 
 # ---- table printing --------------------------------------------------------------------------
@@ -116,9 +128,17 @@ def ledger_trial_balance() -> None:
 
 
 @ledger_app.command("trail")
-def ledger_trail(bet_id: str) -> None:
+def ledger_trail(
+    bet_id: str,
+    account: str | None = typer.Option(
+        None, "--account", help="the account the bet belongs to (bet ids are per account)"
+    ),
+) -> None:
     """A bet's full money trail: every transaction and posting."""
-    rows = pg.money_trail(get_settings().pg_dsn, bet_id)
+    try:
+        rows = pg.money_trail(get_settings().pg_dsn, bet_id, account)
+    except pg.AmbiguousBetId as exc:
+        _fail(str(exc))
     cols = ["created_at", "tx_id", "kind", "posting_id", "account", "amount_minor", "currency"]
     print_table(cols, [tuple(r[c] for c in cols) for r in rows])
 
@@ -127,15 +147,61 @@ def ledger_trail(bet_id: str) -> None:
 def ledger_reconcile(
     wallets: Path = typer.Option(..., exists=True, help='JSON {"player:a1:available": 1000, ...}'),
 ) -> None:
-    """Compare the engine's wallet balances with the ledger; exits 1 on any mismatch."""
-    data = json.loads(wallets.read_text())
-    mismatches = pg.reconcile(get_settings().pg_dsn, {k: int(v) for k, v in data.items()})
-    print_table(
-        ["account", "engine_minor", "ledger_minor", "diff_minor"],
-        [(m.account, m.engine_minor, m.ledger_minor, m.diff_minor) for m in mismatches],
-    )
-    if mismatches:
+    """Compare the engine's wallet balances with the ledger; exits 1 on any mismatch.
+
+    The file maps each account to its balance per currency ({"player:a1:available": {"GBP":
+    1000}}), or, for accounts holding one currency, to one number."""
+    try:
+        data = json.loads(wallets.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        _fail(f"{wallets}: not JSON ({exc})")
+    dsn = get_settings().pg_dsn
+    if not isinstance(data, dict):
+        _fail(f"{wallets}: expected a JSON object of accounts")
+    try:
+        if all(isinstance(v, dict) for v in data.values()) and data:
+            by_ccy = pg.reconcile_by_currency(
+                dsn, {a: {c: _minor(m) for c, m in v.items()} for a, v in data.items()}
+            )
+            print_table(
+                ["account", "currency", "engine_minor", "ledger_minor", "diff_minor"],
+                [
+                    (m.account, m.currency, m.engine_minor, m.ledger_minor, m.diff_minor)
+                    for m in by_ccy
+                ],
+            )
+            mismatched = bool(by_ccy)
+        else:
+            mismatches = pg.reconcile(dsn, {k: _minor(v) for k, v in data.items()})
+            print_table(
+                ["account", "engine_minor", "ledger_minor", "diff_minor"],
+                [(m.account, m.engine_minor, m.ledger_minor, m.diff_minor) for m in mismatches],
+            )
+            mismatched = bool(mismatches)
+    except pg.FinanceQueryError as exc:
+        _fail(str(exc))
+    if mismatched:
         raise typer.Exit(1)
+
+
+@ledger_app.command("ggr")
+def ledger_ggr() -> None:
+    """The book's gross gaming revenue per currency (never added across currencies)."""
+    ggr = pg.ggr_by_currency(get_settings().pg_dsn)
+    print_table(["currency", "ggr_minor"], sorted(ggr.items()))
+
+
+def _minor(v: Any) -> int:
+    """An amount in minor units from the wallets file: a JSON integer, nothing else."""
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise pg.FinanceQueryError(f"amounts are integers of minor units, not {v!r}")
+    return v
+
+
+def _fail(message: str) -> NoReturn:
+    """A user mistake: one clear line on stderr, exit status 2, no traceback."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
 
 
 class QueryName(StrEnum):

@@ -204,6 +204,14 @@ def _statements(text: str) -> list[str]:
     return out
 
 
+def _create_statement(statements: list[str], db: str, table: str) -> str:
+    head = f"CREATE TABLE IF NOT EXISTS {db}.{table} ("
+    for stmt in statements:
+        if stmt.startswith(head):
+            return stmt
+    raise LookupError(f"no CREATE TABLE for {table} in the ClickHouse DDL")
+
+
 def ddl_statements(db: str) -> list[str]:
     files = sorted(
         e.name
@@ -221,6 +229,19 @@ def named_queries(db: str) -> dict[str, str]:
     return out
 
 
+# Tables whose ordering (= deduplication) key changed after databases were made with the old one:
+# a bet id is scoped to its account, so a key of bet_id alone merged two accounts' bets "b1".
+# CREATE TABLE IF NOT EXISTS leaves an existing table as it was, and ClickHouse cannot put an
+# existing column in front of a sorting key (MODIFY ORDER BY only appends new columns), so
+# ensure_schema rebuilds such a table with its rows (:meth:`Schemaed._rekey`).
+REKEYED_TABLES: dict[str, str] = {
+    "bet_legs": "account_id, bet_id, leg_index",
+    "bet_decisions": "account_id, bet_id",
+    "settlements": "account_id, bet_id, revision",
+}
+_REKEY_SUFFIX = "__rekey"
+
+
 class Schemaed:
     """A backend bound to one oddsflow database."""
 
@@ -228,8 +249,57 @@ class Schemaed:
         self.backend, self.db = backend, db
 
     def ensure_schema(self) -> None:
-        for stmt in ddl_statements(self.db):
+        """Create what is missing and bring old tables to today's keys; idempotent."""
+        statements = ddl_statements(self.db)
+        for stmt in statements:
             self.backend.command(stmt)
+        for table, key in REKEYED_TABLES.items():
+            self._rekey(table, key, _create_statement(statements, self.db, table))
+
+    def _sorting_key(self, table: str) -> str | None:
+        _, rows = self.backend.query(
+            "SELECT sorting_key FROM system.tables WHERE database = {db:String} AND name = {t:String}",
+            {"db": self.db, "t": table},
+        )
+        return str(rows[0][0]) if rows else None
+
+    def _rekey(self, table: str, key: str, create_sql: str) -> None:
+        """Rebuild ``table`` with sorting key ``key``, keeping every row, if it has another.
+
+        Steps: create ``<table>__rekey`` with the new key; EXCHANGE it with the table (atomic:
+        from then on every insert, also from another sink process, lands in the new table);
+        copy the old rows across; drop the old table. Copies are harmless to repeat
+        (ReplacingMergeTree: a row copied twice is one row under FINAL), so a rebuild cut short
+        anywhere is finished by the next ensure_schema: a leftover ``__rekey`` with the new key
+        was never exchanged (dropped), one with another key holds the old rows (copied, then
+        dropped).
+        """
+        db, side = self.db, f"{table}{_REKEY_SUFFIX}"
+        side_key = self._sorting_key(side)
+        if side_key is not None:
+            if side_key != key:
+                self._copy_rows(side, table)
+            self.backend.command(f"DROP TABLE {db}.{side}")
+        current = self._sorting_key(table)
+        if current is None or current == key:
+            return
+        log.warning("clickhouse: re-keying %s.%s from (%s) to (%s)", db, table, current, key)
+        side_sql = create_sql.replace(f"{db}.{table} (", f"{db}.{side} (", 1)
+        self.backend.command(side_sql)
+        self.backend.command(f"EXCHANGE TABLES {db}.{table} AND {db}.{side}")
+        self._copy_rows(side, table)
+        self.backend.command(f"DROP TABLE {db}.{side}")
+
+    def _copy_rows(self, source: str, target: str) -> None:
+        _, rows = self.backend.query(
+            "SELECT name FROM system.columns WHERE database = {db:String} AND table = {t:String}"
+            " ORDER BY position",
+            {"db": self.db, "t": target},
+        )
+        cols = ", ".join(f"`{r[0]}`" for r in rows)
+        self.backend.command(
+            f"INSERT INTO {self.db}.{target} ({cols}) SELECT {cols} FROM {self.db}.{source}"
+        )
 
     def query(
         self, sql: str, params: Mapping[str, Any] | None = None
@@ -439,43 +509,61 @@ def run_clickhouse_sink(
 # --------------------------------------------------------------------------------------------
 # Figures for the demo and the contract tests
 # --------------------------------------------------------------------------------------------
-def ggr_minor(settings: Settings | None = None) -> int:
-    """GGR from the deduplicated postings: the balance of ``book:ggr`` (equals the ledger's)."""
+def ggr_by_currency(settings: Settings | None = None) -> dict[str, int]:
+    """currency -> GGR from the deduplicated postings: the balance of ``book:ggr`` in each
+    currency (equals the ledger's)."""
     with open_backend(settings) as s:
-        return int(
-            s.scalar("SELECT sum(amount_minor) FROM {db}.postings FINAL WHERE account = 'book:ggr'")
-            or 0
+        _, rows = s.query(
+            "SELECT currency, sum(amount_minor) FROM {db}.postings FINAL"
+            " WHERE account = 'book:ggr' GROUP BY currency"
         )
+    return {str(c): int(g) for c, g in rows}
+
+
+def ggr_minor(settings: Settings | None = None) -> int | None:
+    """The GGR of a single-currency book (0 with no postings); None when the postings hold
+    several currencies, which are never added together (use :func:`ggr_by_currency`)."""
+    by_ccy = ggr_by_currency(settings)
+    return None if len(by_ccy) > 1 else sum(by_ccy.values())
 
 
 def contract_facts(settings: Settings) -> dict[str, Any]:
+    """The figures every sink backend must agree on (tests/sinks/test_contract.py), per currency."""
     with open_backend(settings) as s:
         q = s.scalar
+
+        def by_currency(sql: str) -> dict[str, int]:
+            return {str(c): int(v) for c, v in s.query(sql)[1]}
+
         return {
             "postings": int(q("SELECT count() FROM {db}.postings FINAL")),
-            "abs_sum_minor": int(q("SELECT sum(abs(amount_minor)) FROM {db}.postings FINAL") or 0),
-            "ggr_minor": int(
-                q("SELECT sum(amount_minor) FROM {db}.postings FINAL WHERE account = 'book:ggr'")
-                or 0
+            "abs_sum_minor": by_currency(
+                "SELECT currency, sum(abs(amount_minor)) FROM {db}.postings FINAL GROUP BY currency"
+            ),
+            "ggr_by_currency": by_currency(
+                "SELECT currency, sum(amount_minor) FROM {db}.postings FINAL"
+                " WHERE account = 'book:ggr' GROUP BY currency"
             ),
             "balances": {
-                a: int(b)
-                for a, b in s.query(
-                    "SELECT account, sum(amount_minor) FROM {db}.postings FINAL GROUP BY account"
+                (str(a), str(c)): int(b)
+                for a, c, b in s.query(
+                    "SELECT account, currency, sum(amount_minor) FROM {db}.postings FINAL"
+                    " GROUP BY account, currency"
                 )[1]
             },
+            "bets": int(q("SELECT count() FROM {db}.bet_decisions FINAL")),
             "accepted": int(q("SELECT countIf(accepted) FROM {db}.bet_decisions FINAL")),
             "rejected": int(q("SELECT countIf(NOT accepted) FROM {db}.bet_decisions FINAL")),
-            "settled": int(q("SELECT uniqExact(bet_id) FROM {db}.settlements FINAL")),
-            "turnover_minor": int(
-                q("SELECT sumIf(stake_minor, accepted) FROM {db}.bet_decisions FINAL") or 0
+            "settled": int(q("SELECT uniqExact(account_id, bet_id) FROM {db}.settlements FINAL")),
+            "settlement_revisions": int(q("SELECT count() FROM {db}.settlements FINAL")),
+            "turnover_by_currency": by_currency(
+                "SELECT currency, sum(stake_minor) FROM {db}.bet_decisions FINAL"
+                " WHERE accepted GROUP BY currency"
             ),
-            "returns_minor": int(
-                q(
-                    "SELECT sum(r) FROM (SELECT argMax(return_minor, revision) AS r"
-                    " FROM {db}.settlements FINAL GROUP BY bet_id)"
-                )
-                or 0
+            "returns_by_currency": by_currency(
+                "SELECT ccy, sum(r) FROM (SELECT any(currency) AS ccy,"
+                " argMax(return_minor, revision) AS r"
+                " FROM {db}.settlements FINAL GROUP BY account_id, bet_id) GROUP BY ccy"
             ),
         }
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import logging
 import re
 import threading
@@ -39,6 +38,22 @@ from psycopg import sql
 
 from oddsflow.settings import Settings, get_settings
 from oddsflow.sinks import metrics
+
+# the finance queries live in their own module; re-exported here, where callers found them
+from oddsflow.sinks.finance import (  # noqa: F401
+    AmbiguousBetId,
+    CurrencyMismatch,
+    FinanceQueryError,
+    Mismatch,
+    MixedCurrencies,
+    balance,
+    ggr_by_currency,
+    ledger_summary,
+    money_trail,
+    reconcile,
+    reconcile_by_currency,
+    trial_balance,
+)
 from oddsflow.sinks.kafka_batch import (
     Batch,
     BatchConsumer,
@@ -171,7 +186,9 @@ _LEDGER_MERGE_SQL: tuple[tuple[str, str], ...] = (
     ),
 )
 
-# (table written, the topology key whose records feed it, SQL)
+# (table written, the topology key whose records feed it, SQL). A bet is keyed by
+# (account_id, bet_id): bet ids are scoped to their account (migration 0006), so two accounts'
+# bets "b1" are two rows, each with its own decision and settlement history.
 _MERGE_SQL: tuple[tuple[str, str, str], ...] = (
     (
         "bets",
@@ -179,11 +196,11 @@ _MERGE_SQL: tuple[tuple[str, str, str], ...] = (
         f"""
         INSERT INTO bets (bet_id, account_id, accepted, reject_reason, stake_minor, potential_return_minor,
                           currency, bound_odds, requested_at, decided_at)
-        SELECT DISTINCT ON (bet_id) bet_id, account_id, accepted, reject_reason, stake_minor,
-               potential_return_minor, currency, bound_odds, {_TS.format(col="requested_ms")},
-               {_TS.format(col="decided_ms")}
-          FROM stage_decisions ORDER BY bet_id, ord
-        ON CONFLICT (bet_id) DO UPDATE SET
+        SELECT DISTINCT ON (account_id, bet_id) bet_id, account_id, accepted, reject_reason,
+               stake_minor, potential_return_minor, currency, bound_odds,
+               {_TS.format(col="requested_ms")}, {_TS.format(col="decided_ms")}
+          FROM stage_decisions ORDER BY account_id, bet_id, ord
+        ON CONFLICT (account_id, bet_id) DO UPDATE SET
             accepted = EXCLUDED.accepted, reject_reason = EXCLUDED.reject_reason,
             stake_minor = EXCLUDED.stake_minor, potential_return_minor = EXCLUDED.potential_return_minor,
             currency = EXCLUDED.currency, bound_odds = EXCLUDED.bound_odds,
@@ -200,7 +217,7 @@ _MERGE_SQL: tuple[tuple[str, str, str], ...] = (
         SELECT bet_id, revision, account_id, outcome, stake_minor, return_minor, previous_return_minor,
                currency, {_TS.format(col="settled_ms")}
           FROM stage_settlements
-        ON CONFLICT (bet_id, revision) DO NOTHING""",
+        ON CONFLICT (account_id, bet_id, revision) DO NOTHING""",
     ),
     (
         "bets",
@@ -208,10 +225,10 @@ _MERGE_SQL: tuple[tuple[str, str, str], ...] = (
         f"""
         INSERT INTO bets (bet_id, account_id, stake_minor, currency, outcome, return_minor,
                           settlement_revision, settled_at)
-        SELECT DISTINCT ON (bet_id) bet_id, account_id, stake_minor, currency, outcome, return_minor,
-               revision, {_TS.format(col="settled_ms")}
-          FROM stage_settlements ORDER BY bet_id, revision DESC
-        ON CONFLICT (bet_id) DO UPDATE SET
+        SELECT DISTINCT ON (account_id, bet_id) bet_id, account_id, stake_minor, currency, outcome,
+               return_minor, revision, {_TS.format(col="settled_ms")}
+          FROM stage_settlements ORDER BY account_id, bet_id, revision DESC
+        ON CONFLICT (account_id, bet_id) DO UPDATE SET
             outcome = EXCLUDED.outcome, return_minor = EXCLUDED.return_minor,
             settlement_revision = EXCLUDED.settlement_revision, settled_at = EXCLUDED.settled_at,
             updated_at = now()
@@ -739,81 +756,6 @@ def run_postgres_sink(
     finally:
         store.close()
     return consumer
-
-
-# --------------------------------------------------------------------------------------------
-# Finance queries (used by `oddsflow ledger ...` and the demo)
-# --------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Mismatch:
-    account: str
-    engine_minor: int
-    ledger_minor: int
-    diff_minor: int
-
-
-def balance(dsn: str, account: str, at: datetime | None = None) -> dict[str, int]:
-    """currency -> balance_minor of ``account`` (at ``at``, a timezone-aware time; now if None)."""
-    if at is not None and at.tzinfo is None:
-        raise ValueError("balance(at=...) needs a timezone-aware datetime")
-    with psycopg.connect(dsn) as conn:
-        rows = conn.execute(
-            "SELECT currency, balance_minor FROM account_balance_at(%s, coalesce(%s, now()))",
-            (account, at),
-        ).fetchall()
-    return {c: int(b) for c, b in rows}
-
-
-def trial_balance(dsn: str) -> list[tuple[str, str, int]]:
-    """(account, currency, balance_minor) for every account; per currency these sum to zero."""
-    with psycopg.connect(dsn) as conn:
-        rows = conn.execute(
-            "SELECT account, currency, balance_minor FROM trial_balance ORDER BY currency, account"
-        ).fetchall()
-    return [(a, c, int(b)) for a, c, b in rows]
-
-
-def money_trail(dsn: str, bet_id: str) -> list[dict[str, Any]]:
-    with psycopg.connect(dsn) as conn:
-        cur = conn.execute("SELECT * FROM bet_money_trail(%s)", (bet_id,))
-        cols = [d.name for d in cur.description or []]
-        return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
-
-
-def reconcile(dsn: str, wallets: Mapping[str, int]) -> list[Mismatch]:
-    """Compare the engine's balances (account -> balance_minor) with the ledger; mismatches only."""
-    payload = json.dumps({k: int(v) for k, v in wallets.items()})
-    with psycopg.connect(dsn) as conn:
-        rows = conn.execute("SELECT * FROM reconcile_wallets(%s::jsonb)", (payload,)).fetchall()
-    return [Mismatch(a, int(e), int(lg), int(d)) for a, e, lg, d in rows]
-
-
-def ledger_summary(dsn: str) -> dict[str, Any]:
-    """Trial balance total, per-kind totals and GGR (the balance of ``book:ggr``), in minor units."""
-    with psycopg.connect(dsn) as conn:
-        totals = conn.execute("SELECT currency, total_minor FROM trial_balance_totals").fetchall()
-        kinds = conn.execute(
-            "SELECT t.kind, count(DISTINCT t.tx_id), coalesce(sum(p.amount_minor) FILTER (WHERE p.amount_minor > 0), 0)"
-            " FROM transactions t JOIN postings p USING (tx_id) GROUP BY t.kind ORDER BY t.kind"
-        ).fetchall()
-        ggr = conn.execute(
-            "SELECT coalesce(sum(amount_minor), 0) FROM postings WHERE account = 'book:ggr'"
-        ).fetchone()
-        counts = conn.execute(
-            "SELECT (SELECT count(*) FROM transactions), (SELECT count(*) FROM postings),"
-            " (SELECT count(*) FROM bets), (SELECT count(*) FROM sink_rejects)"
-        ).fetchone()
-    assert ggr is not None and counts is not None
-    return {
-        "trial_balance_total_minor": sum(int(t) for _, t in totals),
-        "trial_balance_by_currency": {c: int(t) for c, t in totals},
-        "kinds": {k: {"transactions": int(n), "volume_minor": int(v)} for k, n, v in kinds},
-        "ggr_minor": int(ggr[0]),
-        "transactions": int(counts[0]),
-        "postings": int(counts[1]),
-        "bets": int(counts[2]),
-        "rejected_messages": int(counts[3]),
-    }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,6 +2,9 @@
 -- makes a replay harmless: duplicates collapse at merge time and every query reads FINAL (or
 -- argMax), so a restart never double counts. Partitions are months of the record's own time,
 -- which never changes for a given id, so duplicates always meet in the same partition.
+-- A bet id is scoped to its account (two accounts may both place "b1"), so every bet table is
+-- keyed by (account_id, bet_id, ...). A database made before that is re-keyed, keeping its rows,
+-- by the sink's own DDL path (clickhouse.py, Schemaed.ensure_schema: REKEYED_TABLES).
 
 CREATE DATABASE IF NOT EXISTS {db};
 
@@ -23,7 +26,7 @@ CREATE TABLE IF NOT EXISTS {db}.bet_legs (
     placed_at      DateTime64(3, 'UTC')
 ) ENGINE = ReplacingMergeTree
 PARTITION BY toYYYYMM(placed_at)
-ORDER BY (bet_id, leg_index);
+ORDER BY (account_id, bet_id, leg_index);
 
 CREATE TABLE IF NOT EXISTS {db}.bet_decisions (
     bet_id                 String,
@@ -38,7 +41,7 @@ CREATE TABLE IF NOT EXISTS {db}.bet_decisions (
     decided_at             DateTime64(3, 'UTC')
 ) ENGINE = ReplacingMergeTree
 PARTITION BY toYYYYMM(decided_at)
-ORDER BY bet_id;
+ORDER BY (account_id, bet_id);
 
 CREATE TABLE IF NOT EXISTS {db}.settlements (
     bet_id                String,
@@ -52,7 +55,7 @@ CREATE TABLE IF NOT EXISTS {db}.settlements (
     settled_at            DateTime64(3, 'UTC')
 ) ENGINE = ReplacingMergeTree
 PARTITION BY toYYYYMM(settled_at)
-ORDER BY (bet_id, revision);
+ORDER BY (account_id, bet_id, revision);
 
 CREATE TABLE IF NOT EXISTS {db}.postings (
     posting_id   String,

@@ -1,5 +1,10 @@
 """A deterministic, balanced book of ledger transactions, decisions, settlements, bet requests and
-prices, shaped like the engine's output, with the figures every sink must reproduce."""
+prices, shaped like the engine's output, with the figures every sink must reproduce.
+
+Like the engine's: transaction ids are scoped to the account (``"a1|b1:reserve"``, see
+oddsflow.domain.ledger.scoped_id); ``shared_bet_ids`` makes every account reuse the same bet ids
+(bet ids are per account); ``currencies`` spreads the bets (and a deposit per currency) over
+several currencies. Figures are per currency; the plain totals only exist for one currency."""
 
 from __future__ import annotations
 
@@ -9,12 +14,20 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from oddsflow.domain import ledger
 from oddsflow.kafka import EventProducer
+from oddsflow.processors.wallet import tx_record
 from oddsflow.settings import Settings
+from oddsflow.sinks.kafka_batch import Record
 
 BASE_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 CCY = "GBP"
 MARKET_TYPES = ("match_result", "over_under", "btts")
+
+
+def _single(by_currency: Counter[str]) -> int:
+    assert len(by_currency) <= 1, f"no single total across currencies: {dict(by_currency)}"
+    return sum(by_currency.values())
 
 
 @dataclass
@@ -22,23 +35,57 @@ class Book:
     """Messages by topology key (key, record) plus expected figures."""
 
     messages: dict[str, list[tuple[str, dict[str, Any]]]] = field(default_factory=dict)
-    balances: Counter[str] = field(default_factory=Counter)
+    ccy_balances: Counter[tuple[str, str]] = field(default_factory=Counter)  # (account, ccy)
     postings: int = 0
     kinds: Counter[str] = field(default_factory=Counter)
     bets_accepted: int = 0
     bets_rejected: int = 0
     bets_settled: int = 0
     bets_resettled: int = 0
-    turnover_minor: int = 0
-    returns_minor: int = 0  # latest revision per settled bet
-    open_liability_minor: int = 0
+    turnover_by_currency: Counter[str] = field(default_factory=Counter)
+    returns_by_currency: Counter[str] = field(default_factory=Counter)  # latest revision per bet
+    open_liability_by_currency: Counter[str] = field(default_factory=Counter)
 
     def add(self, key: str, msg_key: str, record: dict[str, Any]) -> None:
         self.messages.setdefault(key, []).append((msg_key, record))
 
     @property
+    def currencies(self) -> set[str]:
+        return {c for _, c in self.ccy_balances}
+
+    @property
+    def balances(self) -> dict[str, int]:
+        """account -> balance of a single-currency book."""
+        assert len(self.currencies) <= 1, "per-account balances of a multi-currency book"
+        return {a: b for (a, _), b in self.ccy_balances.items()}
+
+    @property
+    def ggr_by_currency(self) -> dict[str, int]:
+        return {c: b for (a, c), b in self.ccy_balances.items() if a == "book:ggr"}
+
+    @property
     def ggr_minor(self) -> int:
-        return self.balances["book:ggr"]
+        return _single(Counter(self.ggr_by_currency))
+
+    @property
+    def turnover_minor(self) -> int:
+        return _single(self.turnover_by_currency)
+
+    @property
+    def returns_minor(self) -> int:
+        return _single(self.returns_by_currency)
+
+    @property
+    def open_liability_minor(self) -> int:
+        return _single(self.open_liability_by_currency)
+
+    @property
+    def abs_sum_by_currency(self) -> dict[str, int]:
+        out: Counter[str] = Counter()
+        for _, r in self.messages["ledger"]:
+            for p in r["postings"]:
+                out[p["currency"]] += abs(p["amount_minor"])
+        return dict(out)
 
     def tx(
         self,
@@ -48,6 +95,7 @@ class Book:
         account_id: str,
         at_ms: int,
         legs: list[tuple[str, int]],
+        ccy: str = CCY,
     ) -> None:
         legs = [(a, m) for a, m in legs if m != 0]
         assert sum(m for _, m in legs) == 0
@@ -60,14 +108,14 @@ class Book:
                 "bet_id": bet_id,
                 "account_id": account_id,
                 "postings": [
-                    {"posting_id": f"{tx_id}:{n}", "account": a, "amount_minor": m, "currency": CCY}
+                    {"posting_id": f"{tx_id}:{n}", "account": a, "amount_minor": m, "currency": ccy}
                     for n, (a, m) in enumerate(legs)
                 ],
                 "created_at": at_ms,
             },
         )
         for a, m in legs:
-            self.balances[a] += m
+            self.ccy_balances[(a, ccy)] += m
         self.postings += len(legs)
         self.kinds[kind] += 1
 
@@ -76,21 +124,30 @@ def market_id(event_id: str, market_type: str) -> str:
     return f"{event_id}/{market_type}/FT"
 
 
-def make_book(accounts: int = 5, bets: int = 40, seed: int = 7, tag: str = "") -> Book:
+def make_book(
+    accounts: int = 5,
+    bets: int = 40,
+    seed: int = 7,
+    tag: str = "",
+    shared_bet_ids: bool = False,
+    currencies: tuple[str, ...] = (CCY,),
+) -> Book:
     rnd = random.Random(seed)
     b = Book()
     t = BASE_MS
     for i in range(accounts):
         acc = f"{tag}a{i}"
-        t += 1000
-        b.tx(
-            f"{tag}dep:{acc}",
-            "deposit",
-            None,
-            acc,
-            t,
-            [("cash:deposits", -1_000_000_00), (f"player:{acc}:available", 1_000_000_00)],
-        )
+        for ccy in currencies:
+            t += 1000
+            b.tx(
+                f"{acc}|dep-{ccy}:deposit",
+                "deposit",
+                None,
+                acc,
+                t,
+                [("cash:deposits", -1_000_000_00), (f"player:{acc}:available", 1_000_000_00)],
+                ccy,
+            )
     events = [f"{tag}e{j}" for j in range(4)]
     for ev in events:
         for n, mt in enumerate(MARKET_TYPES):
@@ -126,7 +183,10 @@ def make_book(accounts: int = 5, bets: int = 40, seed: int = 7, tag: str = "") -
                 )
     for i in range(bets):
         acc = f"{tag}a{i % accounts}"
-        bet = f"{tag}b{i}"
+        # shared: every account places b0, b1, ... (a bet id is unique only within its account)
+        bet = f"{tag}b{i // accounts}" if shared_bet_ids else f"{tag}b{i}"
+        ccy = currencies[i % len(currencies)]
+        scoped = f"{acc}|{bet}"  # the engine's transaction ids carry the account
         ev = events[i % len(events)]
         mt = MARKET_TYPES[i % len(MARKET_TYPES)]
         stake = rnd.randrange(1_00, 50_00)
@@ -141,7 +201,7 @@ def make_book(accounts: int = 5, bets: int = 40, seed: int = 7, tag: str = "") -
                 "bet_id": bet,
                 "account_id": acc,
                 "stake_minor": stake,
-                "currency": CCY,
+                "currency": ccy,
                 "price_policy": "any",
                 "legs": [
                     {
@@ -158,12 +218,13 @@ def make_book(accounts: int = 5, bets: int = 40, seed: int = 7, tag: str = "") -
             },
         )
         b.tx(
-            f"{bet}:reserve",
+            f"{scoped}:reserve",
             "reserve",
             bet,
             acc,
             t,
             [(f"player:{acc}:available", -stake), (f"player:{acc}:reserved", stake)],
+            ccy,
         )
         b.add(
             "bet_decisions",
@@ -176,7 +237,7 @@ def make_book(accounts: int = 5, bets: int = 40, seed: int = 7, tag: str = "") -
                 "bound_odds": [odds] if accepted else [],
                 "stake_minor": stake,
                 "potential_return_minor": potential if accepted else 0,
-                "currency": CCY,
+                "currency": ccy,
                 "requested_at": t,
                 "decided_at": t + 3,
             },
@@ -184,26 +245,28 @@ def make_book(accounts: int = 5, bets: int = 40, seed: int = 7, tag: str = "") -
         if not accepted:
             b.bets_rejected += 1
             b.tx(
-                f"{bet}:release",
+                f"{scoped}:release",
                 "release",
                 bet,
                 acc,
                 t + 3,
                 [(f"player:{acc}:reserved", -stake), (f"player:{acc}:available", stake)],
+                ccy,
             )
             continue
         b.bets_accepted += 1
-        b.turnover_minor += stake
+        b.turnover_by_currency[ccy] += stake
         b.tx(
-            f"{bet}:accept",
+            f"{scoped}:accept",
             "accept",
             bet,
             acc,
             t + 3,
             [(f"player:{acc}:reserved", -stake), ("book:open_bets", stake)],
+            ccy,
         )
         if i % 5 == 4:  # left open
-            b.open_liability_minor += potential - stake
+            b.open_liability_by_currency[ccy] += potential - stake
             continue
         win = rnd.random() < 0.4
         ret = potential if win else 0
@@ -220,12 +283,12 @@ def make_book(accounts: int = 5, bets: int = 40, seed: int = 7, tag: str = "") -
                 "return_minor": ret,
                 "previous_return_minor": 0,
                 "revision": 0,
-                "currency": CCY,
+                "currency": ccy,
                 "settled_at": ts,
             },
         )
         b.tx(
-            f"{bet}:payout",
+            f"{scoped}:payout",
             "payout",
             bet,
             acc,
@@ -235,6 +298,7 @@ def make_book(accounts: int = 5, bets: int = 40, seed: int = 7, tag: str = "") -
                 ("book:ggr", stake - ret),
                 (f"player:{acc}:available", ret),
             ],
+            ccy,
         )
         if i % 9 == 0:  # a corrected result flips the outcome
             new_ret = 0 if win else potential
@@ -250,20 +314,21 @@ def make_book(accounts: int = 5, bets: int = 40, seed: int = 7, tag: str = "") -
                     "return_minor": new_ret,
                     "previous_return_minor": ret,
                     "revision": 1,
-                    "currency": CCY,
+                    "currency": ccy,
                     "settled_at": ts + 60_000,
                 },
             )
             b.tx(
-                f"{bet}:resettle:1",
+                f"{scoped}:resettle:1",
                 "resettle",
                 bet,
                 acc,
                 ts + 60_000,
                 [("book:ggr", ret - new_ret), (f"player:{acc}:available", new_ret - ret)],
+                ccy,
             )
             ret = new_ret
-        b.returns_minor += ret
+        b.returns_by_currency[ccy] += ret
     return b
 
 
@@ -278,3 +343,91 @@ def produce(settings: Settings, book: Book, keys: tuple[str, ...] | None = None)
             n += 1
     p.flush(60)
     return n
+
+
+# ------------------------------------------------------------ two accounts, one bet id "b1"
+LEDGER, DECISIONS, SETTLEMENTS = "t.ledger", "t.decisions", "t.settlements"
+REQUESTS = "t.requests"
+
+
+def _decision(account: str, stake: int, accepted: bool = True, at: int = BASE_MS) -> dict[str, Any]:
+    return {
+        "bet_id": "b1",
+        "account_id": account,
+        "accepted": accepted,
+        "reason": None if accepted else "PRICE_CHANGED",
+        "bound_odds": ["2.5000"] if accepted else [],
+        "stake_minor": stake,
+        "potential_return_minor": stake * 5 // 2 if accepted else 0,
+        "currency": "GBP",
+        "requested_at": at,
+        "decided_at": at + 3,
+    }
+
+
+def _settlement(account: str, stake: int, revision: int, ret: int, prev: int) -> dict[str, Any]:
+    return {
+        "bet_id": "b1",
+        "account_id": account,
+        "outcome": "win" if ret else "lose",
+        "stake_minor": stake,
+        "return_minor": ret,
+        "previous_return_minor": prev,
+        "revision": revision,
+        "currency": "GBP",
+        "settled_at": BASE_MS + 10_000 + revision,
+    }
+
+
+def two_accounts_one_bet_id() -> list[Record]:
+    """Two accounts, one bet id "b1": a1 stakes 10.00 and wins, then is resettled to a loss; a2
+    stakes 3.00 and loses. Every ledger record is the engine's own (oddsflow.domain.ledger)."""
+    txs = [
+        ("a1", ledger.deposit("d1", "a1", 100_00, "GBP")),
+        ("a2", ledger.deposit("d1", "a2", 100_00, "GBP")),
+        ("a1", ledger.reserve_stake("b1", "a1", 10_00, "GBP")),
+        ("a2", ledger.reserve_stake("b1", "a2", 3_00, "GBP")),
+        ("a1", ledger.accept_stake("b1", "a1", 10_00, "GBP")),
+        ("a2", ledger.accept_stake("b1", "a2", 3_00, "GBP")),
+        ("a1", ledger.settle_payout("b1", "a1", 10_00, 25_00, "GBP")),
+        ("a2", ledger.settle_payout("b1", "a2", 3_00, 0, "GBP")),
+    ]
+    out: list[Record] = []
+    for n, (acct, tx) in enumerate(txs):
+        out.append(Record("ledger", LEDGER, 0, n, tx_record(tx, acct, BASE_MS + n), b""))
+    out += [
+        Record("bet_decisions", DECISIONS, 0, 0, _decision("a1", 10_00), b""),
+        Record("bet_decisions", DECISIONS, 0, 1, _decision("a2", 3_00), b""),
+        # a second decision for a1's bet (a redelivered request): the first one stands
+        Record("bet_decisions", DECISIONS, 0, 2, _decision("a1", 99_00, accepted=False), b""),
+        Record("settlements", SETTLEMENTS, 0, 0, _settlement("a1", 10_00, 0, 25_00, 0), b""),
+        Record("settlements", SETTLEMENTS, 0, 1, _settlement("a2", 3_00, 0, 0, 0), b""),
+        Record("settlements", SETTLEMENTS, 0, 2, _settlement("a1", 10_00, 1, 0, 25_00), b""),
+    ]
+    out += [
+        Record("bet_requests", REQUESTS, 0, n, _request(acct, stake), b"")
+        for n, (acct, stake) in enumerate((("a1", 10_00), ("a2", 3_00)))
+    ]
+    return out
+
+
+def _request(account: str, stake: int) -> dict[str, Any]:
+    return {
+        "bet_id": "b1",
+        "account_id": account,
+        "stake_minor": stake,
+        "currency": "GBP",
+        "price_policy": "any",
+        "legs": [
+            {
+                "event_id": f"e-{account}",
+                "market_type": "match_result",
+                "period": "FT",
+                "line": None,
+                "selection": "home",
+                "odds": Decimal("2.5000"),
+            }
+        ],
+        "placed_at": BASE_MS,
+        "channel": "web",
+    }

@@ -14,6 +14,8 @@ from oddsflow.sinks import clickhouse as ch
 
 pytestmark = pytest.mark.integration
 
+CURRENCIES = ("GBP", "JPY")
+
 
 @pytest.fixture(params=["chdb", "clickhouse_server"])
 def ch_settings(request, sink_settings):
@@ -33,45 +35,67 @@ def _as_dicts(cols, rows):
 
 
 def test_named_queries(ch_settings) -> None:
-    book = make_book(accounts=3, bets=70)
+    # every account reuses the same bet ids, in two currencies: the figures are per bet
+    # (account, bet id) and per currency
+    book = make_book(accounts=3, bets=70, shared_bet_ids=True, currencies=CURRENCIES)
     produce(ch_settings, book)
     ch.run_clickhouse_sink(ch_settings, max_idle_s=1.0)
     produce(ch_settings, book)  # duplicates on the topics must not change any figure
     ch.run_clickhouse_sink(ch_settings, max_idle_s=1.0)
 
-    decisions = {r["bet_id"]: r for _, r in book.messages["bet_decisions"]}
-    requests = {r["bet_id"]: r for _, r in book.messages["bet_requests"]}
+    bet = lambda r: (r["account_id"], r["bet_id"])  # noqa: E731
+    decisions = {bet(r): r for _, r in book.messages["bet_decisions"]}
+    requests = {bet(r): r for _, r in book.messages["bet_requests"]}
+    assert len(decisions) == 70 > len({b for _, b in decisions})
     last = {}
     for _, r in book.messages["settlements"]:
-        if r["bet_id"] not in last or r["revision"] > last[r["bet_id"]]["revision"]:
-            last[r["bet_id"]] = r
-    want_ggr: dict[str, int] = defaultdict(int)
-    want_liab: dict[str, int] = defaultdict(int)
-    for bet, d in decisions.items():
+        if bet(r) not in last or r["revision"] > last[bet(r)]["revision"]:
+            last[bet(r)] = r
+    want_ggr: dict[tuple[str, str], int] = defaultdict(int)
+    want_turnover: dict[str, int] = defaultdict(int)
+    want_liab: dict[tuple[str, str], int] = defaultdict(int)
+    for key, d in decisions.items():
         if not d["accepted"]:
             continue
-        leg = requests[bet]["legs"][0]
-        if bet in last:
-            want_ggr[leg["market_type"]] += d["stake_minor"] - last[bet]["return_minor"]
+        leg = requests[key]["legs"][0]
+        want_turnover[d["currency"]] += d["stake_minor"]
+        if key in last:
+            want_ggr[(leg["market_type"], d["currency"])] += (
+                d["stake_minor"] - last[key]["return_minor"]
+            )
         else:
-            want_liab[market_id(leg["event_id"], leg["market_type"])] += (
+            want_liab[(market_id(leg["event_id"], leg["market_type"]), d["currency"])] += (
                 d["potential_return_minor"] - d["stake_minor"]
             )
 
     with ch.open_backend(ch_settings) as s:
         ggr = _as_dicts(*ch.run_named_query(s, "ggr_by_market_type"))
-        assert {r["market_type"]: int(r["ggr_minor"]) for r in ggr} == dict(want_ggr)
-        assert set(want_ggr) <= set(MARKET_TYPES)
-        assert sum(int(r["turnover_minor"]) for r in ggr) == book.turnover_minor
+        assert {(r["market_type"], r["currency"]): int(r["ggr_minor"]) for r in ggr} == dict(
+            want_ggr
+        )
+        assert {m for m, _ in want_ggr} <= set(MARKET_TYPES)
+        turnover: dict[str, int] = defaultdict(int)
+        for r in ggr:
+            turnover[r["currency"]] += int(r["turnover_minor"])
+        assert turnover == want_turnover == book.turnover_by_currency
 
         hours = _as_dicts(*ch.run_named_query(s, "hold_by_hour"))
-        assert len(hours) > 5 and sum(int(r["ggr_minor"]) for r in hours) == book.ggr_minor
-        assert sum(int(r["payouts_minor"]) for r in hours) == book.returns_minor
+        assert len(hours) > 5
+        for ccy in CURRENCIES:
+            mine = [r for r in hours if r["currency"] == ccy]
+            assert sum(int(r["ggr_minor"]) for r in mine) == book.ggr_by_currency[ccy]
+            assert sum(int(r["payouts_minor"]) for r in mine) == book.returns_by_currency[ccy]
 
         top = _as_dicts(*ch.run_named_query(s, "top_liabilities"))
-        assert {r["market_id"]: int(r["liability_minor"]) for r in top} == dict(want_liab)
+        assert {(r["market_id"], r["currency"]): int(r["liability_minor"]) for r in top} == dict(
+            want_liab
+        )
         assert [int(r["liability_minor"]) for r in top] == sorted(want_liab.values(), reverse=True)
-        assert sum(want_liab.values()) == book.open_liability_minor
+        for ccy in CURRENCIES:
+            assert (
+                sum(v for (_, c), v in want_liab.items() if c == ccy)
+                == book.open_liability_by_currency[ccy]
+            )
 
         mid = market_id("e1", "over_under")
         moves = _as_dicts(*ch.run_named_query(s, "price_movement", market_id=mid))
@@ -85,7 +109,8 @@ def test_named_queries(ch_settings) -> None:
             ch.run_named_query(s, "price_movement")
 
         s.ensure_schema()  # DDL is idempotent
-    assert ch.ggr_minor(ch_settings) == book.ggr_minor
+    assert ch.ggr_by_currency(ch_settings) == book.ggr_by_currency
+    assert ch.ggr_minor(ch_settings) is None  # two currencies: no single total
 
 
 def test_analytics_cli(ch_settings, monkeypatch) -> None:

@@ -24,23 +24,30 @@ class PostgresAdapter:
     def facts(self) -> dict:
         with psycopg.connect(self.s.pg_dsn) as conn:
             q = lambda sql: conn.execute(sql).fetchone()[0]  # noqa: E731
+            by_ccy = lambda sql: {c: int(v) for c, v in conn.execute(sql).fetchall()}  # noqa: E731
             return {
                 "postings": q("SELECT count(*) FROM postings"),
-                "abs_sum_minor": q("SELECT coalesce(sum(abs(amount_minor)), 0) FROM postings"),
-                "ggr_minor": q(
-                    "SELECT coalesce(sum(amount_minor), 0) FROM postings WHERE account = 'book:ggr'"
+                "abs_sum_minor": by_ccy(
+                    "SELECT currency, sum(abs(amount_minor)) FROM postings GROUP BY currency"
                 ),
-                "balances": dict(
-                    conn.execute("SELECT account, balance_minor FROM account_balances").fetchall()
-                ),
+                "ggr_by_currency": by_ccy("SELECT currency, ggr_minor FROM ggr_by_currency"),
+                "balances": {
+                    (a, c): int(b)
+                    for a, c, b in conn.execute(
+                        "SELECT account, currency, balance_minor FROM account_balances"
+                    ).fetchall()
+                },
+                "bets": q("SELECT count(*) FROM bets"),
                 "accepted": q("SELECT count(*) FROM bets WHERE accepted"),
                 "rejected": q("SELECT count(*) FROM bets WHERE NOT accepted"),
                 "settled": q("SELECT count(*) FROM bets WHERE settlement_revision IS NOT NULL"),
-                "turnover_minor": q(
-                    "SELECT coalesce(sum(stake_minor), 0) FROM bets WHERE accepted"
+                "settlement_revisions": q("SELECT count(*) FROM bet_settlements"),
+                "turnover_by_currency": by_ccy(
+                    "SELECT currency, sum(stake_minor) FROM bets WHERE accepted GROUP BY currency"
                 ),
-                "returns_minor": q(
-                    "SELECT coalesce(sum(return_minor), 0) FROM bets WHERE settlement_revision IS NOT NULL"
+                "returns_by_currency": by_ccy(
+                    "SELECT currency, sum(return_minor) FROM bets"
+                    " WHERE settlement_revision IS NOT NULL GROUP BY currency"
                 ),
             }
 
@@ -90,21 +97,36 @@ def adapter(request, sink_settings):
 def expected(book) -> dict:
     return {
         "postings": book.postings,
-        "abs_sum_minor": sum(
-            abs(p["amount_minor"]) for _, r in book.messages["ledger"] for p in r["postings"]
-        ),
-        "ggr_minor": book.ggr_minor,
-        "balances": {a: b for a, b in book.balances.items()},
+        "abs_sum_minor": book.abs_sum_by_currency,
+        "ggr_by_currency": book.ggr_by_currency,
+        "balances": dict(book.ccy_balances),
+        "bets": len(book.messages["bet_decisions"]),
         "accepted": book.bets_accepted,
         "rejected": book.bets_rejected,
         "settled": book.bets_settled,
-        "turnover_minor": book.turnover_minor,
-        "returns_minor": book.returns_minor,
+        "settlement_revisions": len(book.messages["settlements"]),
+        "turnover_by_currency": dict(book.turnover_by_currency),
+        "returns_by_currency": dict(book.returns_by_currency),
     }
 
 
-def test_sink_contract_exactly_once(adapter, sink_settings) -> None:
-    book = make_book(accounts=4, bets=80)
+BOOKS = {
+    "one_currency": dict(accounts=4, bets=80),
+    # every account reuses the same bet ids, in two currencies: two accounts' "b3" are two bets
+    # with two settlement histories, and no figure adds GBP to JPY
+    "shared_bet_ids_two_currencies": dict(
+        accounts=4, bets=80, shared_bet_ids=True, currencies=("GBP", "JPY")
+    ),
+}
+
+
+@pytest.mark.parametrize("book_kind", list(BOOKS))
+def test_sink_contract_exactly_once(adapter, sink_settings, book_kind: str) -> None:
+    book = make_book(**BOOKS[book_kind])
+    if book_kind != "one_currency":  # the case is really there
+        pairs = {(r["account_id"], r["bet_id"]) for _, r in book.messages["bet_decisions"]}
+        assert len({b for _, b in pairs}) < len(pairs) == len(book.messages["bet_decisions"])
+        assert len(book.currencies) == 2
     sent = produce(sink_settings, book)
     want = expected(book)
     assert adapter.run() > 0

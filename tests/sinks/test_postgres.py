@@ -108,7 +108,14 @@ def test_finance_queries(sink_settings, pg_dsn: str) -> None:
     # a resettled bet's full money trail: reserve, accept, payout, resettle; each tx sums to zero
     trail = pg.money_trail(pg_dsn, "b0")
     assert [r["kind"] for r in trail][::2][:2] == ["reserve", "accept"]
-    assert {r["tx_id"] for r in trail} == {"b0:reserve", "b0:accept", "b0:payout", "b0:resettle:1"}
+    # the engine's transaction ids carry the account
+    assert {r["tx_id"] for r in trail} == {
+        "a0|b0:reserve",
+        "a0|b0:accept",
+        "a0|b0:payout",
+        "a0|b0:resettle:1",
+    }
+    assert pg.money_trail(pg_dsn, "b0", "a0") == trail
     assert sum(r["amount_minor"] for r in trail) == 0
     with psycopg.connect(pg_dsn) as conn:
         state = dict(conn.execute("SELECT state, count(*) FROM bets GROUP BY state").fetchall())
