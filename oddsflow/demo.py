@@ -434,7 +434,7 @@ def _summarise(
 
 def _incomplete_trails(s: Settings, settled: dict[str, dict[str, Any]]) -> int:
     """Settled bets whose Postgres money trail lacks a step or does not add up to the return."""
-    from oddsflow.sinks.postgres import money_trail
+    from oddsflow.sinks.finance import money_trail
 
     bad = 0
     for bet_id, st in settled.items():
@@ -455,7 +455,7 @@ def _incomplete_trails(s: Settings, settled: dict[str, dict[str, Any]]) -> int:
 
 
 def _pg_reconcile(s: Settings, engine_wallets: dict[str, dict[str, Any]]) -> list[Any]:
-    from oddsflow.sinks.postgres import reconcile_by_currency
+    from oddsflow.sinks.finance import reconcile_by_currency
 
     # one engine wallet per (account, currency), compared with the ledger per currency
     wallets: dict[str, dict[str, int]] = defaultdict(dict)

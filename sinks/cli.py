@@ -19,6 +19,7 @@ from typing import Any, NoReturn
 import typer
 
 from oddsflow.settings import Settings, get_settings
+from oddsflow.sinks import finance
 from oddsflow.sinks import postgres as pg
 
 db_app = typer.Typer(help="Postgres ledger schema.", no_args_is_help=True)
@@ -40,7 +41,7 @@ def register(app: typer.Typer) -> None:
 def ledger_summary(dsn: str | None = None) -> dict[str, Any]:
     """Trial balance, per-kind totals and GGR from the Postgres ledger (minor units), per
     currency; the plain totals are None when the ledger holds several currencies."""
-    summary: dict[str, Any] = pg.ledger_summary(dsn or get_settings().pg_dsn)
+    summary: dict[str, Any] = finance.ledger_summary(dsn or get_settings().pg_dsn)
     return summary
 
 
@@ -107,7 +108,7 @@ def ledger_balance(
     ),
 ) -> None:
     """An account's balance now, or at a point in time."""
-    bal = pg.balance(get_settings().pg_dsn, account, _parse_at(at))
+    bal = finance.balance(get_settings().pg_dsn, account, _parse_at(at))
     print_table(
         ["account", "currency", "balance_minor"], [(account, c, b) for c, b in sorted(bal.items())]
     )
@@ -116,7 +117,7 @@ def ledger_balance(
 @ledger_app.command("trial-balance")
 def ledger_trial_balance() -> None:
     """Every account's balance; the total per currency must be zero."""
-    rows = pg.trial_balance(get_settings().pg_dsn)
+    rows = finance.trial_balance(get_settings().pg_dsn)
     print_table(["account", "currency", "balance_minor"], rows)
     totals: dict[str, int] = {}
     for _, c, b in rows:
@@ -136,8 +137,8 @@ def ledger_trail(
 ) -> None:
     """A bet's full money trail: every transaction and posting."""
     try:
-        rows = pg.money_trail(get_settings().pg_dsn, bet_id, account)
-    except pg.AmbiguousBetId as exc:
+        rows = finance.money_trail(get_settings().pg_dsn, bet_id, account)
+    except finance.AmbiguousBetId as exc:
         _fail(str(exc))
     cols = ["created_at", "tx_id", "kind", "posting_id", "account", "amount_minor", "currency"]
     print_table(cols, [tuple(r[c] for c in cols) for r in rows])
@@ -160,7 +161,7 @@ def ledger_reconcile(
         _fail(f"{wallets}: expected a JSON object of accounts")
     try:
         if all(isinstance(v, dict) for v in data.values()) and data:
-            by_ccy = pg.reconcile_by_currency(
+            by_ccy = finance.reconcile_by_currency(
                 dsn, {a: {c: _minor(m) for c, m in v.items()} for a, v in data.items()}
             )
             print_table(
@@ -172,13 +173,13 @@ def ledger_reconcile(
             )
             mismatched = bool(by_ccy)
         else:
-            mismatches = pg.reconcile(dsn, {k: _minor(v) for k, v in data.items()})
+            mismatches = finance.reconcile(dsn, {k: _minor(v) for k, v in data.items()})
             print_table(
                 ["account", "engine_minor", "ledger_minor", "diff_minor"],
                 [(m.account, m.engine_minor, m.ledger_minor, m.diff_minor) for m in mismatches],
             )
             mismatched = bool(mismatches)
-    except pg.FinanceQueryError as exc:
+    except finance.FinanceQueryError as exc:
         _fail(str(exc))
     if mismatched:
         raise typer.Exit(1)
@@ -187,14 +188,14 @@ def ledger_reconcile(
 @ledger_app.command("ggr")
 def ledger_ggr() -> None:
     """The book's gross gaming revenue per currency (never added across currencies)."""
-    ggr = pg.ggr_by_currency(get_settings().pg_dsn)
+    ggr = finance.ggr_by_currency(get_settings().pg_dsn)
     print_table(["currency", "ggr_minor"], sorted(ggr.items()))
 
 
 def _minor(v: Any) -> int:
     """An amount in minor units from the wallets file: a JSON integer, nothing else."""
     if isinstance(v, bool) or not isinstance(v, int):
-        raise pg.FinanceQueryError(f"amounts are integers of minor units, not {v!r}")
+        raise finance.FinanceQueryError(f"amounts are integers of minor units, not {v!r}")
     return v
 
 
