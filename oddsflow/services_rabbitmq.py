@@ -22,14 +22,13 @@ import hashlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from oddsflow.services import ServiceStatus, _port_open
 from oddsflow.settings import Settings
 
 RABBIT_BIN = Path("/usr/lib/rabbitmq/bin")
@@ -51,25 +50,13 @@ class RabbitSettings(BaseSettings):
     run_dir: Path | None = None
 
 
-@dataclass(frozen=True)
-class RabbitStatus:
-    name: str
-    running: bool
-    where: str
-    detail: str = ""
+# The same status shape and port probe as the Kafka and Postgres services.
+RabbitStatus = ServiceStatus
 
 
 def installed() -> bool:
     """Whether Debian's rabbitmq-server is on this machine."""
     return (RABBIT_BIN / "rabbitmq-server").exists() and shutil.which("erl") is not None
-
-
-def _port_open(host: str, port: int, timeout_s: float = 0.5) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=timeout_s):
-            return True
-    except OSError:
-        return False
 
 
 class RabbitMQ:
