@@ -27,7 +27,7 @@ from typing import Any
 import fastavro
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
-from oddsflow.codec_compiled import Unsupported, compile_writer
+from oddsflow.codec_compiled import Unsupported, compile_reader, compile_writer
 
 SINGLE_OBJECT_MAGIC = b"\xc3\x01"
 CONFLUENT_MAGIC = b"\x00"
@@ -208,6 +208,12 @@ class Codec:
         self._reader_read = fastavro.parse_schema(_strip_timestamps(copy.deepcopy(self.writer.raw)))
         self._range_check = _compile_range_check(self.writer.raw)
         self._write = _compiled_or_fastavro(self.writer)
+        try:
+            self._read: Callable[[bytes], tuple[dict[str, Any], int]] | None = compile_reader(
+                self.writer.raw
+            )
+        except Unsupported:
+            self._read = None
         self._registry = _Registry(registry_url) if registry_url else None
         self._header = (
             CONFLUENT_MAGIC + struct.pack(">I", self._registry.id_for(self.writer))
@@ -228,8 +234,20 @@ class Codec:
         writer = self.writer_of(data)
         if writer.name != self.name:
             raise CodecError(f"expected a {self.name} message, got {writer.name} v{writer.version}")
-        reader = None if writer is self.writer else self._reader_read
         body = data[10:] if data[:1] != CONFLUENT_MAGIC else data[5:]  # type: ignore[index]
+        if writer is self.writer and self._read is not None:
+            if type(body) is not bytes:  # a memoryview's slices have no .decode()
+                body = bytes(body)
+            try:
+                record, end = self._read(body)
+            except Exception as exc:  # truncated/garbled: IndexError, ValueError, Unicode...
+                raise CodecError(f"{self.name}: corrupt Avro body: {exc!r}") from exc
+            if end != len(body):
+                raise CodecError(
+                    f"{self.name}: {len(body) - end} trailing bytes after the Avro record"
+                )
+            return record
+        reader = None if writer is self.writer else self._reader_read
         return _read_exactly(self.name, body, writer.read_parsed, reader)
 
     def writer_of(self, data: bytes | None) -> SchemaVersion:

@@ -1,4 +1,4 @@
-"""A writer compiled per schema: Python source generated once, the Avro binary body of a record.
+"""A writer and a reader compiled per schema: Python source generated once, for Avro bodies.
 
 Why: fastavro's generic writer walks the parsed schema on every call, dispatching each field by
 type and logical type (decimal fields by a per-call lookup and digit loop); a bet writes ~8
@@ -11,7 +11,9 @@ generated from every schema in ``schemas/``.
 What is compiled: records, string, bytes, int, long, boolean, enum, null, arrays, maps,
 ``["null", X]`` unions, the decimal (bytes) and timestamp logical types, field defaults of null
 or a primitive. Anything else raises :class:`Unsupported` at compile time and the codec keeps
-fastavro for that schema. Errors a bad record raises here (TypeError, ValueError, KeyError,
+fastavro for that schema. The reader reads a body written with the same schema (the codec's
+newest version; an older writer's body still goes through fastavro's schema resolution) into the
+dict fastavro gives, timestamps as int epoch ms. Errors a bad record raises here (TypeError, ValueError, KeyError,
 AttributeError) are the ones the codec turns into CodecError, as for fastavro.
 """
 
@@ -213,3 +215,143 @@ def compile_writer(raw: dict[str, Any]) -> Callable[[Any], bytes]:
     exec(compile(source, f"<avro writer {raw.get('name')}>", "exec"), namespace)
     write: Callable[[Any], bytes] = namespace["write"]
     return write
+
+
+def _read_long_slow(b: bytes, i: int) -> tuple[int, int]:
+    """A zigzag varint starting at ``b[i]`` (the one-byte case is inlined by the reader).
+
+    A varint past 64 bits is refused (fastavro would wrap it around in a C long): no Avro
+    writer makes one, so it is a garbled body.
+    """
+    n, shift = 0, 0
+    while True:
+        x = b[i]
+        i += 1
+        n |= (x & 0x7F) << shift
+        if x < 0x80:
+            if n >> 64:
+                raise ValueError("varint beyond 64 bits")
+            return (n >> 1) ^ -(n & 1), i
+        shift += 7
+        if shift > 63:
+            raise ValueError("varint beyond 64 bits")
+
+
+class _ReadGen(_Gen):
+    """Lines reading one value of a schema node from ``b`` at ``i`` into a variable."""
+
+    def long(self, v: str, depth: int) -> None:
+        x = self.var("x")
+        self.emit(depth, f"{x} = b[i]")
+        self.emit(depth, f"if {x} < 128:")
+        self.emit(depth + 1, f"{v} = ({x} >> 1) ^ -({x} & 1)")
+        self.emit(depth + 1, "i += 1")
+        self.emit(depth, "else:")
+        self.emit(depth + 1, f"{v}, i = _rl(b, i)")
+
+    def sized(self, v: str, depth: int) -> None:
+        """``v`` = the next length-prefixed bytes (refusing a length past the end)."""
+        n = self.var("n")
+        self.long(n, depth)
+        self.emit(depth, f"if {n} < 0 or i + {n} > len(b):")
+        self.emit(depth + 1, "raise ValueError('length past the end of the body')")
+        self.emit(depth, f"{v} = b[i : i + {n}]")
+        self.emit(depth, f"i += {n}")
+
+    def read(self, node: Any, v: str, depth: int) -> None:
+        if isinstance(node, str):
+            node = {"type": node}
+        if isinstance(node, list):
+            names = [b if isinstance(b, str) else b.get("type") for b in node]
+            if len(node) != 2 or names.count("null") != 1:
+                raise Unsupported(f"union {names!r}")
+            null_at = names.index("null")
+            idx = self.var("u")
+            self.long(idx, depth)
+            self.emit(depth, f"if {idx} == {null_at}:")
+            self.emit(depth + 1, f"{v} = None")
+            self.emit(depth, f"elif {idx} == {1 - null_at}:")
+            self.read(node[1 - null_at], v, depth + 1)
+            self.emit(depth, "else:")
+            self.emit(depth + 1, f"raise ValueError('union index ' + str({idx}))")
+            return
+        if not isinstance(node, dict):
+            raise Unsupported(f"schema node {node!r}")
+        kind, logical = node.get("type"), node.get("logicalType")
+        if isinstance(kind, dict | list):
+            self.read(kind, v, depth)
+        elif kind == "record":
+            names = []
+            for f in node["fields"]:
+                fv = self.var("f")
+                self.read(f["type"], fv, depth)
+                names.append(f"{f['name']!r}: {fv}")
+            self.emit(depth, f"{v} = {{{', '.join(names)}}}")
+        elif kind == "enum":
+            symbols = self.const(tuple(node["symbols"]))
+            idx = self.var("e")
+            self.long(idx, depth)
+            self.emit(depth, f"if not 0 <= {idx} < {len(node['symbols'])}:")
+            self.emit(depth + 1, f"raise ValueError('enum index ' + str({idx}))")
+            self.emit(depth, f"{v} = {symbols}[{idx}]")
+        elif kind in ("array", "map"):
+            count, item, key = self.var("c"), self.var("it"), self.var("k")
+            self.emit(depth, f"{v} = {'[]' if kind == 'array' else '{}'}")
+            self.emit(depth, "while True:")
+            self.long(count, depth + 1)
+            self.emit(depth + 1, f"if {count} == 0:")
+            self.emit(depth + 2, "break")
+            self.emit(depth + 1, f"if {count} < 0:")  # a block with its byte size: skip the size
+            self.emit(depth + 2, f"{count} = -{count}")
+            self.long(self.var("_size"), depth + 2)
+            self.emit(depth + 1, f"for _ in range({count}):")
+            if kind == "array":
+                self.read(node["items"], item, depth + 2)
+                self.emit(depth + 2, f"{v}.append({item})")
+            else:
+                self.read("string", key, depth + 2)
+                self.read(node["values"], item, depth + 2)
+                self.emit(depth + 2, f"{v}[{key}] = {item}")
+        elif kind == "bytes" and logical == "decimal":
+            if "size" in node:
+                raise Unsupported("fixed decimal")
+            ctx = self.const(Context(prec=int(node["precision"])))
+            raw = self.var("d")
+            self.sized(raw, depth)
+            self.emit(
+                depth,
+                f"{v} = {ctx}.create_decimal(int.from_bytes({raw}, 'big', signed=True))"
+                f".scaleb({-int(node.get('scale', 0))}, {ctx})",
+            )
+        elif kind in ("int", "long") and logical in (None, "timestamp-millis", "timestamp-micros"):
+            self.long(v, depth)  # timestamps are read as int epoch ms/us, as the codec wants
+        elif kind == "string" and logical is None:
+            raw = self.var("s")
+            self.sized(raw, depth)
+            self.emit(depth, f"{v} = {raw}.decode()")
+        elif kind == "bytes" and logical is None:
+            self.sized(v, depth)
+            self.emit(depth, f"{v} = bytes({v})")
+        elif kind == "boolean":
+            self.emit(depth, f"{v} = b[i] != 0")  # as fastavro: any non-zero byte is true
+            self.emit(depth, "i += 1")
+        elif kind == "null":
+            self.emit(depth, f"{v} = None")
+        else:
+            raise Unsupported(f"type {kind!r} logicalType {logical!r}")
+
+
+def compile_reader(raw: dict[str, Any]) -> Callable[[bytes], tuple[dict[str, Any], int]]:
+    """A function reading a record of ``raw`` (writer and reader alike) from a body: the record
+    (timestamps as ints) and the offset where it ended; Unsupported if it cannot be compiled."""
+    if not isinstance(raw, dict) or raw.get("type") != "record":
+        raise Unsupported("top level must be a record")
+    gen = _ReadGen()
+    gen.emit(1, "i = 0")
+    gen.read(raw, "rec", 1)
+    gen.emit(1, "return rec, i")
+    source = "def read(b):\n" + "\n".join(gen.lines) + "\n"
+    namespace: dict[str, Any] = {"_rl": _read_long_slow, **gen.consts}
+    exec(compile(source, f"<avro reader {raw.get('name')}>", "exec"), namespace)
+    read: Callable[[bytes], tuple[dict[str, Any], int]] = namespace["read"]
+    return read

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from oddsflow.codec import Codec, CodecError, schemas
-from oddsflow.codec_compiled import Unsupported, compile_writer, decimal_bytes
+from oddsflow.codec_compiled import Unsupported, compile_reader, compile_writer, decimal_bytes
 
 _EXACT = Context(prec=100)
 _VERSIONS = sorted(
@@ -164,3 +164,90 @@ def test_decimal_bytes_table(value: Decimal, scale: int, precision: int, wire: b
 def test_what_is_not_compiled_is_unsupported_and_left_to_fastavro(schema: dict[str, Any]) -> None:
     with pytest.raises(Unsupported):
         compile_writer(schema)
+
+
+def _fastavro_read(sv: Any, body: bytes) -> tuple[dict[str, Any], int]:
+    buf = io.BytesIO(body)
+    record = fastavro.schemaless_reader(buf, sv.read_parsed, None)
+    return record, buf.tell()
+
+
+def _typed(value: Any) -> Any:
+    """``value`` with every leaf as (type, repr): equal Decimals of other exponents differ."""
+    if isinstance(value, dict):
+        return {k: _typed(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_typed(v) for v in value]
+    return (type(value).__name__, repr(value))
+
+
+@pytest.mark.parametrize(("name", "version"), _VERSIONS)
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_compiled_reader_reads_what_fastavro_reads(name: str, version: int, data: Any) -> None:
+    sv = schemas().by_name[name][version]
+    body = _fastavro_body(sv.parsed, data.draw(_strategy(sv.raw)))
+    record, end = compile_reader(sv.raw)(body)
+    expected, expected_end = _fastavro_read(sv, body)
+    assert _typed(record) == _typed(expected)
+    assert list(record) == list(expected)  # fields in schema order
+    assert end == expected_end == len(body)
+
+
+@pytest.mark.parametrize("name", sorted(schemas().by_name))
+@settings(max_examples=80, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_a_truncated_or_garbled_body_is_refused_or_read_as_fastavro_reads_it(
+    name: str, data: Any
+) -> None:
+    c = Codec(name)
+    body = _fastavro_body(c.writer.parsed, data.draw(_strategy(c.writer.raw)))
+    cut = data.draw(st.integers(0, max(0, len(body) - 1)))
+    mangled = data.draw(
+        st.sampled_from(
+            [
+                body[:cut],  # truncated
+                body[:cut] + bytes([data.draw(st.integers(0, 255))]) + body[cut + 1 :],
+                data.draw(st.binary(max_size=40)),
+            ]
+        )
+    )
+    try:
+        expected, end = _fastavro_read(c.writer, mangled)
+    except Exception:
+        with pytest.raises(CodecError):
+            c.decode(c._header + mangled)
+        return
+    if end != len(mangled):
+        with pytest.raises(CodecError, match="trailing bytes"):
+            c.decode(c._header + mangled)
+    else:
+        try:
+            got = c.decode(c._header + mangled)
+        except CodecError as exc:
+            # refused where fastavro reads garbage as something: it wraps a varint past 64 bits
+            # around and takes enum index -1 as the last symbol (a Python negative index)
+            assert "varint beyond 64 bits" in str(exc) or "enum index -" in str(exc)
+        else:
+            assert _typed(got) == _typed(expected)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"\x80" * 10 + b"\x02",  # 11 bytes
+        b"\xff" * 9 + b"\x7f",  # 10 bytes, 70 bits
+    ],
+)
+def test_a_varint_past_64_bits_is_a_corrupt_body(body: bytes) -> None:
+    c = Codec("deposit")  # its first field is a string: a length varint
+    with pytest.raises(CodecError, match="varint beyond 64 bits"):
+        c.decode(c._header + body)
+
+
+def test_decode_reads_a_memoryview_as_bytes() -> None:
+    c = Codec("price_update")
+    from oddsflow.bench.micro import RECORDS
+
+    data = c.encode(RECORDS["price_update"])
+    assert c.decode(memoryview(data)) == c.decode(data)  # type: ignore[arg-type]
