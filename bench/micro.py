@@ -13,6 +13,7 @@ import sys
 import timeit
 from collections.abc import Callable
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 from oddsflow.codec import Codec
@@ -150,19 +151,19 @@ def cases() -> dict[str, tuple[Callable[[], object], int]]:
     for name, rec in RECORDS.items():
         c = Codec(name)
         data = c.encode(rec)
-        out[f"encode {name}"] = ((lambda c=c, rec=rec: c.encode(rec)), 2000)
-        out[f"decode {name}"] = ((lambda c=c, data=data: c.decode(data)), 2000)
+        out[f"encode {name}"] = (partial(c.encode, rec), 2000)
+        out[f"decode {name}"] = (partial(c.decode, data), 2000)
     out["payout_minor single"] = ((lambda: payout_minor(12345, _D("2.10"))), 20000)
     out["payout_minor acca"] = ((lambda: payout_minor(12345, _D("9.112500000"))), 20000)
     out["overround 3-way"] = ((lambda: pricing.overround(ODDS)), 5000)
     for method in pricing.Method:
         n = 2000 if method in (pricing.Method.PROPORTIONAL, pricing.Method.ADDITIVE) else 100
         out[f"price {method.value} 3-way"] = (
-            (lambda m=method: pricing.price(ODDS, _D("0.05"), m)),
+            partial(pricing.price, ODDS, _D("0.05"), method),
             n,
         )
         out[f"price {method.value} 4-way wide"] = (
-            (lambda m=method: pricing.price(ODDS_WIDE, _D("0.05"), m)),
+            partial(pricing.price, ODDS_WIDE, _D("0.05"), method),
             n,
         )
     return out
