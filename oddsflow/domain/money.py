@@ -15,8 +15,10 @@ calls :func:`payout_minor` instead of rounding on its own.
 
 from __future__ import annotations
 
+import math
 import re
 from decimal import Context, Decimal, Inexact, InvalidOperation, Overflow
+from fractions import Fraction
 
 from oddsflow.domain.errors import DomainError, MoneyBoundError, MoneyError
 
@@ -75,12 +77,10 @@ def to_minor(amount: Decimal | str | int) -> int:
         raise MoneyError(f"not an amount: {amount!r} (money is never float)")
     if not value.is_finite():
         raise MoneyError(f"amount is not finite: {amount!r}")
-    # Integer arithmetic on the exact ratio (as fast as the check needs; no Fraction objects).
-    num, den = value.as_integer_ratio()
-    scaled, rest = divmod(num * MINOR_PER_UNIT, den)
-    if rest:
+    scaled = Fraction(value) * MINOR_PER_UNIT
+    if scaled.denominator != 1:
         raise MoneyError(f"amount has more than 2 decimals: {amount!r}")
-    return scaled
+    return int(scaled)
 
 
 def from_minor(minor: int) -> Decimal:
@@ -106,5 +106,4 @@ def payout_minor(stake_minor: int, factor: Decimal) -> int:
         raise MoneyError(f"stake must be a non-negative int of minor units: {stake_minor!r}")
     if not isinstance(factor, Decimal) or not factor.is_finite() or factor < 0:
         raise MoneyError(f"factor must be a finite non-negative Decimal: {factor!r}")
-    num, den = factor.as_integer_ratio()
-    return stake_minor * num // den
+    return math.floor(stake_minor * Fraction(factor))
