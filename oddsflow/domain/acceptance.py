@@ -283,9 +283,11 @@ def _price_ok(policy: PricePolicy, current: Decimal, requested: Decimal) -> bool
     return True
 
 
-def _check_liability(
+def liability_reason(
     liability: Liability, selection: str, stake_minor: int, return_minor: int, limits: Limits
 ) -> RejectReason | None:
+    """The liability rule for a single: only a bet that raises a selection's or the market's
+    liability above its limit is refused. The event partition's quota book applies it too."""
     after = liability.add(selection, stake_minor, return_minor)
     sel_after = after.selection_liability_minor(selection)
     if (
@@ -332,7 +334,7 @@ def check_leg(
         reason = check_payout(request, (current,), limits)
         if reason is None:
             returned = potential_return(request.stake_minor, (current,))
-            reason = _check_liability(
+            reason = liability_reason(
                 liability, leg.selection, request.stake_minor, returned, limits
             )
         if reason is not None:

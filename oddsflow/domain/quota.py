@@ -45,7 +45,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
-from oddsflow.domain.acceptance import Liability, Limits, RejectReason
+from oddsflow.domain.acceptance import Liability, Limits, RejectReason, liability_reason
 from oddsflow.domain.errors import DomainError
 
 
@@ -155,27 +155,6 @@ def added_liability_minor(stake_minor: int, return_minor: int) -> int:
 def cap_minor(limits: Limits) -> int:
     """The highest selection liability that keeps both the selection and the market limit."""
     return min(limits.liability_minor_max_selection, limits.liability_minor_max_market)
-
-
-def liability_reason(
-    liability: Liability, selection: str, stake_minor: int, return_minor: int, limits: Limits
-) -> RejectReason | None:
-    """The exact liability rule of ``acceptance.check_leg`` for a single (its reasons and its
-    "only a bet that raises the liability above the limit is refused")."""
-    after = liability.add(selection, stake_minor, return_minor)
-    sel_after = after.selection_liability_minor(selection)
-    if (
-        sel_after > limits.liability_minor_max_selection
-        and sel_after > liability.selection_liability_minor(selection)
-    ):
-        return RejectReason.LIABILITY_SELECTION
-    market_after = after.market_liability_minor()
-    if (
-        market_after > limits.liability_minor_max_market
-        and market_after > liability.market_liability_minor()
-    ):
-        return RejectReason.LIABILITY_MARKET
-    return None
 
 
 # ---------------------------------------------------------------------------- account side
