@@ -97,6 +97,19 @@ class Topology:
         for name, spec in self.tables.items():
             if spec.get("group") not in self.copartition_groups:
                 problems.append(f"table {name}: unknown co-partition group {spec.get('group')!r}")
+        problems += self.check_routes()
+        return problems
+
+    def check_routes(self) -> list[str]:
+        """The agents section against the handlers the processors run for each input.
+
+        topology.yaml is the source of truth for what each agent consumes; the processors'
+        route table (plain data, imported lazily so the core does not depend on Faust)
+        names the handler for each input. Any disagreement is a problem.
+        """
+        from oddsflow.processors.routes import mismatches
+
+        problems: list[str] = mismatches(self.agents)
         return problems
 
     def group_partitions(self, group: str) -> int:

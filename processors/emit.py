@@ -13,10 +13,20 @@ murmur2 of the key bytes, modulo the partition count), so co-partitioning holds.
 
 from __future__ import annotations
 
+import asyncio
 from functools import lru_cache
 from typing import Any
 
 from aiokafka.partitioner import murmur2
+
+# What a record adds to its key and value in a record batch of its own (the v2 batch header
+# is 61 bytes; a record's own header at most ~21): a generous bound for the size check.
+RECORD_OVERHEAD_BYTES = 128
+
+
+def record_bytes(key: bytes | None, value: bytes | None) -> int:
+    """An upper bound of a record's size on the wire, alone in its batch (uncompressed)."""
+    return RECORD_OVERHEAD_BYTES + len(key or b"") + len(value or b"")
 
 
 @lru_cache(maxsize=1 << 16)
@@ -40,9 +50,14 @@ class PartitionBatcher:
         self._by_tp.setdefault((topic, partition), []).append((key, value))
         self.count += 1
 
-    async def send(self, producer: Any) -> None:
-        """Append every record to ``producer`` (an ``AIOKafkaProducer``); delivery is not
-        awaited: a transaction's commit (or an at-least-once flush) waits for it."""
+    def clear(self) -> None:
+        self._by_tp.clear()
+        self.count = 0
+
+    async def send(self, producer: Any) -> list[asyncio.Future[Any]]:
+        """Append every record to ``producer`` (an ``AIOKafkaProducer``) and return the
+        delivery futures, one per batch or lone record. Delivery is not awaited here: the
+        caller must check every future (a transaction commits only if all succeeded)."""
         groups: dict[tuple[str, int], list[tuple[bytes | None, bytes | None]]] = {}
         counts: dict[str, int] = {}
         for (topic, partition), records in self._by_tp.items():
@@ -58,18 +73,23 @@ class PartitionBatcher:
                     groups.setdefault((topic, p), []).append((key, value))
             else:
                 groups.setdefault((topic, partition), []).extend(records)
-        self._by_tp.clear()
-        self.count = 0
+        self.clear()
+        futures: list[asyncio.Future[Any]] = []
         for (topic, partition), records in groups.items():
             batch = producer.create_batch()
             for key, value in records:
                 if batch.append(key=key, value=value, timestamp=None) is None:
                     if batch.record_count() == 0:  # a record larger than a batch: send alone
-                        await producer.send(topic, value, key=key, partition=partition)
+                        futures.append(
+                            await producer.send(topic, value, key=key, partition=partition)
+                        )
                         continue
-                    await producer.send_batch(batch, topic, partition=partition)
+                    futures.append(await producer.send_batch(batch, topic, partition=partition))
                     batch = producer.create_batch()
                     if batch.append(key=key, value=value, timestamp=None) is None:
-                        await producer.send(topic, value, key=key, partition=partition)
+                        futures.append(
+                            await producer.send(topic, value, key=key, partition=partition)
+                        )
             if batch.record_count():
-                await producer.send_batch(batch, topic, partition=partition)
+                futures.append(await producer.send_batch(batch, topic, partition=partition))
+        return futures

@@ -5,20 +5,68 @@ every partition and resumed the streams with empty tables (and at other times ai
 read_committed fetcher skipped committed records), so decisions were lost. Before the
 streams resume, this module rebuilds every table's assigned partitions from the changelog
 topics with librdkafka (read_committed), waiting until the last stable offset has reached the
-high watermark, i.e. until any transaction a killed worker left open has been aborted.
+end of the log, i.e. until any transaction a killed or paused worker left open has ended
+(a killed worker's is aborted by the broker after its transaction timeout).
+
+A recovery that does not get there in time never hands back partial tables (a wallet
+missing its last writes would decide bets on a stale balance): ``read_changelogs`` raises
+``RecoveryTimeout`` and ``recover_with_retries`` tries again, then raises
+``RecoveryFailed``, which stops the worker (``processors.transport``).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 log = logging.getLogger("oddsflow.recovery")
+
+
+class RecoveryTimeout(RuntimeError):
+    """The changelogs did not reach a stable end in time: the tables would be partial."""
+
+    def __init__(self, timeout_s: float, pending: list[tuple[str, int]]) -> None:
+        self.pending = pending
+        shown = ", ".join(f"{t}[{p}]" for t, p in pending[:5])
+        more = f" and {len(pending) - 5} more" if len(pending) > 5 else ""
+        super().__init__(
+            f"changelog recovery timed out after {timeout_s:.0f}s: {shown}{more} did not "
+            "reach their last stable offset (an open transaction, or the broker is slow)"
+        )
+
+
+class RecoveryFailed(RuntimeError):
+    """Every recovery attempt timed out: the worker must not resume."""
+
+
+ReadChangelogs = Callable[..., dict[str, dict[str, Any]]]
+
+
+def recover_with_retries(
+    read: ReadChangelogs,
+    bootstrap: str,
+    wanted: Mapping[str, set[int]],
+    *,
+    timeout_s: float,
+    attempts: int,
+) -> dict[str, dict[str, Any]]:
+    """``read(bootstrap, wanted, timeout_s)``, retried on RecoveryTimeout; RecoveryFailed
+    after ``attempts`` timeouts. Each attempt starts from scratch (nothing partial kept)."""
+    last: RecoveryTimeout | None = None
+    for attempt in range(1, attempts + 1):
+        try:
+            return read(bootstrap, wanted, timeout_s)
+        except RecoveryTimeout as exc:
+            last = exc
+            log.warning("changelog recovery attempt %d/%d: %s", attempt, attempts, exc)
+    raise RecoveryFailed(
+        f"table recovery failed {attempts} times, refusing to resume on partial tables: {last}"
+    )
 
 
 def read_changelogs(
@@ -29,19 +77,27 @@ def read_changelogs(
     tps = [TopicPartition(t, p, 0) for t, parts in wanted.items() for p in sorted(parts)]
     if not tps:
         return out
-    c = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": "oddsflow-recovery",
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-            "enable.partition.eof": True,
-            "auto.offset.reset": "earliest",
-        }
-    )
+    config = {
+        "bootstrap.servers": bootstrap,
+        "group.id": "oddsflow-recovery",
+        "enable.auto.commit": False,
+        "enable.partition.eof": True,
+        "auto.offset.reset": "earliest",
+    }
+    c = Consumer({**config, "isolation.level": "read_committed"})
+    # A read_committed consumer's watermark is the last stable offset, not the end of the
+    # log: the end (what an open transaction has written) needs a read_uncommitted query.
+    ends = Consumer({**config, "isolation.level": "read_uncommitted"})
+
+    def caught_up(topic: str, part: int) -> bool:
+        _, end = ends.get_watermark_offsets(TopicPartition(topic, part), timeout=10, cached=False)
+        pos = c.position([TopicPartition(topic, part)])[0].offset
+        return end == 0 or pos >= end  # nothing open: the stable offset is the end
+
     try:
         c.assign(tps)
         pending = {(tp.topic, tp.partition) for tp in tps}
+        at_eof: set[tuple[str, int]] = set()  # reached the stable offset at least once
         deadline = time.monotonic() + timeout_s
         while pending and time.monotonic() < deadline:
             for m in c.consume(5000, 0.2):
@@ -49,29 +105,20 @@ def read_changelogs(
                 if err is not None:
                     if err.code() != KafkaError._PARTITION_EOF:
                         raise RuntimeError(f"changelog recovery: {err}")
-                    key = (m.topic(), m.partition())
-                    _, high = c.get_watermark_offsets(
-                        TopicPartition(*key), timeout=10, cached=False
-                    )
-                    if m.offset() >= high:  # the stable offset has caught up: nothing open
-                        pending.discard(key)
+                    at_eof.add((str(m.topic()), int(m.partition() or 0)))
                     continue
-                table = out[m.topic()]
-                k = orjson.loads(m.key())
+                table = out[str(m.topic())]
+                k = orjson.loads(m.key() or b"null")
                 if m.value() is None:
                     table.pop(k, None)
                 else:
                     table[k] = m.value()
-            if pending:
-                for topic, part in list(pending):
-                    _, high = c.get_watermark_offsets(
-                        TopicPartition(topic, part), timeout=10, cached=False
-                    )
-                    pos = c.position([TopicPartition(topic, part)])[0].offset
-                    if high == 0 or pos >= high:
-                        pending.discard((topic, part))
+            for topic, part in list(pending & at_eof):
+                if caught_up(topic, part):
+                    pending.discard((topic, part))
         if pending:
-            log.warning("changelog recovery timed out waiting for %s", sorted(pending))
+            raise RecoveryTimeout(timeout_s, sorted(pending))
     finally:
         c.close()
+        ends.close()
     return out

@@ -10,7 +10,7 @@ import pytest
 from confluent_kafka.admin import AdminClient, ConfigResource
 
 from oddsflow import topology
-from oddsflow.settings import REPO_ROOT
+from oddsflow.settings import REPO_ROOT, Settings
 from tests.conftest import fresh_settings
 
 
@@ -78,3 +78,46 @@ def test_cli_topology_check(tmp_path: Path):
     res = CliRunner().invoke(app, ["topology", "check"])
     assert res.exit_code == 0, res.output
     assert "topology ok" in res.output
+
+
+def test_agents_section_matches_the_handlers_the_code_runs():
+    from oddsflow.processors.routes import ROUTES
+
+    t = topology.load()
+    assert t.check_routes() == []
+    # The inputs the issue found missing are declared: scores priced, the bet delay agent.
+    assert "scores" in t.agents["pricing"]["inputs"]
+    assert t.agents["bet_delay"]["inputs"] == ["leg_delays"]
+    assert {a: set(spec["inputs"]) for a, spec in t.agents.items()} == {
+        a: set(r) for a, r in ROUTES.items()
+    }
+
+
+def _broken_agents() -> topology.Topology:
+    t = topology.load()
+    agents = {name: dict(spec) for name, spec in t.agents.items()}
+    agents["pricing"]["inputs"] = [k for k in agents["pricing"]["inputs"] if k != "scores"]
+    agents["wallet"]["inputs"] = [*agents["wallet"]["inputs"], "bet_decisions"]
+    del agents["bet_delay"]
+    agents["ghost"] = {"inputs": ["fixtures"], "outputs": []}
+    return dataclasses.replace(t, agents=agents)
+
+
+def test_check_reports_every_disagreement_between_agents_and_code():
+    problems = _broken_agents().check()
+    assert "agent bet_delay: runs in processors but topology.yaml does not declare it" in problems
+    assert "agent ghost: declared in topology.yaml but no processor runs it" in problems
+    assert (
+        "agent pricing: handles 'scores', which topology.yaml does not list as an input" in problems
+    )
+    assert "agent wallet: topology.yaml input 'bet_decisions' has no handler in processors" in (
+        problems
+    )
+
+
+def test_worker_start_fails_clearly_when_agents_disagree_with_code(tmp_path: Path):
+    from oddsflow.processors.app import build_app
+
+    s = fresh_settings(Settings(), run_dir=tmp_path)
+    with pytest.raises(topology.TopologyError, match=r"agent ghost: declared in topology\.yaml"):
+        build_app(s, topo=_broken_agents())

@@ -83,6 +83,20 @@ def count(s, topic):
     return len(consume_all(topic, s, idle_s=0.3, timeout_s=30))
 
 
+def steady(s):
+    """A predicate that holds once two consecutive reads of the outputs are equal: the
+    workers have nothing left to do, so anything doubled has shown up."""
+    last: list[tuple[int, int, int]] = []
+
+    def check() -> bool:
+        now = (count(s, "bet_decisions"), count(s, "settlements"), count(s, "ledger"))
+        same = bool(last) and last[-1] == now
+        last.append(now)
+        return same
+
+    return check
+
+
 def check_books(s, n_bets):
     decisions = [v for _, v in consume_all("bet_decisions", s, idle_s=2)]
     per_bet = Counter(d["bet_id"] for d in decisions)
@@ -127,16 +141,18 @@ def test_sigkill_mid_stream_loses_and_doubles_nothing(kafka_settings, worker_fac
     produce(s, inputs[:n_setup])
     wait_for(lambda: count(s, "priced_markets") >= len(EVENTS), 120, 0.5, "markets priced")
     feeder = produce_in_background(s, inputs[n_setup:], rate_per_s=300)  # ~10 s of bets
-    time.sleep(4)
+    wait_for(lambda: count(s, "bet_decisions") >= 300, 120, 0.5, "decisions flowing")
     w.kill()  # mid-stream, with transactions open
     before = count(s, "bet_decisions")
     assert 0 < before < n_bets
-    time.sleep(2)  # bets keep arriving while no worker runs
+    requests = count(s, "bet_requests")
+    # Bets keep arriving while no worker runs.
+    wait_for(lambda: count(s, "bet_requests") >= requests + 200, 60, 0.5, "bets while down")
     w.start()
     feeder.join()
     wait_for(lambda: count(s, "bet_decisions") >= n_bets, 240, 2, "all decisions after restart")
     feeder = produce_in_background(s, results(), rate_per_s=0)
-    time.sleep(1.5)
+    wait_for(lambda: count(s, "settlements") > 0, 120, 0.2, "settling")
     w.kill()  # in the middle of settling
     w.start()
     feeder.join()
@@ -144,7 +160,7 @@ def test_sigkill_mid_stream_loses_and_doubles_nothing(kafka_settings, worker_fac
     wait_for(
         lambda: count(s, "settlements") >= len(accepted), 240, 2, "all settlements after restart"
     )
-    time.sleep(3)  # anything doubled would show up now
+    wait_for(steady(s), 120, 3, "outputs steady")
     check_books(s, n_bets)
     assert "Traceback" not in w.log_text()
 
@@ -164,10 +180,15 @@ def test_scale_out_two_workers_and_failover(kafka_settings, worker_factory):
     produce(s, inputs[:n_setup])
     wait_for(lambda: count(s, "priced_markets") >= len(EVENTS), 120, 0.5, "markets priced")
     feeder = produce_in_background(s, inputs[n_setup:], rate_per_s=300)
-    time.sleep(4)
     # Both workers are in the group and each has handled events of its own partitions.
-    handled = [_value(_scrape(p), "oddsflow_events_in_total") for p in ports]
-    assert all(h > 0 for h in handled), handled
+    wait_for(
+        lambda: all(
+            _value(_scrape(p), "oddsflow_events_in_total", agent="wallet") > 0 for p in ports
+        ),
+        120,
+        0.5,
+        "both workers deciding",
+    )
     w2.kill()  # its partitions and table state move to w1 (changelog recovery)
     assert count(s, "bet_decisions") < n_bets
     feeder.join()
@@ -175,6 +196,6 @@ def test_scale_out_two_workers_and_failover(kafka_settings, worker_factory):
     produce(s, results())
     accepted = {v["bet_id"] for _, v in consume_all("bet_decisions", s, idle_s=1) if v["accepted"]}
     wait_for(lambda: count(s, "settlements") >= len(accepted), 240, 2, "all settlements")
-    time.sleep(3)
+    wait_for(steady(s), 120, 3, "outputs steady")
     check_books(s, n_bets)
     assert w1.alive()

@@ -1,0 +1,497 @@
+"""oddsflow's Kafka transport for Faust: every customisation of Faust and aiokafka lives here.
+
+Registered under the ``oddsflow-kafka://`` broker URL scheme through Faust's transport
+registry (the ``faust.transports`` entry point in pyproject.toml), so ``processors.app``
+is plain Faust: ``faust.App(..., broker="oddsflow-kafka://host:port")``. It subclasses
+Faust's aiokafka transport and swaps in its own TransactionManager, Producer and
+Consumer through the subclass's class attributes; no Faust or aiokafka class is mutated.
+What it relies on of Faust's and aiokafka's internals is named in this module only (and
+checked at start where possible), so an upgrade breaks loudly here and nowhere else:
+
+1. **One transactional producer per worker**, like Kafka Streams' ``exactly_once_v2``.
+   Faust opens one per (topic group, partition) and picks the one for an output by the
+   message's *destination* partition, so the saga's re-keyed messages (account -> event ->
+   account) joined unrelated transactions. Here every output, every changelog write and
+   every input offset of the worker commit or abort together, in one commit round trip per
+   interval. ``emit`` and ``commit`` are serialised by one lock, so an event's writes are
+   never split over two transactions.
+2. **A transaction commits only if every one of its sends succeeded.** aiokafka reports a
+   failed produce (say MESSAGE_TOO_LARGE) on the send's future only; its transaction state
+   stays committable, so the input offset committed and the output was gone. ``commit``
+   awaits every future of the transaction first; any failure aborts the transaction and
+   the worker re-processes from the committed offsets (see *rewind* below).
+3. **Fencing an older incarnation (a zombie).** Each process has its own transactional id
+   (``INCARNATION``; reused ids made aiokafka's read_committed fetcher skip committed
+   records after a restart), so a new worker does not fence an old one through
+   InitProducerId. KIP-447 would have the broker fence it through the consumer group
+   generation sent with the offsets, but aiokafka 0.14 only speaks TxnOffsetCommit v0
+   (group id, no generation or member id). So, under the emit lock, after the offsets are
+   added to the transaction and right before EndTxn, ``commit`` checks that the consumer's
+   generation is the one the transaction began in and asks the group coordinator (a
+   Heartbeat with that generation and member id) whether it still is; otherwise it aborts.
+   What holds: a worker paused (SIGSTOP, a long GC, a VM freeze) past the session timeout
+   has been expelled, and its next commit sees UNKNOWN_MEMBER_ID / ILLEGAL_GENERATION and
+   aborts instead of committing outputs another worker also produced. A pause that falls
+   between that check and EndTxn and outlasts the session timeout finds its transaction
+   already open longer than ``transaction_timeout_ms`` (<= the session timeout: the check
+   runs after AddOffsetsToTxn, so the transaction is open on the broker), which the broker
+   aborts and fences (epoch bump) within its abort sweep interval (1 s on the local
+   broker), so EndTxn fails. The residual window is a pause that ends inside that sweep
+   interval; the revoke path holding the emit lock means a worker that leaves the group
+   voluntarily can never be mid-commit.
+4. **Rewind.** After an abort (failed send, lost membership, fenced producer) the worker
+   drops what it is doing and asks the group to rebalance. aiokafka's protocol is eager:
+   every partition is revoked, Faust forgets its acks, the producer is restarted (a new
+   epoch, so nothing of the old transaction can commit), the tables are rebuilt from the
+   committed changelogs and every partition is sought to its committed offset.
+5. **Table recovery** from the changelogs with librdkafka before the streams resume
+   (``processors.recovery``: Faust's own recovery resumed with empty tables after a
+   SIGKILL); it never resumes on partial tables: it retries, then stops the worker.
+6. **Producer and consumer settings** Faust does not expose: the transaction timeout, the
+   producer's linger and the worker consumer's fetch wait (Faust hard-codes 1.5 s).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, cast
+
+import faust
+import faust.transport.drivers as drivers
+from aiokafka import errors as kafka_errors
+from aiokafka.client import ConnectionGroup, CoordinationType
+from aiokafka.protocol.group import HeartbeatRequest
+from faust.transport.consumer import TransactionManager as FaustTransactionManager
+from faust.transport.drivers import aiokafka as faust_aiokafka
+
+from oddsflow.processors.emit import PartitionBatcher
+from oddsflow.processors.recovery import RecoveryFailed, read_changelogs, recover_with_retries
+
+log = logging.getLogger("oddsflow.transport")
+
+SCHEME = "oddsflow-kafka"
+ENTRY_POINT = "oddsflow.processors.transport:Transport"
+
+# One id per worker process: transactional ids never repeat across restarts (see 3. above).
+INCARNATION = uuid.uuid4().hex[:8]
+
+
+@dataclass(frozen=True)
+class TransportSettings:
+    """What the transport needs beyond Faust's settings, from ODDSFLOW_* variables."""
+
+    # A killed worker's open transaction blocks read_committed readers until the broker
+    # aborts it: keep that short, and no longer than the session timeout (see 3. above).
+    transaction_timeout_ms: int = 10_000
+    linger_ms: int = 5  # batches the many small sends of one commit
+    # A sportsbook wants an idle partition's next bet picked up in milliseconds.
+    fetch_max_wait_ms: int = 10
+    # Below the broker's message.max.bytes (1,048,588 by default) and aiokafka's
+    # max_request_size (1,048,576): a bigger record is dead-lettered before it is sent.
+    max_message_bytes: int = 1_000_000
+    recovery_timeout_s: float = 60.0
+    recovery_attempts: int = 3
+
+    @classmethod
+    def from_env(cls) -> TransportSettings:
+        env = os.environ
+        return cls(
+            transaction_timeout_ms=int(
+                float(env.get("ODDSFLOW_TRANSACTION_TIMEOUT_S", "10")) * 1000
+            ),
+            fetch_max_wait_ms=int(env.get("ODDSFLOW_FETCH_MAX_WAIT_MS", "10")),
+            max_message_bytes=int(env.get("ODDSFLOW_MAX_MESSAGE_BYTES", "1000000")),
+            recovery_timeout_s=float(env.get("ODDSFLOW_RECOVERY_TIMEOUT_S", "60")),
+            recovery_attempts=int(env.get("ODDSFLOW_RECOVERY_ATTEMPTS", "3")),
+        )
+
+
+def broker_url(bootstrap: str) -> str:
+    """The Faust ``broker=`` URL for ``host:port[,host:port]`` on this transport."""
+    return ";".join(f"{SCHEME}://{server.strip()}" for server in bootstrap.split(","))
+
+
+def ensure_registered() -> None:
+    """Fail start clearly if Faust does not resolve our scheme to this transport.
+
+    The entry point is read from the installed package metadata: a checkout whose
+    metadata predates it (``pip install -e .`` not re-run) would otherwise fail deep in
+    Faust with "'oddsflow-kafka' is not a valid name".
+    """
+    try:
+        cls = drivers.by_url(f"{SCHEME}://localhost")
+    except ModuleNotFoundError as exc:
+        raise RuntimeError(
+            f"Faust has no {SCHEME}:// transport: the faust.transports entry point of "
+            "pyproject.toml is not installed; re-run `pip install -e .`"
+        ) from exc
+    if cls is not Transport:
+        raise RuntimeError(f"{SCHEME}:// resolves to {cls!r}, not {ENTRY_POINT}")
+
+
+class TransactionAborted(Exception):
+    """A transaction could not commit; the worker re-processes from the committed offsets."""
+
+
+class MembershipLost(TransactionAborted):
+    """This worker is no longer the group member (generation) its transaction began in."""
+
+
+class SendFailed(TransactionAborted):
+    """A record of the transaction was not accepted by the broker."""
+
+
+class WorkerProducer(faust_aiokafka.Producer):
+    """Faust's aiokafka producer with oddsflow's settings and direct access to the one
+    transactional producer of the worker."""
+
+    def _settings_default(self) -> Mapping[str, Any]:
+        settings = dict(super()._settings_default())
+        ts = transport_settings(self.app)
+        settings["transaction_timeout_ms"] = ts.transaction_timeout_ms
+        settings["linger_ms"] = ts.linger_ms
+        return settings
+
+    def transaction_producer(self, transactional_id: str) -> Any:
+        """The running aiokafka producer for ``transactional_id``, or None."""
+        return self._transaction_producers.get(transactional_id)
+
+    async def restart_transaction_producer(self, transactional_id: str) -> Any:
+        """Stop the producer of ``transactional_id`` (if any), start a new one and begin a
+        transaction. InitProducerId of the new one bumps the epoch: the broker aborts
+        whatever the old one left open, and the old one can no longer commit. Unlike
+        Faust's begin_transaction this raises instead of logging."""
+        old = self._transaction_producers.pop(transactional_id, None)
+        if old is not None:
+            try:
+                await old.stop()
+            except Exception as exc:  # a fenced or broken producer: the new epoch wins anyway
+                log.warning("stopping the old transactional producer: %r", exc)
+        new = self._new_producer(transactional_id=transactional_id)
+        await new.start()
+        self._transaction_producers[transactional_id] = new
+        self._trn_locks.setdefault(transactional_id, asyncio.Lock())
+        await new.begin_transaction()
+        return new
+
+
+class WorkerConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    """Faust's consumer thread with a short fetch wait and a view of the group membership."""
+
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        # Faust passes fetch_max_wait_ms=1500 and has no setting for it; aiokafka hands
+        # this attribute to its Fetcher at start(). Checked so an upgrade fails loudly.
+        if not hasattr(consumer, "_fetch_max_wait_ms"):
+            raise RuntimeError("aiokafka's consumer no longer has _fetch_max_wait_ms")
+        consumer._fetch_max_wait_ms = transport_settings(self.app).fetch_max_wait_ms
+        return consumer
+
+    def membership(self) -> tuple[int, str]:
+        """(generation, member id) as this consumer currently believes them."""
+        coordinator = self._ensure_consumer()._coordinator
+        return int(coordinator.generation), str(coordinator.member_id)
+
+    async def request_rejoin(self) -> None:
+        # Runs in the consumer thread's loop, where aiokafka's coordinator lives.
+        await self.call_thread(self._request_rejoin)
+
+    async def _request_rejoin(self) -> None:
+        self._ensure_consumer()._coordinator.request_rejoin()
+
+
+class WorkerConsumer(faust_aiokafka.Consumer):
+    _thread: WorkerConsumerThread
+
+    def _new_consumer_thread(self) -> WorkerConsumerThread:
+        return WorkerConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    def membership(self) -> tuple[int, str]:
+        return self._thread.membership()
+
+    async def request_rejoin(self) -> None:
+        await self._thread.request_rejoin()
+
+
+class WorkerTransactionManager(FaustTransactionManager):
+    """One transactional producer per worker; commits only what fully succeeded (see the
+    module docstring, points 1-4). Also used, without transactions, under at_least_once,
+    where ``emit`` waits for delivery before acking."""
+
+    producer: WorkerProducer
+    consumer: WorkerConsumer
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.emit_lock = asyncio.Lock()
+        self._pending: list[asyncio.Future[Any]] = []
+        self._generation = -1
+        self._group_node: int | None = None
+        # Set after an abort until the rebalance it asked for has rewound the worker.
+        self.rewinding = False
+        self.aborts = 0
+
+    @property
+    def transactional_id(self) -> str:
+        return f"{self.app.conf.id}-{INCARNATION}"
+
+    def _tps_to_transactional_ids(self, tps: Any) -> set[str]:
+        return {self.transactional_id} if self._tps_to_active_tpgs(tps) else set()
+
+    def _aiokafka_producer(self) -> Any:
+        if self.app.in_transaction:
+            return self.producer.transaction_producer(self.transactional_id)
+        return self.producer._ensure_producer()
+
+    async def on_partitions_revoked(self, revoked: set[Any]) -> None:
+        # Taking the emit lock: a worker leaving the group is never in the middle of a
+        # commit. Whatever was sent since the last commit is aborted: after the assignment
+        # it is re-processed from the committed offsets, on rebuilt tables.
+        async with self.emit_lock:
+            self.rewinding = True  # until the tables are rebuilt after the assignment
+            producer = self._aiokafka_producer() if self.app.in_transaction else None
+            await self._settle_pending()
+            if producer is not None:
+                try:
+                    await producer.abort_transaction()
+                except Exception as exc:  # fenced/broken: the restart below fences it anyway
+                    log.info("abort on revoke: %r", exc)
+
+    async def on_rebalance(self, assigned: set[Any], revoked: set[Any], newly: set[Any]) -> None:
+        # Faust restarts the producer only when partitions were revoked; after an eager
+        # rebalance that hands back the same partitions it would keep the old producer
+        # (possibly fenced). Always start a fresh one: a new epoch per assignment.
+        async with self.emit_lock:
+            self._pending.clear()
+            self._generation = self.consumer.membership()[0]
+            if self._tps_to_active_tpgs(assigned):
+                await self.producer.restart_transaction_producer(self.transactional_id)
+
+    async def emit(self, events: Iterable[Any], batch: PartitionBatcher) -> None:
+        """Send a batch's outputs and changelog writes, then ack its events, under the lock
+        the commit takes: they land in the same transaction as the events' offsets."""
+        async with self.emit_lock:
+            if self.rewinding:
+                batch.clear()  # re-processed from the committed offsets after the rebalance
+                return
+            producer = self._aiokafka_producer()
+            if producer is None:
+                batch.clear()
+                return
+            try:
+                futures = await batch.send(producer)
+            except Exception as exc:  # refused before it was queued (size, metadata, state)
+                await self._abort_and_rewind(SendFailed(f"send refused: {exc!r}"))
+                return
+            if self.app.in_transaction:
+                self._pending.extend(futures)
+            else:
+                failed = _failures(await asyncio.gather(*futures, return_exceptions=True))
+                if failed:
+                    await self._abort_and_rewind(SendFailed(failed[0]))
+                    return
+            for event in events:
+                event.ack()
+
+    async def commit(self, offsets: Mapping[Any, int], start_new_transaction: bool = True) -> bool:
+        async with self.emit_lock:
+            if not offsets or self.rewinding:
+                return False
+            producer = self.producer.transaction_producer(self.transactional_id)
+            if producer is None:
+                return False
+            try:
+                failed = _failures(await self._settle_pending())
+                if failed:
+                    raise SendFailed(failed[0])
+                await producer.send_offsets_to_transaction(dict(offsets), self.app.conf.id)
+                await self._check_membership(producer)
+                await producer.commit_transaction()
+            except (TransactionAborted, kafka_errors.KafkaError) as exc:
+                await self._abort_and_rewind(exc)
+                return False
+            if start_new_transaction:
+                await producer.begin_transaction()
+            return True
+
+    async def _settle_pending(self) -> list[Any]:
+        pending, self._pending = self._pending, []
+        return list(await asyncio.gather(*pending, return_exceptions=True)) if pending else []
+
+    async def _check_membership(self, producer: Any) -> None:
+        generation, member_id = self.consumer.membership()
+        if generation != self._generation or generation < 0 or not member_id:
+            raise MembershipLost(
+                f"generation {generation} (member {member_id or '-'}) is not the "
+                f"generation {self._generation} this transaction began in"
+            )
+        group = self.app.conf.id
+        client = producer.client
+        if self._group_node is None:
+            self._group_node = await client.coordinator_lookup(CoordinationType.GROUP, group)
+        resp = await client.send(
+            self._group_node,
+            HeartbeatRequest(group, generation, member_id),
+            group=ConnectionGroup.COORDINATION,
+        )
+        err = kafka_errors.for_code(resp.error_code)
+        if err is not kafka_errors.NoError:
+            self._group_node = None  # looked up again next time (it may have moved)
+            raise MembershipLost(
+                f"the group coordinator answers {err.__name__} for generation {generation}"
+            )
+
+    async def _abort_and_rewind(self, exc: BaseException) -> None:
+        self.aborts += 1
+        log.error(
+            "transaction aborted, re-processing from the committed offsets: %s: %s",
+            type(exc).__name__,
+            exc,
+        )
+        self.rewinding = True
+        await self._settle_pending()
+        producer = self.producer.transaction_producer(self.transactional_id)
+        if self.app.in_transaction and producer is not None:
+            try:
+                await producer.abort_transaction()
+            except Exception as abort_exc:  # fenced/broken: restarted on the rebalance
+                log.info("abort after failure: %r", abort_exc)
+        await self.consumer.request_rejoin()
+
+    async def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int | None,
+        timestamp: float | None,
+        headers: Any,
+        *,
+        transactional_id: str | None = None,
+    ) -> Any:
+        # Anything Faust itself sends under exactly_once goes into the worker's transaction.
+        p = self.consumer.key_partition(topic, key, partition)
+        return await self.producer.send(
+            topic, key, value, p, timestamp, headers, transactional_id=self.transactional_id
+        )
+
+
+def _failures(results: Iterable[Any]) -> list[str]:
+    return [f"{type(r).__name__}: {r}" for r in results if isinstance(r, BaseException)]
+
+
+def transport_settings(app: Any) -> TransportSettings:
+    transport = app.transport
+    return transport.settings if isinstance(transport, Transport) else TransportSettings()
+
+
+@dataclass(frozen=True)
+class RecoveredTable:
+    """A Faust table this transport rebuilds from its changelog on every assignment."""
+
+    table: Any
+    source_topics: frozenset[str]  # the co-partitioned input topics its partitions follow
+
+
+class Transport(faust_aiokafka.Transport):
+    """``oddsflow-kafka://``: Faust's aiokafka transport with the classes above."""
+
+    Consumer: ClassVar[type[Any]] = WorkerConsumer
+    Producer: ClassVar[type[Any]] = WorkerProducer
+    TransactionManager: ClassVar[type[Any]] = WorkerTransactionManager
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.settings = TransportSettings.from_env()
+        self._tables: dict[str, RecoveredTable] = {}
+        self._recover_connected = False
+        self.read_changelogs: Callable[..., dict[str, dict[str, Any]]] = read_changelogs
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(faust_aiokafka.server_list(self.url, self.default_port))
+
+    @property
+    def transactions(self) -> WorkerTransactionManager:
+        tm = self.app.consumer.transactions
+        assert isinstance(tm, WorkerTransactionManager), tm
+        return tm
+
+    def changelog_topic(self, table_name: str) -> str:
+        return str(self._tables[table_name].table.changelog_topic.get_topic_name())
+
+    def recover_tables(self, tables: Mapping[str, RecoveredTable]) -> None:
+        """Rebuild ``tables`` from their changelogs whenever partitions are assigned,
+        before Faust resumes the streams (Faust's ``on_rebalance_complete`` signal)."""
+        self._tables.update(tables)
+        if not self._recover_connected:
+            self._recover_connected = True
+            self.app.on_rebalance_complete.connect(cast(Any, self._on_rebalance_complete))
+
+    async def emit(
+        self,
+        events: Iterable[Any],
+        batch: PartitionBatcher,
+        changelog: Mapping[tuple[str, str], tuple[int, bytes | None]] | None = None,
+    ) -> None:
+        """Send ``batch`` plus the table writes ``{(table, key): (partition, value)}`` to
+        the tables' changelogs, and ack ``events``: all in the worker's transaction."""
+        if changelog:
+            import orjson
+
+            for (table_name, k), (partition, value) in changelog.items():
+                batch.add(self.changelog_topic(table_name), orjson.dumps(k), value, partition)
+        await self.transactions.emit(events, batch)
+
+    async def _on_rebalance_complete(self, sender: Any = None, **kwargs: Any) -> None:
+        app = self.app
+        assigned = app.consumer.assignment()
+        wanted = {
+            self.changelog_topic(name): {
+                tp.partition for tp in assigned if tp.topic in t.source_topics
+            }
+            for name, t in self._tables.items()
+        }
+        started = time.monotonic()
+        loop = asyncio.get_running_loop()
+        s = self.settings
+        try:
+            recovered = await loop.run_in_executor(
+                None,
+                lambda: recover_with_retries(
+                    self.read_changelogs,
+                    self.bootstrap,
+                    wanted,
+                    timeout_s=s.recovery_timeout_s,
+                    attempts=s.recovery_attempts,
+                ),
+            )
+        except RecoveryFailed as exc:
+            # Never resume on partial tables (a wallet missing its last writes would decide
+            # bets on a stale balance): stop this worker; its partitions go to the others.
+            log.error("stopping the worker: %s", exc)
+            await app.crash(exc)
+            raise
+        for name, t in self._tables.items():
+            data = recovered[self.changelog_topic(name)]
+            t.table.data.clear()
+            for k, v in data.items():
+                t.table.data[k] = v
+        self.transactions.rewinding = False
+        log.warning(
+            "recovered %s keys in %.1fs",
+            {n: len(t.table.data) for n, t in self._tables.items()},
+            time.monotonic() - started,
+        )
+
+
+def app(app_id: str, bootstrap: str, **conf: Any) -> faust.App:
+    """A Faust app on this transport (checks the registration first)."""
+    ensure_registered()
+    return faust.App(app_id, broker=broker_url(bootstrap), **conf)

@@ -1,0 +1,72 @@
+"""Changelog recovery never resumes on partial tables: it retries, then fails clearly."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from oddsflow.kafka import producer_config
+from oddsflow.processors.recovery import (
+    RecoveryFailed,
+    RecoveryTimeout,
+    read_changelogs,
+    recover_with_retries,
+)
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture()
+def changelog(kafka_settings):
+    s = kafka_settings
+    name = f"{s.topic_prefix}recovery-test-changelog"
+    admin = AdminClient({"bootstrap.servers": s.kafka_bootstrap})
+    admin.create_topics([NewTopic(name, 1, 1)])[name].result(30)
+    p = Producer(producer_config(s))
+    p.produce(name, key=b'"k1"', value=b"committed")
+    p.flush(30)
+    return s, name
+
+
+def test_recovery_reads_the_committed_state(changelog):
+    s, name = changelog
+    assert read_changelogs(s.kafka_bootstrap, {name: {0}}, timeout_s=30) == {
+        name: {"k1": b"committed"}
+    }
+
+
+def test_recovery_behind_an_open_transaction_times_out_retries_and_fails(changelog):
+    s, name = changelog
+    # A worker that wrote to the changelog and then froze: its transaction stays open
+    # (for up to its timeout), so the changelog has no stable end yet.
+    zombie = Producer(
+        producer_config(
+            s, **{"transactional.id": f"zombie-{uuid.uuid4().hex}", "transaction.timeout.ms": 60000}
+        )
+    )
+    zombie.init_transactions(30)
+    zombie.begin_transaction()
+    zombie.produce(name, key=b'"k1"', value=b"uncommitted")
+    zombie.flush(30)
+    try:
+        with pytest.raises(RecoveryTimeout, match=rf"{name}\[0\] did not reach"):
+            read_changelogs(s.kafka_bootstrap, {name: {0}}, timeout_s=2)
+        calls: list[float] = []
+
+        def read(bootstrap, wanted, timeout_s):
+            calls.append(timeout_s)
+            return read_changelogs(bootstrap, wanted, timeout_s)
+
+        with pytest.raises(RecoveryFailed, match="refusing to resume on partial tables"):
+            recover_with_retries(read, s.kafka_bootstrap, {name: {0}}, timeout_s=1, attempts=2)
+        assert calls == [1, 1]
+        # Once the transaction ends, the same recovery succeeds with the committed state.
+        zombie.abort_transaction(30)
+        assert recover_with_retries(
+            read, s.kafka_bootstrap, {name: {0}}, timeout_s=30, attempts=2
+        ) == {name: {"k1": b"committed"}}
+    finally:
+        zombie.flush(1)

@@ -1,0 +1,144 @@
+"""A transaction commits only if every one of its sends succeeded; oversized outputs are
+dead-lettered on purpose; dead letters are bounded. Real Kafka, a real ``oddsflow worker``.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
+
+from oddsflow import topology
+from oddsflow.kafka import EventProducer, consume_all, consumer_config, producer_config
+from oddsflow.processors.app import DEAD_LETTER_EXCERPT_BYTES
+from tests.conftest import wait_for
+from tests.processors import records as r
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def _produce_raw(s, topic_key: str, key: bytes, value: bytes) -> tuple[int, int]:
+    """Produce one record; its (partition, offset)."""
+    name = topology.load(settings=s).topic(topic_key).name
+    got: list[tuple[int, int]] = []
+    p = Producer(producer_config(s))
+    p.produce(
+        name, key=key, value=value, on_delivery=lambda e, m: got.append((m.partition(), m.offset()))
+    )
+    p.flush(30)
+    assert got, "not delivered"
+    return got[0]
+
+
+def _committed(s, topic_key: str, partition: int) -> int:
+    """The worker group's committed offset of one input partition (-1001: none)."""
+    name = topology.load(settings=s).topic(topic_key).name
+    c = Consumer(consumer_config(f"{s.topic_prefix}{s.app_id}", s))
+    try:
+        return c.committed([TopicPartition(name, partition)], timeout=10)[0].offset
+    finally:
+        c.close()
+
+
+def _topic_max_bytes(s, topic_key: str, value: str | None) -> None:
+    name = topology.load(settings=s).topic(topic_key).name
+    op = AlterConfigOpType.SET if value is not None else AlterConfigOpType.DELETE
+    res = ConfigResource(
+        ConfigResource.Type.TOPIC,
+        name,
+        incremental_configs=[
+            ConfigEntry("max.message.bytes", value or "", incremental_operation=op)
+        ],
+    )
+    admin = AdminClient({"bootstrap.servers": s.kafka_bootstrap})
+    admin.incremental_alter_configs([res])[res].result(30)
+
+
+def test_a_failed_send_aborts_the_transaction_and_the_input_is_kept(kafka_settings, worker_factory):
+    s = kafka_settings
+    # The broker will refuse any dead letter bigger than 20,000 bytes: a dead letter's send
+    # fails on its future, after the worker has queued it.
+    _topic_max_bytes(s, "dead_letters", "20000")
+    w = worker_factory(s).start()
+    garbage = os.urandom(200_000)  # not Avro, not compressible
+    partition, offset = _produce_raw(s, "bet_requests", b"a1", garbage)
+    wait_for(lambda: "transaction aborted" in w.log_text(), 120, 1, "an aborted transaction")
+    assert "MessageSizeTooLarge" in w.log_text()
+    # Not committed: the input is still there to re-process, and no dead letter is visible.
+    assert _committed(s, "bet_requests", partition) <= offset
+    assert consume_all("dead_letters", s, idle_s=1) == []
+
+    # Once the broker takes it, the worker's next attempt commits the dead letter and the
+    # input offset together, and carries on.
+    _topic_max_bytes(s, "dead_letters", None)
+    dls = wait_for(lambda: consume_all("dead_letters", s, idle_s=1), 180, 2, "the dead letter")
+    assert len(dls) == 1
+    dl = dls[0][1]
+    assert (dl["topic"], dl["partition"], dl["offset"]) == (
+        topology.load(settings=s).topic("bet_requests").name,
+        partition,
+        offset,
+    )
+    assert dl["value"] == garbage[:DEAD_LETTER_EXCERPT_BYTES]
+    assert f"the first {DEAD_LETTER_EXCERPT_BYTES} of {len(garbage)} bytes" in dl["error"]
+    wait_for(lambda: _committed(s, "bet_requests", partition) > offset, 60, 1, "offset committed")
+    p = EventProducer(s)
+    p.send("deposits", "a1", r.deposit("a1", 10_00))
+    p.flush()
+    wait_for(lambda: consume_all("ledger", s, expect=1, idle_s=1), 60, what="deposit posted")
+    assert w.alive(), w.log_text()[-3000:]
+
+
+def test_an_oversized_changelog_record_is_dead_lettered_and_state_survives_restart(
+    kafka_settings, worker_factory
+):
+    s = kafka_settings
+    w = worker_factory(s).start()
+    p = EventProducer(s)
+    p.send("fixtures", "e1", r.fixture("e1"))
+    p.send("market_status", "e1", r.status("e1", "open", seq=1))
+    p.send("price_updates", "e1", r.prices("e1"))
+    p.send("deposits", "a1", r.deposit("a1", 100_00))
+    p.flush()
+    wait_for(lambda: consume_all("priced_markets", s, expect=1, idle_s=1), 90, what="priced")
+    # A correct-score market with 40,000 selections: its price fits a message, its table
+    # value (~3 MB) does not.
+    n = 40_000
+    big = r.prices(
+        "e1",
+        odds=("42000",) * n,
+        seq=2,
+        market_type="correct_score",
+        selections=tuple(f"{i // 200}-{i % 200}" for i in range(n)),
+    )
+    p.send("price_updates", "e1", big)
+    p.flush()
+    dls = wait_for(lambda: consume_all("dead_letters", s, idle_s=1), 120, 1, "dead letter")
+    dl = dls[0][1]
+    assert dl["stage"] == "pricing" and dl["error_type"] == "OversizedOutput", dl["error"]
+    assert "maximum message size" in dl["error"] and "table markets" in dl["error"]
+    assert dl["topic"] == topology.load(settings=s).topic("price_updates").name
+    # Nothing of that event was applied: no price was published for it, and after a
+    # restart (tables rebuilt from the changelog) the book is what was committed.
+    priced = consume_all("priced_markets", s, idle_s=1)
+    assert [k for k, _ in priced] == ["e1/match_result/FT"]
+    w.kill()
+    w.start()
+    p.send("bet_requests", "a1", r.bet("b1", "a1", 10_00, [r.leg("e1", "home", "1.5")]))
+    p.send(
+        "bet_requests",
+        "a1",
+        r.bet("b2", "a1", 10_00, [r.leg("e1", "0-0", "1.5", market_type="correct_score")]),
+    )
+    p.flush()
+    decisions = wait_for(
+        lambda: (d := consume_all("bet_decisions", s, expect=2, idle_s=1)) and len(d) >= 2 and d,
+        120,
+        what="2 decisions",
+    )
+    by_id = {v["bet_id"]: v for _, v in decisions}
+    assert by_id["b1"]["accepted"], by_id["b1"]
+    assert not by_id["b2"]["accepted"] and by_id["b2"]["reason"] == "MARKET_UNKNOWN"
+    assert "Traceback" not in w.log_text()

@@ -1,0 +1,86 @@
+"""Zombie fencing: a worker paused past the session timeout must not commit when it wakes.
+
+Every worker process has its own random transactional id, so a worker that takes over the
+partitions of a paused one does not fence it through InitProducerId, and aiokafka sends
+the offsets without the group generation (TxnOffsetCommit v0), so the broker cannot fence it
+through the group either (KIP-447). ``processors.transport`` checks the group membership
+right before each commit instead. Here: two real ``oddsflow worker`` processes; one is
+SIGSTOPped while idle (its transaction empty, so the broker has nothing to time out), the
+other takes over, bets keep coming, the first gets SIGCONT with stale tables and its old
+partitions' records still to fetch. No decision, settlement or posting may be doubled.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+
+from oddsflow.kafka import consume_all
+from tests.conftest import wait_for
+from tests.processors.test_crash_recovery import (
+    EVENTS,
+    check_books,
+    count,
+    feed_and_bets,
+    produce,
+    produce_in_background,
+    results,
+    steady,
+)
+from tests.processors.test_worker_metrics import _free_port, _scrape, _value
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def _signal(w, sig: int) -> None:
+    assert w.proc is not None
+    os.killpg(w.proc.pid, sig)
+
+
+def test_paused_worker_woken_after_takeover_doubles_nothing(kafka_settings, worker_factory):
+    s = kafka_settings
+    n_bets = 3000
+    ports = [_free_port(), _free_port()]
+    zombie = worker_factory(s.model_copy(update={"metrics_port": ports[0]}), "zombie").start()
+    heir = worker_factory(s.model_copy(update={"metrics_port": ports[1]}), "heir").start()
+    inputs = feed_and_bets(n_bets, seed=5)
+    n_setup = len(EVENTS) * 3 + 60
+    setup, bets = inputs[:n_setup], inputs[n_setup:]
+    produce(s, setup)
+    wait_for(lambda: count(s, "priced_markets") >= len(EVENTS), 120, 0.5, "markets priced")
+
+    # Phase 1: both workers decide bets, then go idle (nothing open in their transactions).
+    produce(s, bets[:1000])
+    wait_for(lambda: count(s, "bet_decisions") >= 1000, 180, 1, "phase 1 decided")
+    wait_for(
+        lambda: all(
+            _value(_scrape(p), "oddsflow_events_in_total", agent="wallet") > 0 for p in ports
+        ),
+        60,
+        1,
+        "both workers own wallet partitions",
+    )
+
+    _signal(zombie, signal.SIGSTOP)
+    try:
+        # Phase 2a while the zombie sleeps: decided only once the heir owns every partition,
+        # i.e. after the session timeout expelled the zombie and the heir recovered its tables.
+        produce(s, bets[1000:1500])
+        wait_for(lambda: count(s, "bet_decisions") >= 1500, 240, 1, "heir took over")
+        # Phase 2b: bets keep coming; the zombie wakes in the middle of them, its fetch
+        # positions still at the end of phase 1 and its wallets as they were then.
+        feeder = produce_in_background(s, bets[1500:], rate_per_s=300)
+        wait_for(lambda: count(s, "bet_decisions") >= 1700, 120, 0.5, "phase 2b flowing")
+    finally:
+        _signal(zombie, signal.SIGCONT)
+    feeder.join()
+    wait_for(lambda: count(s, "bet_decisions") >= n_bets, 240, 2, "all decisions")
+    produce(s, results())
+    accepted = {v["bet_id"] for _, v in consume_all("bet_decisions", s, idle_s=1) if v["accepted"]}
+    wait_for(lambda: count(s, "settlements") >= len(accepted), 240, 2, "all settlements")
+    wait_for(steady(s), 120, 3, "outputs steady")
+    check_books(s, n_bets)
+    assert heir.alive(), heir.log_text()[-3000:]
+    print("zombie log tail:\n", zombie.log_text()[-4000:])
