@@ -29,6 +29,7 @@ from oddsflow.domain.acceptance import Limits
 from oddsflow.domain.pricing import Method
 from oddsflow.processors import transport as oddsflow_transport
 from oddsflow.processors.emit import PartitionBatcher, record_bytes
+from oddsflow.processors.market_view import MarketView
 from oddsflow.processors.markets import Book, InputError, MarketsHandler
 from oddsflow.processors.routes import ROUTES, mismatches
 from oddsflow.processors.state import Effects, Journal, Store
@@ -71,6 +72,7 @@ class Engine:
     codecs: dict[str, Codec]
     markets: MarketsHandler
     wallet: WalletHandler
+    view: MarketView
 
 
 def build_app(
@@ -144,9 +146,19 @@ def build_app(
         table("liabilities"),
         book,
         account_partitions=topo.group_partitions("account"),
+        quota_currency=settings.currency,
     )
-    wallet = WalletHandler(table("wallets"), table("bets"), book.limits)
-    engine = Engine(app, topo, topics, codecs, markets, wallet)
+    # The worker's read-only view of every published market: the wallet decides against it.
+    view = MarketView(settings)
+    wallet = WalletHandler(
+        table("wallets"),
+        table("bets"),
+        book.limits,
+        view=view,
+        quotas=table("quotas"),
+        account_partitions=topo.group_partitions("account"),
+    )
+    engine = Engine(app, topo, topics, codecs, markets, wallet, view)
     transport.recover_tables(
         {
             name: oddsflow_transport.RecoveredTable(
@@ -309,11 +321,22 @@ def build_app(
         async for events in stream.take_events(batch_max, within=batch_within_s):
             await handle_batch(events, handlers, "market_check")
 
+    view_lock = asyncio.Lock()
+
+    async def view_caught_up() -> None:
+        """Start the market view (once per worker) and wait until it has read everything
+        published before it started: no bet is decided against a view still behind."""
+        async with view_lock:
+            if not view.started:
+                await asyncio.to_thread(view.start)
+        await view.wait_caught_up()
+
     @app.agent(agent_topic("bet_delay"), name="bet_delay")
     async def bet_delay_agent(stream: Any) -> None:
-        # In-play bet delay: legs arrive here in hold order; wait until each one's time has
-        # come, then re-check it against the price at that moment.
+        # In-play bet delay: held bets arrive here in hold order; wait until each one is due,
+        # then decide it again against the view as it is then.
         handlers = agent_handlers["bet_delay"]
+        await view_caught_up()
         async for event in stream.events():
             key = name_to_key[event.message.topic]
             try:
@@ -331,6 +354,7 @@ def build_app(
     @app.agent(agent_topic("wallet"), name="wallet")
     async def wallet_agent(stream: Any) -> None:
         handlers = agent_handlers["wallet"]
+        await view_caught_up()  # decide nothing before the view has caught up
         async for events in stream.take_events(batch_max, within=batch_within_s):
             await handle_batch(events, handlers, "wallet")
 
