@@ -137,7 +137,7 @@ def build_app(
     book = Book(
         margin=Decimal(settings.margin),
         method=Method(settings.pricing_method),
-        limits=limits or Limits(),
+        limits=limits or _limits(settings),
     )
     markets = MarketsHandler(
         table("markets"),
@@ -147,6 +147,7 @@ def build_app(
         book,
         account_partitions=topo.group_partitions("account"),
         quota_currency=settings.currency,
+        quota_share_ppm=settings.quota_share_ppm,
     )
     # The worker's read-only view of every published market: the wallet decides against it.
     view = MarketView(settings)
@@ -382,6 +383,16 @@ def build_app(
                 )
 
     return engine
+
+
+def _limits(settings: Settings) -> Limits:
+    """The book's limits: the domain's defaults, with the liability limits settings override."""
+    overrides = {
+        name: value
+        for name in ("liability_minor_max_selection", "liability_minor_max_market")
+        if (value := getattr(settings, name)) is not None
+    }
+    return Limits(**overrides)
 
 
 def _check_sizes(
