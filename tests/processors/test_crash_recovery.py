@@ -281,7 +281,7 @@ def test_a_restarted_worker_decides_nothing_before_its_view_caught_up(
     p.send("bet_requests", "a1", r.bet("b0", "a1", 10_00, [r.leg("e1", "home", "1.5")]))
     p.flush()
     wait_for(lambda: count(s, "bet_decisions") >= 1, 120, 0.5, "first decision")
-    [(_, priced)] = consume_all("priced_markets", s, idle_s=1)
+    priced = consume_all("priced_markets", s, idle_s=1)[-1][1]  # status and price: maybe two
     w.kill()
     # A transaction left open on markets.priced (a pricer mid-commit): the restarted worker's
     # view cannot reach the end offsets it sees at start until this transaction ends.
