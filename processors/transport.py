@@ -193,6 +193,31 @@ class WorkerConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         consumer._fetch_max_wait_ms = transport_settings(self.app).fetch_max_wait_ms
         return consumer
 
+    async def seek_to_committed(self) -> Mapping[Any, int]:
+        # Faust rewinds every partition to its committed offset after a rebalance
+        # (Recovery._resume_streams -> perform_seek): what it fetched and dropped while the
+        # rebalance was under way (getmany discards records once the flow stops or the
+        # generation changes) is read again. aiokafka's seek_to_committed only seeks
+        # partitions with a committed offset > 0 and leaves the others at their fetch
+        # position, so a partition never committed yet (a worker's first transaction
+        # aborted, or a dead worker's partitions that never committed) resumed *after* the
+        # records dropped in the rebalance: they were never processed (pricing inputs lost,
+        # a worker's taken-over partitions stalled behind the dropped records). Such a
+        # partition goes back to where auto_offset_reset would start it.
+        return cast(Mapping[Any, int], await self.call_thread(self._seek_to_committed_or_reset))
+
+    async def _seek_to_committed_or_reset(self) -> Mapping[Any, int]:
+        consumer = self._ensure_consumer()
+        committed: Mapping[Any, int] = await consumer.seek_to_committed()
+        uncommitted = [tp for tp, offset in committed.items() if not offset]
+        if uncommitted:
+            reset = str(self.app.conf.consumer_auto_offset_reset)
+            if reset == "earliest":
+                await consumer.seek_to_beginning(*uncommitted)
+            elif reset == "latest":
+                await consumer.seek_to_end(*uncommitted)
+        return committed
+
     def membership(self) -> tuple[int, str]:
         """(generation, member id) as this consumer currently believes them."""
         coordinator = self._ensure_consumer()._coordinator
