@@ -15,11 +15,27 @@ from typing import Any
 
 from oddsflow import topology
 from oddsflow.codec import Codec
-from oddsflow.domain.acceptance import Limits
+from oddsflow.domain.acceptance import Limits, MarketState
+from oddsflow.processors.market_view import MarketEntry, entry_from_record
 from oddsflow.processors.markets import Book, MarketsHandler
 from oddsflow.processors.state import Effects, Store
 from oddsflow.processors.wallet import WalletHandler
 from oddsflow.settings import Settings
+
+
+class _View:
+    """The market view, fed in process from every priced_markets output."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, MarketEntry] = {}
+
+    def get(self, market_id: str) -> MarketState | None:
+        entry = self.entries.get(market_id)
+        return None if entry is None or not entry.state.prices else entry.state
+
+    def age_ms(self, market_id: str, now_ms: int) -> int | None:
+        entry = self.entries.get(market_id)
+        return None if entry is None else max(0, now_ms - entry.priced_ts_ms)
 
 
 class InProcessEngine:
@@ -34,17 +50,28 @@ class InProcessEngine:
             Store({}),
             Book(margin=Decimal(s.margin), limits=limits),
             account_partitions=topo.group_partitions("account"),
+            quota_currency=s.currency,
         )
-        self.wallet = WalletHandler(Store({}), Store({}), limits)
+        self.view = _View()
+        self.wallet = WalletHandler(
+            Store({}),
+            Store({}),
+            limits,
+            view=self.view,
+            quotas=Store({}),
+            account_partitions=topo.group_partitions("account"),
+        )
         m, w = self.markets, self.wallet
         self.routes = {
             "price_updates": m.on_price_update,
             "results": m.on_result,
             "leg_commands": m.on_leg_command,
+            "accepted_legs": m.on_accepted_leg,
             "bet_requests": w.on_bet_request,
             "deposits": w.on_deposit,
             "leg_verdicts": w.on_leg_verdict,
             "leg_settlements": w.on_leg_settlements,
+            "quota_grants": w.on_quota_message,
         }
         self.outputs: dict[str, int] = {}
 
@@ -57,6 +84,9 @@ class InProcessEngine:
             for o in fx.out:
                 data = self.codecs[o.topic].encode(o.value)
                 self.outputs[o.topic] = self.outputs.get(o.topic, 0) + 1
+                if o.topic == "priced_markets":
+                    entry = entry_from_record(self.codecs[o.topic].decode(data), 0, 0)
+                    self.view.entries[entry.state.market_id] = entry
                 if o.topic in self.routes:
                     queue.append((o.topic, data))
 

@@ -21,6 +21,12 @@ STALE_UPDATES = Counter(
     "oddsflow_stale_updates_total", "Provider updates dropped as stale or duplicate", ["kind"]
 )
 DECISIONS = Counter("oddsflow_bet_decisions_total", "Bet decisions", ["outcome", "reason"])
+DECISION_PATHS = Counter(
+    "oddsflow_bet_decision_paths_total",
+    "Bet decisions by path: fast (decided on the account partition in one hop) or "
+    "authoritative (a single no quota covered, decided with the event partition)",
+    ["path"],
+)
 SETTLEMENTS = Counter("oddsflow_settlements_total", "Bet settlements", ["outcome", "kind"])
 PROCESSING_SECONDS = Histogram(
     "oddsflow_processing_seconds",

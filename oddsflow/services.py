@@ -302,6 +302,19 @@ class Kafka:
         self.down()
         shutil.rmtree(self.dir, ignore_errors=True)
 
+    def kill(self, timeout_s: float = 30) -> None:
+        """SIGKILL the broker, as a crash would (crash tests; ``up`` starts it again on the
+        same data directory). Returns once the process is gone and the port is closed."""
+        pid = _pid_alive(self.pid_file)
+        if pid is None:
+            return
+        os.killpg(pid, signal.SIGKILL) if _is_group_leader(pid) else os.kill(pid, signal.SIGKILL)
+        _wait(
+            lambda: _pid_alive(self.pid_file) is None and not _port_open(self.host, self.port),
+            timeout_s,
+            "Kafka to die",
+        )
+
 
 def _raise_open_files_limit() -> None:
     # A broker keeps a log segment and two memory-mapped indexes open per partition; a test run

@@ -75,6 +75,11 @@ class Settings(BaseSettings):
     currency: str = "GBP"
     # ISO 4217 codes taken in bets and deposits (oddsflow.domain.currency checks each one).
     accepted_currencies: str = "GBP,EUR,USD,JPY,CHF,SEK,NOK,DKK"
+    # Liability limits per market (minor units; unset: the domain's Limits defaults) and the
+    # share of a market's headroom handed to the account partitions as quotas (millionths).
+    liability_minor_max_selection: int | None = None
+    liability_minor_max_market: int | None = None
+    quota_share_ppm: int = 500_000
 
     # Feed ingestion HTTP endpoint; tokens as "provider:token,provider2:token2".
     ingest_port: int = 8088

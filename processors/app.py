@@ -31,6 +31,7 @@ from oddsflow.domain.pricing import Method
 from oddsflow.domain.validation import INPUT_TOPICS, ValidationError, validate_record
 from oddsflow.processors import transport as oddsflow_transport
 from oddsflow.processors.emit import PartitionBatcher, record_bytes
+from oddsflow.processors.market_view import MarketView
 from oddsflow.processors.markets import Book, InputError, MarketsHandler
 from oddsflow.processors.provider import ProviderHandler
 from oddsflow.processors.routes import ROUTES, mismatches
@@ -93,6 +94,7 @@ class Engine:
     codecs: dict[str, Codec]
     markets: MarketsHandler
     wallet: WalletHandler
+    view: MarketView
 
 
 def build_app(
@@ -158,7 +160,7 @@ def build_app(
     book = Book(
         margin=Decimal(settings.margin),
         method=Method(settings.pricing_method),
-        limits=limits or Limits(),
+        limits=limits or _limits(settings),
     )
     markets = MarketsHandler(
         table("markets"),
@@ -167,11 +169,22 @@ def build_app(
         table("liabilities"),
         book,
         account_partitions=topo.group_partitions("account"),
+        quota_currency=settings.currency,
+        quota_share_ppm=settings.quota_share_ppm,
     )
-    wallet = WalletHandler(table("wallets"), table("bets"), book.limits)
+    # The worker's read-only view of every published market: the wallet decides against it.
+    view = MarketView(settings)
+    wallet = WalletHandler(
+        table("wallets"),
+        table("bets"),
+        book.limits,
+        view=view,
+        quotas=table("quotas"),
+        account_partitions=topo.group_partitions("account"),
+    )
     # Provider-settled markets (UOF): the certainty policy is the adapter's setting.
     provider = ProviderHandler(markets, table("provider_markets"), UofSettings().certainty_policy)
-    engine = Engine(app, topo, topics, codecs, markets, wallet)
+    engine = Engine(app, topo, topics, codecs, markets, wallet, view)
     transport.recover_tables(
         {
             name: oddsflow_transport.RecoveredTable(
@@ -334,11 +347,22 @@ def build_app(
         async for events in stream.take_events(batch_max, within=batch_within_s):
             await handle_batch(events, handlers, "market_check")
 
+    view_lock = asyncio.Lock()
+
+    async def view_caught_up() -> None:
+        """Start the market view (once per worker) and wait until it has read everything
+        published before it started: no bet is decided against a view still behind."""
+        async with view_lock:
+            if not view.started:
+                await asyncio.to_thread(view.start)
+        await view.wait_caught_up()
+
     @app.agent(agent_topic("bet_delay"), name="bet_delay")
     async def bet_delay_agent(stream: Any) -> None:
-        # In-play bet delay: legs arrive here in hold order; wait until each one's time has
-        # come, then re-check it against the price at that moment.
+        # In-play bet delay: held bets arrive here in hold order; wait until each one is due,
+        # then decide it again against the view as it is then.
         handlers = agent_handlers["bet_delay"]
+        await view_caught_up()
         async for event in stream.events():
             key = name_to_key[event.message.topic]
             try:
@@ -356,6 +380,7 @@ def build_app(
     @app.agent(agent_topic("wallet"), name="wallet")
     async def wallet_agent(stream: Any) -> None:
         handlers = agent_handlers["wallet"]
+        await view_caught_up()  # decide nothing before the view has caught up
         async for events in stream.take_events(batch_max, within=batch_within_s):
             await handle_batch(events, handlers, "wallet")
 
@@ -383,6 +408,16 @@ def build_app(
                 )
 
     return engine
+
+
+def _limits(settings: Settings) -> Limits:
+    """The book's limits: the domain's defaults, with the liability limits settings override."""
+    overrides = {
+        name: value
+        for name in ("liability_minor_max_selection", "liability_minor_max_market")
+        if (value := getattr(settings, name)) is not None
+    }
+    return Limits(**overrides)
 
 
 def _check_sizes(

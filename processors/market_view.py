@@ -218,6 +218,10 @@ class MarketView:
     # ------------------------------------------------------------------ catch-up gate
 
     @property
+    def started(self) -> bool:
+        return self._thread is not None
+
+    @property
     def caught_up(self) -> bool:
         return self._caught_up.is_set() and self._error is None
 

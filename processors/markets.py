@@ -1,9 +1,15 @@
-"""Event-side handlers: pricing, market status, leg checks and leg settlement.
+"""Event-side handlers: pricing, market status, the event side of a bet and leg settlement.
 
 Everything about one sporting event lives on the partition of its ``event_id``: its
-markets (status and prices), the open legs placed on it and the liabilities. These
-handlers are the thin adapters between decoded Avro records and the pure domain
+markets (status and prices), the open legs placed on it and each market's liability book.
+These handlers are the thin adapters between decoded Avro records and the pure domain
 functions; the Faust agents in ``processors.app`` only decode, call them and produce.
+
+Bets are decided on the account partition (``processors.wallet``, one hop); the event side
+is off the decision path: ``on_accepted_leg`` records each accepted leg for settlement and,
+for a single taken on a quota, learns its liability and tops the quota up
+(``domain.quota``); ``on_leg_command`` is the authoritative path for a single no quota
+covered. Liability books are kept per market and currency in the ``liabilities`` table.
 """
 
 from __future__ import annotations
@@ -13,22 +19,35 @@ from decimal import Decimal
 from typing import Any
 
 from oddsflow.domain.acceptance import (
-    BetRequest,
     Liability,
     Limits,
     MarketState,
     MarketStatus,
-    PricePolicy,
-    check_leg,
+    RejectReason,
 )
 from oddsflow.domain.errors import DomainError
-from oddsflow.domain.ledger import scoped_id
+from oddsflow.domain.ledger import ID_SEPARATOR, scoped_id
 from oddsflow.domain.markets import Leg, MarketType, Period, canonical_selections, market_id
-from oddsflow.domain.money import payout_minor
 from oddsflow.domain.pricing import Method, price
+from oddsflow.domain.quota import (
+    AuthRequest,
+    AuthVerdict,
+    Grant,
+    QuotaBook,
+    QuotaPolicy,
+    Recall,
+    Return,
+    Spend,
+    authoritative,
+    learn_return,
+    learn_spend,
+    split,
+    top_up,
+)
 from oddsflow.domain.settlement import EventStatus, Result, settle_leg
 from oddsflow.metrics import PRICE_PUBLISH_LAG_SECONDS, STALE_UPDATES
 from oddsflow.processors.emit import key_partition
+from oddsflow.processors.quota_records import book_from_record, book_record, partition_key
 from oddsflow.processors.state import Effects, Store
 
 ODDS_Q = Decimal("0.0001")
@@ -111,6 +130,8 @@ class MarketsHandler:
         liabilities: Store,
         book: Book,
         account_partitions: int = 1,
+        quota_currency: str | None = None,
+        quota_share_ppm: int = 500_000,
     ) -> None:
         self.markets = markets
         self.events = events
@@ -119,6 +140,11 @@ class MarketsHandler:
         self.book = book
         # Leg outcomes go to the wallets in one message per account partition (see on_result).
         self.account_partitions = account_partitions
+        # Liability quotas: every account partition gets a share of each market's headroom.
+        # A market that opens is split at once in ``quota_currency`` (the book's currency);
+        # other currencies get quotas after their first authoritative bet.
+        self.quota_policy = QuotaPolicy(partitions=account_partitions, share_ppm=quota_share_ppm)
+        self.quota_currency = quota_currency
 
     # ------------------------------------------------------------------ feed
 
@@ -207,6 +233,8 @@ class MarketsHandler:
         )
         self.markets.put(mid, m)
         self.publish(mid, m, fx, now_ms)
+        if m["version"] == 1 and self.quota_currency is not None:
+            self._split(mid, self.quota_currency, fx, now_ms)  # the market opened: hand out quotas
         PRICE_PUBLISH_LAG_SECONDS.observe(max(0, now_ms - rec["provider_ts"]) / 1000)
 
     def publish(self, mid: str, m: dict[str, Any], fx: Effects, now_ms: int) -> None:
@@ -327,121 +355,271 @@ class MarketsHandler:
 
     # ------------------------------------------------------------------ bets
 
-    def on_leg_command(self, rec: dict[str, Any], fx: Effects, now_ms: int) -> None:
-        # Bet ids are scoped to their account: two accounts' bets "b1" are two legs here.
-        bet_ref = scoped_id(rec["account_id"], rec["bet_id"])
-        leg_key = f"{rec['leg']['event_id']}|{bet_ref}|{rec['leg_index']}"
-        if rec["action"] == "release":
-            self._release(leg_key)
-            return
-        if rec["action"] != "check":
-            return
-        leg = leg_from_record(rec["leg"])
-        mid = leg.market_id
-        existing = self.open_legs.get(leg_key)
-        if existing is not None:
-            # Redelivery of a check already granted: answer with the same verdict.
-            fx.emit(
-                "leg_verdicts",
-                rec["account_id"],
-                self._verdict(rec, mid, None, Decimal(existing["bound_odds"])),
-            )
-            return
-        request = BetRequest(
-            bet_id=rec["bet_id"],
-            account_id=rec["account_id"],
-            stake_minor=rec["stake_minor"],
-            currency=rec["currency"],
-            legs=(leg,) * rec["leg_count"],
-            price_policy=PricePolicy(rec["price_policy"]),
-            placed_at_ms=rec["requested_at"],
-        )
-        liab_rec = self.liabilities.get(mid)
-        liab = liability_of(liab_rec, rec["currency"])
-        held = rec.get("hold_until_ms") is not None
-        verdict = check_leg(
-            market_state(mid, self.markets.get(mid)),
-            liab,
-            leg,
-            request,
-            self.book.limits,
-            now_ms,
-            held=held,
-        )
-        if verdict.hold_until_ms is not None and not held:
-            fx.emit("leg_delays", leg.event_id, {**rec, "hold_until_ms": verdict.hold_until_ms})
-            return
-        if verdict.reason is not None:
-            fx.emit(
-                "leg_verdicts",
-                rec["account_id"],
-                self._verdict(rec, mid, verdict.reason.name, None),
-            )
-            return
-        assert verdict.bound_odds is not None
-        if rec["leg_count"] == 1:
-            # Liability is tracked for singles; an accumulator's exposure is capped by the
-            # per-bet payout limit instead (it spans markets on other partitions).
-            ret = payout_minor(rec["stake_minor"], verdict.bound_odds)
-            self.liabilities.put(
-                mid,
-                liability_record(
-                    liab_rec, rec["currency"], liab.add(leg.selection, rec["stake_minor"], ret)
-                ),
-            )
-        self.open_legs.put(
-            leg_key,
+    def _book(self, mid: str, currency: str) -> QuotaBook:
+        rec = self.liabilities.get(mid)
+        book: QuotaBook = book_from_record((rec or {}).get("by_currency", {}).get(currency), mid)
+        return book
+
+    def _put_book(self, mid: str, currency: str, book: QuotaBook) -> None:
+        rec = self.liabilities.get(mid) or {}
+        by_currency = dict(rec.get("by_currency", {}))
+        by_currency[currency] = book_record(book)
+        self.liabilities.put(mid, {"by_currency": by_currency})
+
+    def _open(self, mid: str) -> dict[str, Any] | None:
+        """The market if bets on it still count towards its liability (not settled)."""
+        m = self.markets.get(mid)
+        if m is None or m["status"] in ("settled", "cancelled"):
+            return None
+        return dict(m)
+
+    def _emit_grant(self, event_id: str, ccy: str, g: Grant, fx: Effects, now_ms: int) -> None:
+        fx.emit(
+            "quota_grants",
+            partition_key(g.partition, self.account_partitions),
             {
-                "bet_id": rec["bet_id"],
-                "account_id": rec["account_id"],
-                "leg_index": rec["leg_index"],
-                "leg_count": rec["leg_count"],
-                "market_id": mid,
-                "stake_minor": rec["stake_minor"],
-                "currency": rec["currency"],
-                "bound_odds": str(verdict.bound_odds),
-                "leg": {**leg_json(rec["leg"]), "selection": leg.selection},  # canonical
-                # When the bet was placed: a provider's bet_cancel voids the bets placed
-                # inside its window (processors.provider).
-                "placed_at": rec["requested_at"],
+                "kind": "grant",
+                "event_id": event_id,
+                "market_id": g.market_id,
+                "selection": g.selection,
+                "partition": g.partition,
+                "currency": ccy,
+                "amount_minor": g.amount_minor,
+                "sent_at": now_ms,
             },
         )
+
+    def _emit_recall(self, event_id: str, ccy: str, r: Recall, fx: Effects, now_ms: int) -> None:
         fx.emit(
-            "leg_verdicts", rec["account_id"], self._verdict(rec, mid, None, verdict.bound_odds)
+            "quota_grants",
+            partition_key(r.partition, self.account_partitions),
+            {
+                "kind": "recall",
+                "event_id": event_id,
+                "market_id": r.market_id,
+                "selection": None,
+                "partition": r.partition,
+                "currency": ccy,
+                "amount_minor": 0,
+                "sent_at": now_ms,
+            },
         )
 
-    def _release(self, leg_key: str) -> None:
-        leg_rec = self.open_legs.get(leg_key)
-        if leg_rec is None:
+    def _split(self, mid: str, ccy: str, fx: Effects, now_ms: int) -> None:
+        m = self._open(mid)
+        if m is None or not m.get("odds"):
             return
-        if leg_rec["leg_count"] == 1:
-            mid, ccy = leg_rec["market_id"], leg_rec["currency"]
-            liab_rec = self.liabilities.get(mid)
-            liab = liability_of(liab_rec, ccy)
-            ret = payout_minor(leg_rec["stake_minor"], Decimal(leg_rec["bound_odds"]))
-            self.liabilities.put(
-                mid,
-                liability_record(
-                    liab_rec,
-                    ccy,
-                    liab.remove(leg_rec["leg"]["selection"], leg_rec["stake_minor"], ret),
-                ),
-            )
-        self.open_legs.delete(leg_key)
+        book, grants = split(
+            self._book(mid, ccy), list(m["odds"]), self.book.limits, self.quota_policy
+        )
+        self._put_book(mid, ccy, book)
+        for g in grants:
+            self._emit_grant(m["event_id"], ccy, g, fx, now_ms)
 
-    @staticmethod
-    def _verdict(
-        rec: dict[str, Any], mid: str, reason: str | None, odds: Decimal | None
-    ) -> dict[str, Any]:
-        return {
+    def _emit_verdicts(self, mid: str, verdicts: tuple[AuthVerdict, ...], fx: Effects) -> None:
+        for v in verdicts:
+            # The event side keys an authoritative request by its account-scoped bet id.
+            acct, _, bet_id = v.bet_id.partition(ID_SEPARATOR)
+            self.open_legs.put(
+                _auth_key(v.bet_id), {"reason": None if v.reason is None else v.reason.name}
+            )
+            fx.emit(
+                "leg_verdicts",
+                acct,
+                {
+                    "bet_id": bet_id,
+                    "account_id": acct,
+                    "leg_index": 0,
+                    "leg_count": 1,
+                    "market_id": mid,
+                    "reason": None if v.reason is None else v.reason.name,
+                    # The account side bound the odds from its view and keeps them.
+                    "bound_odds": None,
+                },
+            )
+
+    def _after_book_change(
+        self,
+        mid: str,
+        ccy: str,
+        book: QuotaBook,
+        verdicts: tuple[AuthVerdict, ...],
+        fx: Effects,
+        now_ms: int,
+        top_up_for: tuple[int, str] | None = None,
+    ) -> None:
+        """Store ``book``, answer the bets it decided, and hand headroom back out: to the
+        partition that just spent (or asked), or to everyone when a recall ended."""
+        was_recalling = self._book(mid, ccy).recalling
+        self._put_book(mid, ccy, book)
+        self._emit_verdicts(mid, verdicts, fx)
+        m = self.markets.get(mid)
+        event_id = m["event_id"] if m is not None else mid.split("/", 1)[0]
+        if was_recalling and not book.recalling:
+            self._split(mid, ccy, fx, now_ms)
+        elif top_up_for is not None:
+            book, g = top_up(book, *top_up_for, self.book.limits, self.quota_policy)
+            if g is not None:
+                self._put_book(mid, ccy, book)
+                self._emit_grant(event_id, ccy, g, fx, now_ms)
+
+    def on_leg_command(self, rec: dict[str, Any], fx: Effects, now_ms: int) -> None:
+        """The authoritative path: a single the account partition's quota could not cover.
+        The market must still be open here (the event partition's own state, newer than any
+        view); the liability is decided exactly by ``quota.authoritative`` (which may recall
+        the market's quotas and park the bet until they are back)."""
+        if rec["action"] != "check":
+            return  # "release"/"confirm" belonged to the three-hop saga: nothing to undo now
+        acct, ccy = rec["account_id"], rec["currency"]
+        ref = scoped_id(acct, rec["bet_id"])
+        leg = leg_from_record(rec["leg"])
+        mid = leg.market_id
+        known = self.open_legs.get(_auth_key(ref))
+        if known is not None:
+            if "reason" in known:  # redelivery of a request already decided: same verdict
+                self._emit_verdicts(
+                    mid,
+                    (
+                        AuthVerdict(
+                            ref,
+                            rec["partition"],
+                            None if known["reason"] is None else RejectReason[known["reason"]],
+                        ),
+                    ),
+                    fx,
+                )
+            return  # still parked behind a recall
+        state = market_state(mid, self.markets.get(mid))
+        reason = _status_reason(state, leg.selection)
+        if reason is not None:
+            self._emit_verdicts(mid, (AuthVerdict(ref, rec["partition"], reason),), fx)
+            return
+        req = AuthRequest(
+            ref, mid, leg.selection, rec["partition"], rec["stake_minor"], rec["return_minor"]
+        )
+        try:
+            book, verdicts, recalls = authoritative(self._book(mid, ccy), req, self.book.limits)
+        except DomainError as exc:
+            raise InputError(f"authoritative check of {rec['bet_id']!r} refused: {exc}") from exc
+        if not verdicts:
+            self.open_legs.put(_auth_key(ref), {"parked": True})
+        for r in recalls:
+            self._emit_recall(leg.event_id, ccy, r, fx, now_ms)
+        accepted = any(v.bet_id == ref and v.reason is None for v in verdicts)
+        self._after_book_change(
+            mid,
+            ccy,
+            book,
+            verdicts,
+            fx,
+            now_ms,
+            top_up_for=(rec["partition"], leg.selection) if accepted else None,
+        )
+
+    def on_accepted_leg(self, rec: dict[str, Any], fx: Effects, now_ms: int) -> None:
+        """Off the decision path: an accepted leg (open leg for settlement; a quota spend to
+        learn) or quota given back after a recall."""
+        if rec["kind"] == "return":
+            self._on_return(rec, fx, now_ms)
+            return
+        acct, ccy = rec["account_id"], rec["currency"]
+        ref = scoped_id(acct, rec["bet_id"])
+        leg = leg_from_record(rec["leg"])
+        leg_key = f"{leg.event_id}|{ref}|{rec['leg_index']}"
+        if self.open_legs.get(leg_key) is not None:
+            return  # redelivery: already recorded (and its spend learned)
+        bound = Decimal(rec["bound_odds"])
+        leg_rec = {
             "bet_id": rec["bet_id"],
-            "account_id": rec["account_id"],
+            "account_id": acct,
             "leg_index": rec["leg_index"],
             "leg_count": rec["leg_count"],
-            "market_id": mid,
-            "reason": reason,
-            "bound_odds": None if odds is None else odds.quantize(ODDS_Q),
+            "market_id": leg.market_id,
+            "stake_minor": rec["stake_minor"],
+            "currency": ccy,
+            "bound_odds": str(bound),
+            "leg": {**leg_json(rec["leg"]), "selection": leg.selection},  # canonical
+            # When the bet was placed: a provider's bet_cancel voids the bets placed inside
+            # its window (processors.provider).
+            "placed_at": rec.get("placed_at"),
         }
+        self.open_legs.put(leg_key, leg_rec)
+        ev = self._event(leg.event_id)
+        if ev["result_revision"] >= 0 and ev["result"] is not None:
+            # The result overtook the leg (the view still showed the market open): settle it
+            # now, as on_result settled the legs it found.
+            self._settle_late_leg(ev, leg_rec, fx)
+            return
+        if rec["leg_count"] != 1:
+            return  # an accumulator's exposure is capped by the payout limit, not a book
+        self.open_legs.delete(_auth_key(ref))
+        if not rec["quota_spend"] or self._open(leg.market_id) is None:
+            return  # an authoritative single is already in the book
+        s = Spend(
+            ref,
+            leg.market_id,
+            leg.selection,
+            rec["partition"],
+            rec["stake_minor"],
+            rec["return_minor"],
+        )
+        try:
+            book, verdicts = learn_spend(self._book(leg.market_id, ccy), s, self.book.limits)
+        except DomainError as exc:
+            raise InputError(f"quota spend of {rec['bet_id']!r} refused: {exc}") from exc
+        self._after_book_change(
+            leg.market_id, ccy, book, verdicts, fx, now_ms, top_up_for=(s.partition, s.selection)
+        )
+
+    def _on_return(self, rec: dict[str, Any], fx: Effects, now_ms: int) -> None:
+        mid, ccy = rec["market_id"], rec["currency"]
+        if self._open(mid) is None:
+            return  # a settled market's book is gone: nothing is outstanding any more
+        r = Return(mid, rec["selection"], rec["partition"], rec["amount_minor"])
+        try:
+            book, verdicts = learn_return(self._book(mid, ccy), r, self.book.limits)
+        except DomainError as exc:
+            raise InputError(f"quota return for {mid!r} refused: {exc}") from exc
+        self._after_book_change(mid, ccy, book, verdicts, fx, now_ms)
+
+    def _settle_late_leg(self, ev: dict[str, Any], leg_rec: dict[str, Any], fx: Effects) -> None:
+        result = result_from_record({**ev["result"], "revision": ev["result_revision"]})
+        leg = leg_from_record(leg_rec["leg"]).bound_at(Decimal(leg_rec["bound_odds"]))
+        ls = settle_leg(leg, result)
+        fx.emit(
+            "leg_settlements",
+            leg_rec["account_id"],
+            {
+                "event_id": ev["event_id"],
+                "revision": ev["result_revision"],
+                "legs": [
+                    {
+                        "bet_id": leg_rec["bet_id"],
+                        "account_id": leg_rec["account_id"],
+                        "leg_index": leg_rec["leg_index"],
+                        "outcome": ls.outcome.value,
+                        "factor": ls.factor,
+                    }
+                ],
+            },
+        )
+
+
+def _auth_key(bet_ref: str) -> str:
+    # Not "<event_id>|...": on_result's prefix scan of open legs never sees these markers.
+    return f"auth:{bet_ref}"
+
+
+def _status_reason(state: MarketState | None, selection: str) -> RejectReason | None:
+    if state is None:
+        return RejectReason.MARKET_UNKNOWN
+    if state.status in (MarketStatus.CLOSED, MarketStatus.SETTLED, MarketStatus.CANCELLED):
+        return RejectReason.MARKET_CLOSED
+    if state.status in (MarketStatus.SUSPENDED, MarketStatus.BET_STOP):
+        return RejectReason.MARKET_SUSPENDED
+    if selection not in state.prices:
+        return RejectReason.SELECTION_UNKNOWN
+    return None
 
 
 def leg_json(leg: dict[str, Any]) -> dict[str, Any]:

@@ -25,14 +25,19 @@ ROUTES: Mapping[str, Mapping[str, tuple[str, str]]] = {
         "provider_settlements": ("provider", "on_provider_settlement"),
         "provider_cancels": ("provider", "on_provider_cancel"),
     },
-    "market_check": {"leg_commands": ("markets", "on_leg_command")},
-    # In-play bet delay: a held leg is re-checked against the price when its time has come.
-    "bet_delay": {"leg_delays": ("markets", "on_leg_command")},
+    # The event side of a bet, off the decision path, and the authoritative path.
+    "market_check": {
+        "leg_commands": ("markets", "on_leg_command"),
+        "accepted_legs": ("markets", "on_accepted_leg"),
+    },
+    # In-play bet delay: a held bet is decided again against the view when its time has come.
+    "bet_delay": {"bet_delays": ("wallet", "on_bet_delay")},
     "wallet": {
         "bet_requests": ("wallet", "on_bet_request"),
         "deposits": ("wallet", "on_deposit"),
         "leg_verdicts": ("wallet", "on_leg_verdict"),
         "leg_settlements": ("wallet", "on_leg_settlements"),
+        "quota_grants": ("wallet", "on_quota_message"),
     },
 }
 

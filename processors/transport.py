@@ -250,6 +250,25 @@ class WorkerConsumer(faust_aiokafka.Consumer):
                 log.warning("commit on revoke: %r", exc)
         await super().on_partitions_revoked(revoked)
 
+    async def _commit_tps(self, tps: Iterable[Any], start_new_transaction: bool) -> bool:
+        # Faust picks the offsets to commit *before* the commit takes the emit lock; a batch
+        # emitted and acked while it waited for the lock went into this transaction without
+        # its input offsets, so a crash before the next commit replayed inputs whose outputs
+        # and table writes were already committed (harmless only for idempotent handlers; a
+        # quota grant applied twice is not). Under exactly_once the offsets are picked, and
+        # committed, while holding the lock: a transaction carries exactly the offsets of the
+        # events whose outputs it carries.
+        tm = self.transactions
+        if not self.app.in_transaction or not isinstance(tm, WorkerTransactionManager):
+            return bool(await super()._commit_tps(tps, start_new_transaction))
+        async with tm.emit_lock:
+            tm.commit_holds_lock = True
+            try:
+                pending = set(tps) | set(self._filter_tps_with_pending_acks())
+                return bool(await super()._commit_tps(pending, start_new_transaction))
+            finally:
+                tm.commit_holds_lock = False
+
 
 class WorkerTransactionManager(FaustTransactionManager):
     """One transactional producer per worker; commits only what fully succeeded (see the
@@ -267,6 +286,8 @@ class WorkerTransactionManager(FaustTransactionManager):
         self._group_node: int | None = None
         # Set after an abort until the rebalance it asked for has rewound the worker.
         self.rewinding = False
+        # True while WorkerConsumer._commit_tps holds emit_lock around a commit.
+        self.commit_holds_lock = False
         self.aborts = 0
 
     @property
@@ -332,25 +353,30 @@ class WorkerTransactionManager(FaustTransactionManager):
                 event.ack()
 
     async def commit(self, offsets: Mapping[Any, int], start_new_transaction: bool = True) -> bool:
+        if self.commit_holds_lock:  # the consumer picked the offsets under the lock already
+            return await self._commit_locked(offsets, start_new_transaction)
         async with self.emit_lock:
-            if not offsets or self.rewinding:
-                return False
-            producer = self.producer.transaction_producer(self.transactional_id)
-            if producer is None:
-                return False
-            try:
-                failed = _failures(await self._settle_pending())
-                if failed:
-                    raise SendFailed(failed[0])
-                await producer.send_offsets_to_transaction(dict(offsets), self.app.conf.id)
-                await self._check_membership(producer)
-                await producer.commit_transaction()
-            except (TransactionAborted, kafka_errors.KafkaError) as exc:
-                await self._abort_and_rewind(exc)
-                return False
-            if start_new_transaction:
-                await producer.begin_transaction()
-            return True
+            return await self._commit_locked(offsets, start_new_transaction)
+
+    async def _commit_locked(self, offsets: Mapping[Any, int], start_new_transaction: bool) -> bool:
+        if not offsets or self.rewinding:
+            return False
+        producer = self.producer.transaction_producer(self.transactional_id)
+        if producer is None:
+            return False
+        try:
+            failed = _failures(await self._settle_pending())
+            if failed:
+                raise SendFailed(failed[0])
+            await producer.send_offsets_to_transaction(dict(offsets), self.app.conf.id)
+            await self._check_membership(producer)
+            await producer.commit_transaction()
+        except (TransactionAborted, kafka_errors.KafkaError) as exc:
+            await self._abort_and_rewind(exc)
+            return False
+        if start_new_transaction:
+            await producer.begin_transaction()
+        return True
 
     async def _settle_pending(self) -> list[Any]:
         pending, self._pending = self._pending, []

@@ -1,19 +1,23 @@
-"""Account-side handlers: deposits, the bet acceptance saga's wallet steps, settlement.
+"""Account-side handlers: deposits, the one-hop bet decision, quotas, settlement.
 
 Everything about one customer lives on the partition of its ``account_id``: one wallet per
 currency (balance and reserved stake; key ``"a1|GBP"``) and every bet it placed (request,
-saga progress, decision, leg settlements; key ``"bet:a1|b1"``: a bet id is scoped to its
+progress, decision, leg settlements; key ``"bet:a1|b1"``: a bet id is scoped to its
 account, and so is every id derived from it). Balances change only through the domain's
-wallet transitions. The saga for a bet request:
+wallet transitions. A bet request is decided in one step by ``domain.decide.decide``
+against the worker's market view (``processors.market_view``) and the partition's liability
+quotas (table ``quotas``, key ``"quota:<partition>|<currency>"``):
 
-1. the wallet checks the bet id (a duplicate returns the original decision), stake limits
-   and funds, reserves the stake and sends one ``check`` command per leg to the leg's event
-   partition (``leg_commands``);
-2. each event partition checks status, price policy, in-play delay and liability, binds
-   the price and answers with a ``leg_verdict``;
-3. when every leg has answered, the wallet commits the stake (accepted) or releases it
-   (rejected, with the lowest-valued reason) and emits exactly one decision; released legs
-   are told to drop their liability.
+* **accepted** / **rejected**: the decision, its ledger transaction(s) and the table writes
+  go out in the input's transaction; each accepted leg is sent to its event partition
+  (``accepted_legs``: open leg for settlement, the quota spend of a single);
+* **held** (in-play delay): the stake is reserved and the bet stored; ``bet_delays`` brings
+  it back when it is due (``on_bet_delay``) and it is decided again against the view then;
+* **needs authoritative**: a single its quota cannot cover; the stake is reserved and the
+  event partition decides its liability exactly (``leg_commands`` -> ``leg_verdicts``).
+
+Quota grants and recalls arrive on ``quota_grants``; a recall is answered with the unspent
+quota on ``accepted_legs``, after the spends this partition sent (one ordered channel).
 
 Settlement: each event partition emits its open legs' outcomes at their bound odds, batched
 per account partition (``leg_settlements``); when a bet's last leg is in, the wallet computes
@@ -38,20 +42,21 @@ from oddsflow.domain.acceptance import (
     PricePolicy,
     RejectReason,
     Wallet,
-    check_payout,
-    check_request,
-    check_wallet,
     commit,
     credit,
     potential_return,
     release,
-    reserve,
 )
+from oddsflow.domain.decide import VIEW_AGE_MS_MAX_IN_PLAY, MarketLookup, Outcome, decide
 from oddsflow.domain.errors import DomainError
 from oddsflow.domain.ledger import ID_SEPARATOR, scoped_id
-from oddsflow.domain.settlement import LegSettlement, Outcome, combine, resettlement_delta
-from oddsflow.metrics import DECISION_LATENCY_SECONDS, DECISIONS, SETTLEMENTS
+from oddsflow.domain.quota import Grant, Quotas, Recall, on_recall, receive_grant
+from oddsflow.domain.settlement import LegSettlement, combine, resettlement_delta
+from oddsflow.domain.settlement import Outcome as LegOutcome
+from oddsflow.metrics import DECISION_LATENCY_SECONDS, DECISION_PATHS, DECISIONS, SETTLEMENTS
+from oddsflow.processors.emit import key_partition
 from oddsflow.processors.markets import ODDS_Q, InputError, leg_from_record, leg_json
+from oddsflow.processors.quota_records import quotas_from_record, quotas_record
 from oddsflow.processors.state import Effects, Store
 
 # A leg outcome (leg_settlement_batch v2) and a settlement outcome (settlement v2) that is not
@@ -111,10 +116,24 @@ class WalletHandler:
     """Every balance change goes through the domain's wallet transitions (``reserve``,
     ``commit``, ``release``, ``credit``): one state machine, bounded to 64-bit sums."""
 
-    def __init__(self, wallets: Store, bets: Store, limits: Limits) -> None:
+    def __init__(
+        self,
+        wallets: Store,
+        bets: Store,
+        limits: Limits,
+        *,
+        view: MarketLookup,
+        quotas: Store,
+        account_partitions: int = 1,
+        view_age_ms_max_in_play: int = VIEW_AGE_MS_MAX_IN_PLAY,
+    ) -> None:
         self.wallets = wallets
         self.bets = bets
         self.limits = limits
+        self.view = view
+        self.quotas = quotas
+        self.account_partitions = account_partitions
+        self.view_age_ms_max_in_play = view_age_ms_max_in_play
 
     def _get_wallet(self, account_id: str, currency: str) -> Wallet:
         return _wallet(self.wallets.get(wallet_key(account_id, currency)))
@@ -140,7 +159,18 @@ class WalletHandler:
         self.bets.put(key, {"amount_minor": rec["amount_minor"], "currency": ccy})
         fx.emit("ledger", acct, tx_record(tx, acct, now_ms))
 
-    # ------------------------------------------------------------------ saga
+    # ------------------------------------------------------------------ one hop
+
+    def _quotas(self, partition: int, currency: str) -> Quotas:
+        q: Quotas = quotas_from_record(self.quotas.get(_quotas_key(partition, currency)), partition)
+        return q
+
+    def _put_quotas(self, currency: str, q: Quotas) -> None:
+        self.quotas.put(_quotas_key(q.partition, currency), quotas_record(q))
+
+    def partition_of(self, account_id: str) -> int:
+        p: int = key_partition(account_id.encode(), self.account_partitions)
+        return p
 
     def on_bet_request(self, rec: dict[str, Any], fx: Effects, now_ms: int) -> None:
         acct = rec["account_id"]
@@ -156,7 +186,6 @@ class WalletHandler:
                 # A duplicate bet id gets the original decision again, unchanged.
                 fx.emit("bet_decisions", acct, _decision_avro(bet["decision"]))
             return
-        stake = rec["stake_minor"]
         try:
             legs = tuple(leg_from_record(leg) for leg in rec["legs"])
             if not legs:
@@ -166,7 +195,7 @@ class WalletHandler:
             request = BetRequest(
                 bet_id=rec["bet_id"],
                 account_id=acct,
-                stake_minor=stake,
+                stake_minor=rec["stake_minor"],
                 currency=rec["currency"],
                 legs=legs,
                 price_policy=PricePolicy(rec["price_policy"]),
@@ -175,123 +204,215 @@ class WalletHandler:
         except (InputError, ValueError):
             self._decide(rec, None, fx, now_ms, RejectReason.INVALID_REQUEST, [])
             return
-        ccy = rec["currency"]
-        wallet = self._get_wallet(acct, ccy)  # only the bet's currency funds it
-        reason = check_request(request) or check_wallet(wallet, request, self.limits)
-        if reason is not None:
-            self._decide(rec, None, fx, now_ms, reason, [])
-            return
-        try:
-            reserved = reserve(wallet, stake)
-        except DomainError as exc:
-            raise InputError(f"bet {rec['bet_id']!r}: {exc}") from exc
-        self._put_wallet(acct, ccy, reserved)
-        fx.emit(
-            "ledger",
-            acct,
-            tx_record(ledger.reserve_stake(rec["bet_id"], acct, stake, ccy), acct, now_ms),
-        )
+        req = _request_json(rec)
         bet = {
-            "request": _request_json(rec),
-            "state": "checking",
-            "verdicts": {},
+            "request": req,
+            "state": "deciding",
             "decision": None,
             "legs_settled": {},
             "settled_return": None,
             "settle_revision": -1,
             "settle_sig": None,
         }
-        self.bets.put(key, bet)
-        for i, leg in enumerate(rec["legs"]):
+        self._one_hop(key, bet, request, fx, now_ms, held=False)
+
+    def on_bet_delay(self, rec: dict[str, Any], fx: Effects, now_ms: int) -> None:
+        """A held bet is due (the bet_delay agent waited for ``hold_until_ms``): decide it again
+        against the view as it is now; a suspension or price move during the delay rejects it."""
+        key = bet_key(rec["account_id"], rec["bet_id"])
+        bet = self.bets.get(key)
+        if bet is None or bet["state"] != "held":
+            return  # redelivery: already re-checked
+        self._one_hop(key, bet, _request_from_json(bet["request"]), fx, now_ms, held=True)
+
+    def _one_hop(
+        self,
+        key: str,
+        bet: dict[str, Any],
+        request: BetRequest,
+        fx: Effects,
+        now_ms: int,
+        *,
+        held: bool,
+    ) -> None:
+        acct, ccy = request.account_id, request.currency
+        quotas = self._quotas(self.partition_of(acct), ccy)
+        try:
+            d = decide(
+                self._get_wallet(acct, ccy),  # only the bet's currency funds it
+                request,
+                self.view,
+                quotas,
+                self.limits,
+                now_ms,
+                held=held,
+                view_age_ms_max_in_play=self.view_age_ms_max_in_play,
+            )
+        except DomainError as exc:
+            raise InputError(f"bet {request.bet_id!r}: {exc}") from exc
+        req = bet["request"]
+        if d.outcome is Outcome.REJECTED and not held:
+            # Rejected before any reservation: remember only the decision.
+            self._decide(req, None, fx, now_ms, d.reason, [])
+            DECISION_PATHS.labels("fast").inc()
+            return
+        self._put_wallet(acct, ccy, d.wallet)
+        if d.quotas != quotas:
+            self._put_quotas(ccy, d.quotas)
+        for tx in d.transactions:
+            fx.emit("ledger", acct, tx_record(tx, acct, now_ms))
+        bet["bound_odds"] = [str(o) for o in d.bound_odds]
+        bet["return_minor"] = d.potential_return_minor
+        if d.outcome is Outcome.HELD:
+            assert d.hold_until_ms is not None
+            bet["state"] = "held"
+            self.bets.put(key, bet)
+            fx.emit(
+                "bet_delays",
+                acct,
+                {"bet_id": request.bet_id, "account_id": acct, "hold_until_ms": d.hold_until_ms},
+            )
+            return
+        if d.outcome is Outcome.NEEDS_AUTHORITATIVE:
+            assert d.authoritative is not None
+            bet["state"] = "checking"
+            self.bets.put(key, bet)
+            leg = req["legs"][0]
             fx.emit(
                 "leg_commands",
                 leg["event_id"],
                 {
                     "action": "check",
-                    "bet_id": rec["bet_id"],
+                    "bet_id": request.bet_id,
                     "account_id": acct,
-                    "leg_index": i,
-                    "leg_count": len(rec["legs"]),
-                    "leg": leg,
-                    "stake_minor": stake,
+                    "leg_index": 0,
+                    "leg_count": 1,
+                    "leg": _leg_avro(leg),
+                    "stake_minor": request.stake_minor,
                     "currency": ccy,
-                    "price_policy": rec["price_policy"],
-                    "hold_until_ms": None,
-                    "requested_at": rec["placed_at"],
+                    "price_policy": req["price_policy"],
+                    "partition": d.authoritative.partition,
+                    "bound_odds": d.bound_odds[0].quantize(ODDS_Q),
+                    "return_minor": d.potential_return_minor,
+                    "requested_at": req["placed_at"],
+                },
+            )
+            DECISION_PATHS.labels("authoritative").inc()
+            return
+        accepted = d.outcome is Outcome.ACCEPTED
+        bet["state"] = "accepted" if accepted else "rejected"
+        bet["decision"] = self._decide(req, bet, fx, now_ms, d.reason, list(d.bound_odds))
+        self.bets.put(key, bet)
+        DECISION_PATHS.labels("fast").inc()
+        if accepted:
+            self._send_legs(bet, quota_spend=bool(d.spends), fx=fx, now_ms=now_ms)
+
+    def _send_legs(
+        self, bet: dict[str, Any], *, quota_spend: bool, fx: Effects, now_ms: int
+    ) -> None:
+        """Off the decision path: every accepted leg to its event partition (open legs for
+        settlement at the bound odds; a single taken on a quota is the spend it learns)."""
+        req = bet["request"]
+        acct = req["account_id"]
+        partition = self.partition_of(acct)
+        for i, leg in enumerate(req["legs"]):
+            odds = Decimal(bet["bound_odds"][i])
+            fx.emit(
+                "accepted_legs",
+                leg["event_id"],
+                {
+                    "kind": "leg",
+                    "bet_id": req["bet_id"],
+                    "account_id": acct,
+                    "partition": partition,
+                    "leg_index": i,
+                    "leg_count": len(req["legs"]),
+                    "leg": _leg_avro(leg),
+                    "market_id": leg_from_record(leg).market_id,
+                    "selection": leg["selection"],
+                    "stake_minor": req["stake_minor"],
+                    "currency": req["currency"],
+                    "bound_odds": odds.quantize(ODDS_Q),
+                    "return_minor": bet["return_minor"] if len(req["legs"]) == 1 else 0,
+                    "quota_spend": quota_spend,
+                    "amount_minor": 0,
+                    "accepted_at": now_ms,
+                    "placed_at": req["placed_at"],
                 },
             )
 
     def on_leg_verdict(self, rec: dict[str, Any], fx: Effects, now_ms: int) -> None:
+        """The event partition's exact liability verdict on a single sent the authoritative way."""
         key = bet_key(rec["account_id"], rec["bet_id"])
         bet = self.bets.get(key)
         if bet is None or bet["state"] != "checking":
             return  # late or duplicate verdict: the decision is already made
-        idx = str(rec["leg_index"])
-        if idx in bet["verdicts"]:
-            return
-        bet["verdicts"][idx] = {
-            "reason": rec["reason"],
-            "odds": None if rec["bound_odds"] is None else str(rec["bound_odds"]),
-        }
         req = bet["request"]
-        if len(bet["verdicts"]) < len(req["legs"]):
-            self.bets.put(key, bet)
-            return
-        reasons = [RejectReason[v["reason"]] for v in bet["verdicts"].values() if v["reason"]]
-        odds = [
-            Decimal(bet["verdicts"][str(i)]["odds"])
-            for i in range(len(req["legs"]))
-            if bet["verdicts"][str(i)]["odds"]
-        ]
-        reason = min(reasons) if reasons else None
-        if reason is None:
-            request = _request_from_json(req)
-            reason = check_payout(request, odds, self.limits)
         acct, stake, ccy = req["account_id"], req["stake_minor"], req["currency"]
+        reason = None if rec["reason"] is None else RejectReason[rec["reason"]]
         w = self._get_wallet(acct, ccy)
         try:
             w = commit(w, stake) if reason is None else release(w, stake)
         except DomainError as exc:
             raise InputError(f"bet {req['bet_id']!r}: {exc}") from exc
         self._put_wallet(acct, ccy, w)
-        if reason is None:
-            fx.emit(
-                "ledger",
-                acct,
-                tx_record(ledger.accept_stake(req["bet_id"], acct, stake, ccy), acct, now_ms),
-            )
-            bet["state"] = "accepted"
-        else:
-            fx.emit(
-                "ledger",
-                acct,
-                tx_record(ledger.release_stake(req["bet_id"], acct, stake, ccy), acct, now_ms),
-            )
-            bet["state"] = "rejected"
-            for i, v in sorted(bet["verdicts"].items()):
-                if v["reason"] is None:  # this leg holds liability on its market: give it back
-                    leg = req["legs"][int(i)]
-                    fx.emit(
-                        "leg_commands",
-                        leg["event_id"],
-                        {
-                            "action": "release",
-                            "bet_id": req["bet_id"],
-                            "account_id": acct,
-                            "leg_index": int(i),
-                            "leg_count": len(req["legs"]),
-                            "leg": _leg_avro(leg),
-                            "stake_minor": stake,
-                            "currency": ccy,
-                            "price_policy": req["price_policy"],
-                            "hold_until_ms": None,
-                            "requested_at": req["placed_at"],
-                        },
-                    )
-        bet["decision"] = self._decide(req, bet, fx, now_ms, reason, odds if reason is None else [])
+        posting = ledger.accept_stake if reason is None else ledger.release_stake
+        fx.emit("ledger", acct, tx_record(posting(req["bet_id"], acct, stake, ccy), acct, now_ms))
+        bet["state"] = "accepted" if reason is None else "rejected"
+        odds = [Decimal(o) for o in bet["bound_odds"]] if reason is None else []
+        bet["decision"] = self._decide(req, bet, fx, now_ms, reason, odds)
         self.bets.put(key, bet)
-        if bet["state"] == "accepted":
+        if reason is None:
+            self._send_legs(bet, quota_spend=False, fx=fx, now_ms=now_ms)
             self._maybe_settle(key, bet, fx, now_ms)
+
+    def on_quota_message(self, rec: dict[str, Any], fx: Effects, now_ms: int) -> None:
+        """A grant adds to this partition's quota; a recall gives back all of a market's."""
+        ccy = rec["currency"]
+        quotas = self._quotas(rec["partition"], ccy)
+        try:
+            if rec["kind"] == "grant":
+                self._put_quotas(
+                    ccy,
+                    receive_grant(
+                        quotas,
+                        Grant(
+                            rec["market_id"],
+                            rec["selection"],
+                            rec["partition"],
+                            rec["amount_minor"],
+                        ),
+                    ),
+                )
+                return
+            quotas, returns = on_recall(quotas, Recall(rec["market_id"], rec["partition"]))
+        except DomainError as exc:
+            raise InputError(f"quota message for {rec['market_id']!r} refused: {exc}") from exc
+        self._put_quotas(ccy, quotas)
+        for r in returns:
+            fx.emit(
+                "accepted_legs",
+                rec["event_id"],
+                {
+                    "kind": "return",
+                    "bet_id": "",
+                    "account_id": "",
+                    "partition": r.partition,
+                    "leg_index": 0,
+                    "leg_count": 1,
+                    "leg": None,
+                    "market_id": r.market_id,
+                    "selection": r.selection,
+                    "stake_minor": 0,
+                    "currency": ccy,
+                    "bound_odds": None,
+                    "return_minor": 0,
+                    "quota_spend": False,
+                    "amount_minor": r.amount_minor,
+                    "accepted_at": now_ms,
+                    "placed_at": None,
+                },
+            )
 
     def _decide(
         self,
@@ -388,7 +509,7 @@ class WalletHandler:
         else:
             legs = [
                 LegSettlement(
-                    Outcome(legs_in[str(i)]["outcome"]), Decimal(legs_in[str(i)]["factor"])
+                    LegOutcome(legs_in[str(i)]["outcome"]), Decimal(legs_in[str(i)]["factor"])
                 )
                 for i in range(n)
             ]
@@ -437,6 +558,11 @@ class WalletHandler:
 def _settlements_counter(outcome: str, first: bool) -> Any:
     # prometheus_client's labels() costs more than a settlement's arithmetic: look up once.
     return SETTLEMENTS.labels(outcome, "settle" if first else "resettle")
+
+
+def _quotas_key(partition: int, currency: str) -> str:
+    # One Quotas per (partition, currency): liability in pounds never covers a bet in yen.
+    return f"quota:{partition}|{currency}"
 
 
 def _leg_avro(leg: dict[str, Any]) -> dict[str, Any]:

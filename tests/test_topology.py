@@ -87,7 +87,7 @@ def test_agents_section_matches_the_handlers_the_code_runs():
     assert t.check_routes() == []
     # The inputs the issue found missing are declared: scores priced, the bet delay agent.
     assert "scores" in t.agents["pricing"]["inputs"]
-    assert t.agents["bet_delay"]["inputs"] == ["leg_delays"]
+    assert t.agents["bet_delay"]["inputs"] == ["bet_delays"]
     assert {a: set(spec["inputs"]) for a, spec in t.agents.items()} == {
         a: set(r) for a, r in ROUTES.items()
     }

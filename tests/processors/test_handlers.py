@@ -15,8 +15,9 @@ import pytest
 
 from oddsflow import topology
 from oddsflow.codec import Codec
-from oddsflow.domain.acceptance import Limits
+from oddsflow.domain.acceptance import Limits, MarketState
 from oddsflow.domain.money import payout_minor
+from oddsflow.processors.market_view import MarketEntry, entry_from_record
 from oddsflow.processors.markets import Book, InputError, MarketsHandler
 from oddsflow.processors.state import Effects, Store
 from oddsflow.processors.wallet import WalletHandler
@@ -25,23 +26,55 @@ from tests.processors import records as r
 NOW = r.T0_MS + 1000
 
 
+class FedView:
+    """The market view as the wallet sees it, fed with every priced_markets output (what
+    ``processors.market_view.MarketView`` reads from Kafka, applied the same way)."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, MarketEntry] = {}
+
+    def apply(self, rec: dict[str, Any]) -> None:
+        entry = entry_from_record(rec, 0, 0)
+        old = self.entries.get(entry.state.market_id)
+        if old is None or entry.version > old.version:
+            self.entries[entry.state.market_id] = entry
+
+    def get(self, market_id: str) -> MarketState | None:
+        entry = self.entries.get(market_id)
+        return None if entry is None or not entry.state.prices else entry.state
+
+    def age_ms(self, market_id: str, now_ms: int) -> int | None:
+        entry = self.entries.get(market_id)
+        return None if entry is None else max(0, now_ms - entry.priced_ts_ms)
+
+
+TABLES = ("markets", "events", "legs", "liab", "wallets", "bets", "quotas")
+
+
 class Engine:
     """Both handlers wired like the topology: outputs routed to their consumers in order."""
 
     def __init__(
-        self, limits: Limits | None = None, state: dict[str, dict[str, bytes]] | None = None
+        self,
+        limits: Limits | None = None,
+        state: dict[str, dict[str, bytes]] | None = None,
+        quota_currency: str | None = "GBP",
     ) -> None:
-        self.state = (
-            state
-            if state is not None
-            else {n: {} for n in ("markets", "events", "legs", "liab", "wallets", "bets")}
-        )
+        self.state = state if state is not None else {n: {} for n in TABLES}
         st = {k: Store(v) for k, v in self.state.items()}
         self.limits = limits or Limits(bet_delay_ms_in_play=0)
         self.m = MarketsHandler(
-            st["markets"], st["events"], st["legs"], st["liab"], Book(limits=self.limits)
+            st["markets"],
+            st["events"],
+            st["legs"],
+            st["liab"],
+            Book(limits=self.limits),
+            quota_currency=quota_currency,
         )
-        self.w = WalletHandler(st["wallets"], st["bets"], self.limits)
+        self.view = FedView()
+        self.w = WalletHandler(
+            st["wallets"], st["bets"], self.limits, view=self.view, quotas=st["quotas"]
+        )
         self.outputs: list[tuple[str, str, dict[str, Any]]] = []
         self.routes = {
             "fixtures": self.m.on_fixture,
@@ -50,11 +83,13 @@ class Engine:
             "results": self.m.on_result,
             "scores": self.m.on_score,
             "leg_commands": self.m.on_leg_command,
-            "leg_delays": self.m.on_leg_command,
+            "accepted_legs": self.m.on_accepted_leg,
+            "bet_delays": self.w.on_bet_delay,
             "bet_requests": self.w.on_bet_request,
             "deposits": self.w.on_deposit,
             "leg_verdicts": self.w.on_leg_verdict,
             "leg_settlements": self.w.on_leg_settlements,
+            "quota_grants": self.w.on_quota_message,
         }
 
     def feed(self, topic: str, rec: dict[str, Any], now_ms: int = NOW) -> None:
@@ -68,7 +103,9 @@ class Engine:
                 # sees it: a record the schema cannot carry fails the test here.
                 decoded = _roundtrip(o.topic, o.value)
                 self.outputs.append((o.topic, o.key, decoded))
-                if o.topic in self.routes and o.topic != "leg_delays":
+                if o.topic == "priced_markets":
+                    self.view.apply(decoded)
+                if o.topic in self.routes and o.topic != "bet_delays":  # delays: fed when due
                     queue.append((o.topic, decoded))
 
     def out(self, topic: str) -> list[dict[str, Any]]:
@@ -206,7 +243,8 @@ def test_accumulator_waits_for_last_leg_and_releases_on_partial_reject():
     e.feed("results", r.result("e2", (3, 0)))
     [s] = e.out("settlements")
     assert s["return_minor"] == payout_minor(10_00, h1 * h2)
-    # Partial reject: e3 is suspended, so the e4 leg that was granted is released.
+    # Partial reject: e3 is suspended, so the whole accumulator is refused in one step and no
+    # leg of it reaches an event partition (nothing to release).
     market_up(e, "e3")
     market_up(e, "e4")
     e.feed("market_status", r.status("e3", "suspended", seq=2))
@@ -216,8 +254,7 @@ def test_accumulator_waits_for_last_leg_and_releases_on_partial_reject():
     )
     d = e.decisions()["acc2"]
     assert (d["accepted"], d["reason"]) == (False, "MARKET_SUSPENDED")
-    releases = [c for c in e.out("leg_commands") if c["action"] == "release"]
-    assert [(c["bet_id"], c["leg"]["event_id"]) for c in releases] == [("acc2", "e4")]
+    assert [x["bet_id"] for x in e.out("accepted_legs") if x["kind"] == "leg"] == ["acc", "acc"]
     assert not [k for k in e.state["legs"] if k.startswith("e4|")]
     # A leg on a market that has settled is closed for betting.
     e.feed(
@@ -291,13 +328,16 @@ def test_in_play_bet_is_held_then_rechecked_at_the_later_price():
     e.feed("market_status", r.status("e1", "open", seq=2, in_play=True))
     e.feed("deposits", r.deposit("a1", 100_00))
     e.feed("bet_requests", r.bet("b1", "a1", 10_00, [r.leg("e1", "home", "2.00")], policy="higher"))
-    [held] = e.out("leg_delays")
-    assert held["hold_until_ms"] == NOW + 5_000
+    [held] = e.out("bet_delays")
+    assert (held["account_id"], held["hold_until_ms"]) == ("a1", NOW + 5_000)
     assert "b1" not in e.decisions()
     # The price drifts in while the bet is held: re-checked at hold time, it is rejected.
     e.feed("price_updates", r.prices("e1", ("1.20", "6.00", "12.00"), seq=2))
-    e.feed("leg_delays", held, now_ms=NOW + 5_000)
+    e.feed("bet_delays", held, now_ms=NOW + 5_000)
     assert e.decisions()["b1"]["reason"] == "PRICE_CHANGED"
+    assert [t["kind"] for t in e.out("ledger") if t["bet_id"] == "b1"] == ["reserve", "release"]
+    e.feed("bet_delays", held, now_ms=NOW + 5_000)  # redelivered: decided once
+    assert len([d for d in e.out("bet_decisions") if d["bet_id"] == "b1"]) == 1
 
 
 def test_crash_and_resume_replaying_inputs_changes_nothing():
@@ -599,7 +639,324 @@ def test_liability_is_kept_per_currency():
     assert d["b1"]["accepted"] and d["b2"]["accepted"]
     assert d["b3"]["reason"] in {"LIABILITY_SELECTION", "LIABILITY_MARKET"}
     [liab] = [orjson.loads(v) for v in e.state["liab"].values()]
-    assert {c: p["stakes_minor"] for c, p in liab["by_currency"].items()} == {
+    assert {c: p["liability"]["stakes_minor"] for c, p in liab["by_currency"].items()} == {
         "GBP": 40_00,
         "USD": 40_00,
     }
+
+
+# ---- issue 11: one hop to a bet decision ---------------------------------------------------
+
+
+def _quota(e: Engine, selection: str, ccy: str = "GBP", market: str = MR_E1) -> int:
+    raw = e.state["quotas"].get(f"quota:0|{ccy}")
+    if raw is None:
+        return 0
+    return int(orjson.loads(raw)["amounts"].get(f"{market}\x1f{selection}", 0))
+
+
+def _book(e: Engine, ccy: str = "GBP", market: str = MR_E1) -> dict[str, Any]:
+    return orjson.loads(e.state["liab"][market])["by_currency"][ccy]
+
+
+def test_a_single_within_its_quota_is_decided_in_one_hop_and_the_spend_learned():
+    limits = Limits(bet_delay_ms_in_play=0, liability_minor_max_selection=1_000_00)
+    e = Engine(limits)
+    home = market_up(e)
+    # The market opened: its headroom was split and the partition holds half of it.
+    grants = [g for g in e.out("quota_grants") if g["selection"] == "home"]
+    assert [(g["kind"], g["partition"], g["amount_minor"]) for g in grants] == [
+        ("grant", 0, 500_00)
+    ]
+    assert _quota(e, "home") == 500_00
+    e.feed("deposits", r.deposit("a1", 100_00))
+    e.feed("bet_requests", r.bet("b1", "a1", 10_00, [r.leg("e1", "home", str(home))]))
+    d = e.decisions()["b1"]
+    assert d["accepted"] and d["bound_odds"] == [home]
+    assert e.out("leg_commands") == [] and e.out("leg_verdicts") == []  # no round trip
+    [leg] = [x for x in e.out("accepted_legs") if x["kind"] == "leg"]
+    added = d["potential_return_minor"] - 10_00
+    assert (leg["quota_spend"], leg["return_minor"]) == (True, d["potential_return_minor"])
+    # The event side learned the liability and topped the partition back up to its share.
+    book = _book(e)
+    assert book["liability"]["stakes_minor"] == 10_00
+    assert book["liability"]["returns_minor"] == {"home": d["potential_return_minor"]}
+    top = e.out("quota_grants")[-1]
+    assert (top["selection"], top["amount_minor"]) == (
+        "home",
+        (1_000_00 - added) // 2 - 500_00 + added,
+    )
+    assert _quota(e, "home") == (1_000_00 - added) // 2
+    # The open leg is what settlement reads, at the bound odds.
+    [open_leg] = [orjson.loads(v) for k, v in e.state["legs"].items() if k.startswith("e1|")]
+    assert open_leg["bound_odds"] == str(home) and open_leg["leg"]["selection"] == "home"
+    e.feed("results", r.result("e1", (1, 0)))
+    [s] = e.out("settlements")
+    assert s["return_minor"] == payout_minor(10_00, home)
+
+
+def test_a_redelivered_accepted_leg_is_learned_once():
+    e = Engine(Limits(bet_delay_ms_in_play=0, liability_minor_max_selection=1_000_00))
+    home = market_up(e)
+    e.feed("deposits", r.deposit("a1", 100_00))
+    e.feed("bet_requests", r.bet("b1", "a1", 10_00, [r.leg("e1", "home", str(home))]))
+    [leg] = [x for x in e.out("accepted_legs") if x["kind"] == "leg"]
+    before = (_book(e), len(e.out("quota_grants")))
+    e.feed("accepted_legs", leg)
+    assert (_book(e), len(e.out("quota_grants"))) == before
+
+
+def test_a_single_its_quota_cannot_cover_takes_the_authoritative_path():
+    e = Engine(Limits(bet_delay_ms_in_play=0, liability_minor_max_selection=100_00))
+    home = market_up(e)  # quota 50_00 on home
+    e.feed("deposits", r.deposit("a1", 1000_00))
+    # 40_00 at 2.09 adds 43_60: within the 50_00 quota, decided on the account partition.
+    e.feed("bet_requests", r.bet("b1", "a1", 40_00, [r.leg("e1", "home", str(home))]))
+    assert e.out("leg_commands") == []
+    # 30_00 more adds 32_70: more than the quota left (topped up to 28_20); the event side
+    # recalls the grants, and with them back the true headroom (56_40) takes it.
+    e.feed("bet_requests", r.bet("b2", "a1", 30_00, [r.leg("e1", "home", str(home))]))
+    [cmd] = e.out("leg_commands")
+    assert (cmd["bet_id"], cmd["partition"], cmd["return_minor"]) == ("b2", 0, 62_70)
+    assert cmd["bound_odds"] == home
+    d = e.decisions()
+    assert d["b1"]["accepted"] and d["b2"]["accepted"]  # 43_60 + 32_70 = 76_30 <= 100_00
+    assert [t["kind"] for t in e.out("ledger") if t["bet_id"] == "b2"] == ["reserve", "accept"]
+    [leg2] = [x for x in e.out("accepted_legs") if x["kind"] == "leg" and x["bet_id"] == "b2"]
+    assert leg2["quota_spend"] is False  # already counted by the authoritative check
+    assert _book(e)["liability"]["returns_minor"] == {"home": 20_90 * 4 + 62_70}
+    # A third that does not fit the true headroom (76_30 + 32_70 > 100_00) is refused
+    # exactly: the grants were recalled, returned and the book is the true one.
+    e.feed("bet_requests", r.bet("b3", "a1", 30_00, [r.leg("e1", "home", str(home))]))
+    assert e.decisions()["b3"]["reason"] == "LIABILITY_SELECTION"
+    assert [t["kind"] for t in e.out("ledger") if t["bet_id"] == "b3"] == ["reserve", "release"]
+    assert len([x for x in e.out("quota_grants") if x["kind"] == "recall"]) == 2  # b2, b3
+    assert [x["kind"] for x in e.out("accepted_legs")][-1] == "return"
+    assert _book(e)["liability"]["returns_minor"] == {"home": 20_90 * 4 + 62_70}
+    w = _wallets(e)["a1|GBP"]
+    assert (w["balance_minor"], w["reserved_minor"]) == (1000_00 - 70_00, 0)
+    # A redelivered authoritative request gets the same verdict, nothing twice.
+    verdicts = len(e.out("leg_verdicts"))
+    e.feed("leg_commands", cmd)
+    assert len(e.out("leg_verdicts")) == verdicts + 1
+    assert e.decisions()["b2"]["accepted"] and len(e.out("bet_decisions")) == 3
+
+
+def test_the_authoritative_path_refuses_a_market_closed_on_the_event_partition():
+    e = Engine(Limits(bet_delay_ms_in_play=0, liability_minor_max_selection=10_00))
+    home = market_up(e)
+    e.feed("deposits", r.deposit("a1", 1000_00))
+    e.feed("bet_requests", r.bet("b1", "a1", 40_00, [r.leg("e1", "home", str(home))]))
+    [cmd] = e.out("leg_commands")
+    e.feed("market_status", r.status("e1", "suspended", seq=2))
+    wallet_before = _wallets(e)["a1|GBP"]
+    assert wallet_before["reserved_minor"] == 0  # (b1 was decided in the chain already)
+    # Replayed against a suspended market: the event side's own state refuses it.
+    e2 = Engine(Limits(bet_delay_ms_in_play=0, liability_minor_max_selection=10_00))
+    market_up(e2)
+    e2.feed("market_status", r.status("e1", "suspended", seq=2))
+    fx = Effects()
+    e2.m.on_leg_command(_roundtrip("leg_commands", cmd), fx, NOW)
+    [v] = [o.value for o in fx.out if o.topic == "leg_verdicts"]
+    assert (v["bet_id"], v["reason"]) == ("b1", "MARKET_SUSPENDED")
+
+
+def test_a_recall_returns_the_unspent_quota_after_the_spends():
+    e = Engine(Limits(bet_delay_ms_in_play=0, liability_minor_max_selection=100_00))
+    market_up(e)
+    assert _quota(e, "home") == 50_00
+    fx = Effects()
+    recall = {
+        "kind": "recall",
+        "event_id": "e1",
+        "market_id": MR_E1,
+        "selection": None,
+        "partition": 0,
+        "currency": "GBP",
+        "amount_minor": 0,
+        "sent_at": NOW,
+    }
+    e.w.on_quota_message(_roundtrip("quota_grants", recall), fx, NOW)
+    returns = [_roundtrip(o.topic, o.value) for o in fx.out]
+    assert {(x["kind"], x["selection"]) for x in returns} == {
+        ("return", "home"),
+        ("return", "draw"),
+        ("return", "away"),
+    }
+    assert {o.key for o in fx.out} == {"e1"}  # to the market's event partition
+    assert sum(x["amount_minor"] for x in returns if x["selection"] == "home") == 50_00
+    assert _quota(e, "home") == 0
+    bad = {**recall, "kind": "grant", "selection": "home", "amount_minor": -1}
+    with pytest.raises(InputError):  # a negative grant is a bug upstream: dead-lettered
+        e.w.on_quota_message(_roundtrip("quota_grants", bad), Effects(), NOW)
+
+
+def test_a_leg_that_arrives_after_its_events_result_is_settled_then():
+    e = Engine()
+    home = market_up(e)
+    e.feed("deposits", r.deposit("a1", 100_00))
+    # Decide the bet but hold back its accepted leg, as if the event partition were behind.
+    fx = Effects()
+    e.w.on_bet_request(
+        _roundtrip("bet_requests", r.bet("b1", "a1", 10_00, [r.leg("e1", "home", str(home))])),
+        fx,
+        NOW,
+    )
+    [leg] = [_roundtrip(o.topic, o.value) for o in fx.out if o.topic == "accepted_legs"]
+    e.feed("results", r.result("e1", (2, 0)))
+    assert e.out("settlements") == []
+    e.feed("accepted_legs", leg)
+    [s] = e.out("settlements")
+    assert (s["bet_id"], s["return_minor"]) == ("b1", payout_minor(10_00, home))
+
+
+def test_an_in_play_bet_held_and_accepted_then_spends_its_quota():
+    e = Engine(Limits(bet_delay_ms_in_play=5_000))
+    market_up(e)
+    e.feed("market_status", r.status("e1", "open", seq=2, in_play=True))
+    e.feed("deposits", r.deposit("a1", 100_00))
+    e.feed("bet_requests", r.bet("b1", "a1", 10_00, [r.leg("e1", "home", "2.00")], policy="any"))
+    [held] = e.out("bet_delays")
+    assert _wallets(e)["a1|GBP"]["reserved_minor"] == 10_00
+    e.feed("bet_delays", held, now_ms=NOW + 5_000)
+    d = e.decisions()["b1"]
+    assert d["accepted"]
+    assert [t["kind"] for t in e.out("ledger") if t["bet_id"] == "b1"] == ["reserve", "accept"]
+    [leg] = [x for x in e.out("accepted_legs") if x["kind"] == "leg"]
+    assert leg["quota_spend"] is True
+
+
+def test_a_suspension_during_the_delay_rejects_the_held_bet():
+    e = Engine(Limits(bet_delay_ms_in_play=5_000))
+    market_up(e)
+    e.feed("market_status", r.status("e1", "open", seq=2, in_play=True))
+    e.feed("deposits", r.deposit("a1", 100_00))
+    e.feed("bet_requests", r.bet("b1", "a1", 10_00, [r.leg("e1", "home", "2.00")], policy="any"))
+    [held] = e.out("bet_delays")
+    e.feed("market_status", r.status("e1", "suspended", seq=3, in_play=True))
+    e.feed("bet_delays", held, now_ms=NOW + 5_000)
+    assert e.decisions()["b1"]["reason"] == "MARKET_SUSPENDED"
+    assert _wallets(e)["a1|GBP"] == {
+        "account_id": "a1",
+        "currency": "GBP",
+        "balance_minor": 100_00,
+        "reserved_minor": 0,
+    }
+
+
+def test_an_in_play_price_older_than_the_view_age_limit_is_refused():
+    e = Engine(Limits(bet_delay_ms_in_play=0))
+    market_up(e)
+    e.feed("market_status", r.status("e1", "open", seq=2, in_play=True))
+    e.feed("deposits", r.deposit("a1", 100_00))
+    late = NOW + 5_001  # the view's entry is older than VIEW_AGE_MS_MAX_IN_PLAY (5 s)
+    e.feed("bet_requests", r.bet("b1", "a1", 10_00, [r.leg("e1", "home", "2.00")]), now_ms=late)
+    assert e.decisions()["b1"]["reason"] == "MARKET_SUSPENDED"
+    e.feed("bet_requests", r.bet("b2", "a1", 10_00, [r.leg("e1", "home", "2.00")]), now_ms=NOW)
+    assert e.decisions()["b2"]["accepted"]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_many_partitions_concurrently_never_exceed_the_limit_and_refuse_only_what_did_not_fit(
+    seed,
+):
+    # Four account partitions, message delivery in a random interleaving (each channel in
+    # order, as Kafka keeps a partition): the liability never passes the cap, and a bet is
+    # refused only when it did not fit the true headroom when the event side decided it.
+    import random
+
+    from oddsflow.processors.emit import key_partition
+
+    rng = random.Random(seed)
+    cap = 300_00
+    limits = Limits(
+        bet_delay_ms_in_play=0,
+        liability_minor_max_selection=cap,
+        liability_minor_max_market=10 * cap,
+    )
+    st = {n: Store({}) for n in TABLES}
+    m = MarketsHandler(
+        st["markets"],
+        st["events"],
+        st["legs"],
+        st["liab"],
+        Book(limits=limits),
+        account_partitions=4,
+        quota_currency="GBP",
+    )
+    view = FedView()
+    w = WalletHandler(
+        st["wallets"], st["bets"], limits, view=view, quotas=st["quotas"], account_partitions=4
+    )
+    routes = {
+        "accepted_legs": m.on_accepted_leg,
+        "leg_commands": m.on_leg_command,
+        "leg_verdicts": w.on_leg_verdict,
+        "quota_grants": w.on_quota_message,
+        "bet_requests": w.on_bet_request,
+        "deposits": w.on_deposit,
+    }
+    channels: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    channels_seen: list[str] = []
+
+    def run(topic: str, rec: dict[str, Any]) -> None:
+        fx = Effects()
+        (
+            routes.get(topic)
+            or getattr(
+                m,
+                {
+                    "fixtures": "on_fixture",
+                    "price_updates": "on_price_update",
+                    "market_status": "on_market_status",
+                }[topic],
+            )
+        )(_roundtrip(topic, rec), fx, NOW)
+        for o in fx.out:
+            v = _roundtrip(o.topic, o.value)
+            if o.topic == "priced_markets":
+                view.apply(v)
+            elif o.topic in routes:
+                channels_seen.append(o.topic)
+                channels.setdefault((o.topic, key_partition(o.key.encode(), 4)), []).append(v)
+
+    run("fixtures", r.fixture("e1"))
+    run("market_status", r.status("e1", "open", seq=1))
+    run("price_updates", r.prices("e1"))
+    accounts = [f"acct{i}" for i in range(16)]
+    for a in accounts:
+        run("deposits", r.deposit(a, 1_000_00))
+    stakes = {}
+    for i in range(60):
+        a = rng.choice(accounts)
+        stake = rng.choice([5_00, 10_00, 25_00])
+        stakes[f"b{i}"] = stake
+        channels.setdefault(("bet_requests", key_partition(a.encode(), 4)), []).append(
+            r.bet(f"b{i}", a, stake, [r.leg("e1", "home", "1.50")], policy="any")
+        )
+    while any(channels.values()):
+        topic, p = rng.choice([k for k, v in channels.items() if v])
+        run(topic, channels[(topic, p)].pop(0))
+    decisions: dict[str, dict[str, Any]] = {}
+    for raw in st["bets"]._b.values():
+        bet = orjson.loads(raw)
+        if bet.get("decision"):
+            decisions[bet["decision"]["bet_id"]] = bet["decision"]
+    assert set(decisions) == set(stakes), "every bet was decided"
+    home = view.get(MR_E1).prices["home"]
+
+    def added(b: str) -> int:
+        return payout_minor(stakes[b], home) - stakes[b]
+
+    accepted = [b for b, d in decisions.items() if d["accepted"]]
+    refused = [b for b, d in decisions.items() if not d["accepted"]]
+    liability = sum(added(b) for b in accepted)
+    assert liability <= cap
+    assert refused, "the market filled up (the test must reach the limit)"
+    assert {decisions[b]["reason"] for b in refused} == {"LIABILITY_SELECTION"}
+    # The liability only grows, so a bet refused then would not fit what is left at the end.
+    for b in refused:
+        assert cap - liability < added(b), f"{b} fitted the headroom and was refused"
+    # Most bets were decided without a round trip.
+    paths = [x for x in channels_seen if x == "leg_commands"]
+    assert len(paths) < len(stakes)
