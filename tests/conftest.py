@@ -92,6 +92,8 @@ def _drop_test_topics():
     yield
     from oddsflow import topology
 
+    if os.environ.get("ODDSFLOW_TEST_KEEP_TOPICS"):  # kept to debug a failed test
+        return
     for bootstrap, prefix in _PREFIXES:
         topology.delete_prefixed(bootstrap, prefix)
 
@@ -103,7 +105,8 @@ def kafka_settings(services: Settings):
     s = fresh_settings(services)
     topology.apply(topology.load(settings=s), s.kafka_bootstrap)
     yield s
-    topology.delete_prefixed(s.kafka_bootstrap, s.topic_prefix)
+    if not os.environ.get("ODDSFLOW_TEST_KEEP_TOPICS"):  # kept to debug a failed test
+        topology.delete_prefixed(s.kafka_bootstrap, s.topic_prefix)
 
 
 class WorkerProcess:
