@@ -506,7 +506,7 @@ def rebuild(path: Any, profile_file: Any = None, profile_note: str = "") -> dict
     import orjson
 
     from oddsflow.bench.profile import summarize_collapsed
-    from oddsflow.bench.scenarios import _reps_summary
+    from oddsflow.bench.scenarios.common import reps_summary
 
     path = Path(path)
     doc = orjson.loads(path.read_bytes())
@@ -518,7 +518,7 @@ def rebuild(path: Any, profile_file: Any = None, profile_note: str = "") -> dict
                 and node["reps"]
                 and "complete" in node["reps"][0]
             ):
-                node.update(_reps_summary(node["reps"]))
+                node.update(reps_summary(node["reps"]))
             for v in node.values():
                 walk(v)
 

@@ -1,0 +1,150 @@
+"""The ``baseline`` scenario: what the engine is measured against, in the same run."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from oddsflow.bench import harness as h
+from oddsflow.bench.scenarios.common import Ctx, check, measure_open, reps_summary, summarize, tname
+from oddsflow.bench.scenarios.records import Bets, Prices
+from oddsflow.codec import Codec
+
+
+def scenario_baseline(ctx: Ctx) -> dict[str, Any]:
+    """confluent-kafka consume -> produce passthrough of the same Avro bytes (same topics,
+    partitions and keys), plain and transactional, plus raw producer throughput."""
+    from oddsflow.bench import passthrough
+
+    plan = ctx.plan
+    out: dict[str, Any] = {}
+    # in-process ceiling: the handlers and the codec with no Kafka, Faust or asyncio
+    from oddsflow.bench import ceiling
+
+    n = 2_000 if plan.quick else 20_000
+    ceiling.measure(ctx.base, n)  # warm-up, not counted: the first pass fills imports and caches
+    reps = [ceiling.measure(ctx.base, n) for _ in range(plan.reps)]
+    for i, r in enumerate(reps, start=1):
+        ctx.say(
+            f"  in-process ceiling rep {i}: {r['bets_per_s']} bets/s ({r['us_per_bet']} us), "
+            f"{r['prices_per_s']} prices/s ({r['us_per_price']} us)"
+        )
+    out["ceiling"] = summarize(reps, "bets_per_s", "prices_per_s")
+    # raw producer: pre-encoded bet requests, as fast as the client and broker take them
+    s = h.fresh_settings(ctx.base, "r")
+    bets = Bets(s, 1000, [f"e{i}" for i in range(50)])
+    items = bets.make(min(plan.raw_n, 20_000))
+    ts = int(h.now_ms())
+    payload = [(it.key, it.value(ts)) for it in items]
+    reps = []
+    for i in range(plan.reps + 1):
+        from confluent_kafka import Producer
+
+        from oddsflow.kafka import producer_config
+
+        p = Producer(producer_config(s))
+        topic = tname(s, "bet_requests")
+        t0 = time.perf_counter()
+        for k in range(plan.raw_n):
+            key, val = payload[k % len(payload)]
+            while True:
+                try:
+                    p.produce(topic, value=val, key=key)
+                    break
+                except BufferError:
+                    p.poll(0.005)
+        p.flush(60)
+        dt = time.perf_counter() - t0
+        if i:
+            reps.append(
+                {"n": plan.raw_n, "seconds": round(dt, 3), "msgs_per_s": round(plan.raw_n / dt, 1)}
+            )
+            ctx.say(f"  raw producer rep {i}: {reps[-1]['msgs_per_s']} msgs/s")
+    out["raw_producer"] = summarize(reps, "msgs_per_s")
+    h.delete_topics(s)
+
+    for mode in ("transactional", "plain"):
+        s = h.fresh_settings(ctx.base, "t")
+        pt = passthrough.start(
+            s,
+            ctx.log_dir,
+            transactional=(mode == "transactional"),
+            commit_interval_s=s.commit_interval_s,
+        )
+        col_b = h.Collector(s, [passthrough.copy_topic(s, "bet_requests")])
+        col_p = h.Collector(s, [passthrough.copy_topic(s, "price_updates")])
+        bcodec, pcodec = Codec("bet_request"), Codec("price_update")
+        prod = h.LoadProducer(s)
+        bets = Bets(s, 1000, [f"e{i}" for i in range(50)])
+        prices = Prices([f"e{i}" for i in range(200)])
+        g: dict[str, Any] = {}
+
+        def alive(pt: Any = pt) -> bool:
+            return pt.poll() is None
+
+        try:
+            r = measure_open(
+                prod,
+                tname(s, "bet_requests"),
+                bets.make(plan.warmup),
+                None,
+                col_b,
+                bcodec,
+                "placed_at",
+                alive,
+                60,
+            )
+            check(r["complete"], "passthrough warm-up")
+            for name, topic, col, codec, fld, mk, rt in (
+                ("bets", "bet_requests", col_b, bcodec, "placed_at", bets.make, 1_000),
+                ("prices", "price_updates", col_p, pcodec, "provider_ts", prices.make, 5_000),
+            ):
+                reps = []
+                for _ in range(plan.reps):
+                    reps.append(
+                        measure_open(
+                            prod,
+                            tname(s, topic),
+                            mk(plan.baseline_n),
+                            None,
+                            col,
+                            codec,
+                            fld,
+                            alive,
+                            120,
+                            pt.pid,
+                        )
+                    )
+                g[f"{name}_closed_loop"] = {
+                    "n": plan.baseline_n,
+                    "reps": reps,
+                    **reps_summary(reps),
+                }
+                reps = []
+                for _ in range(plan.reps):
+                    reps.append(
+                        measure_open(
+                            prod,
+                            tname(s, topic),
+                            mk(int(rt * plan.open_s)),
+                            rt,
+                            col,
+                            codec,
+                            fld,
+                            alive,
+                            120,
+                            pt.pid,
+                        )
+                    )
+                g[f"{name}_open_{rt}"] = {"offered_per_s": rt, "reps": reps, **reps_summary(reps)}
+                ctx.say(
+                    f"  passthrough {mode} {name}: {g[f'{name}_closed_loop']['throughput_per_s']['median']}/s, "
+                    f"p99 @{rt}/s {g[f'{name}_open_{rt}']['p99_ms']['median']} ms"
+                )
+        finally:
+            col_b.stop()
+            col_p.stop()
+            passthrough.stop(pt)
+            h.delete_topics(s)
+        out[f"passthrough_{mode}"] = g
+    return out
