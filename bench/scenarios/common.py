@@ -39,6 +39,7 @@ class Plan:
     sink_n: int
     raw_n: int
     baseline_n: int
+    faust_passthrough_n: int  # closed loop of the Faust passthrough (far slower than librdkafka)
     profile: bool
     profile_s: float
 
@@ -63,6 +64,7 @@ class Plan:
                 sink_n=50_000,
                 raw_n=50_000,
                 baseline_n=40_000,
+                faust_passthrough_n=10_000,
                 profile=False,
                 profile_s=10.0,
             )
@@ -81,6 +83,7 @@ class Plan:
             sink_n=100_000,
             raw_n=200_000,
             baseline_n=100_000,
+            faust_passthrough_n=40_000,
             profile=True,
             profile_s=15.0,
         )
