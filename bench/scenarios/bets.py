@@ -7,6 +7,7 @@ from typing import Any
 
 from oddsflow.bench import harness as h
 from oddsflow.bench import profile as prof
+from oddsflow.bench.scenarios import worker_metrics as wm
 from oddsflow.bench.scenarios.common import (
     Ctx,
     accepted_count,
@@ -25,7 +26,8 @@ def scenario_bets(ctx: Ctx) -> dict[str, Any]:
     plan = ctx.plan
     out: dict[str, Any] = {}
     for guarantee in ("exactly_once", "at_least_once"):
-        s = h.fresh_settings(ctx.base, "b", processing_guarantee=guarantee)
+        port = wm.free_port()  # the worker's /metrics: fast-path share and view lag
+        s = h.fresh_settings(ctx.base, "b", processing_guarantee=guarantee, metrics_port=port)
         t_in, t_out = tname(s, "bet_requests"), tname(s, "bet_decisions")
         w = start_worker(ctx, s, "bets")
         prod = h.LoadProducer(s)
@@ -50,6 +52,7 @@ def scenario_bets(ctx: Ctx) -> dict[str, Any]:
                 w.pid,
             )
             check(r["complete"], "warm-up decisions", w)
+            before = wm.scrape(port)  # the decision paths counted from here (warm-up excluded)
             g: dict[str, Any] = {}
             for rt in plan.bet_rates:
                 reps = []
@@ -79,22 +82,32 @@ def scenario_bets(ctx: Ctx) -> dict[str, Any]:
                     **reps_summary(reps),
                 }
             reps = []
-            for i in range(plan.reps):
-                r = measure_open(
-                    prod,
-                    t_in,
-                    bets.make(plan.bet_closed_n),
-                    None,
-                    col,
-                    codec,
-                    "requested_at",
-                    w.alive,
-                    max(240, plan.bet_closed_n / 20),
-                    w.pid,
-                )
-                ctx.say(f"  bets {guarantee} closed loop rep {i + 1}: {r['throughput_per_s']}/s")
-                reps.append(r)
+            with wm.Sampler(port) as sampler:
+                for i in range(plan.reps):
+                    r = measure_open(
+                        prod,
+                        t_in,
+                        bets.make(plan.bet_closed_n),
+                        None,
+                        col,
+                        codec,
+                        "requested_at",
+                        w.alive,
+                        max(240, plan.bet_closed_n / 20),
+                        w.pid,
+                    )
+                    ctx.say(
+                        f"  bets {guarantee} closed loop rep {i + 1}: {r['throughput_per_s']}/s"
+                    )
+                    reps.append(r)
             g["closed_loop"] = {"n": plan.bet_closed_n, "reps": reps, **reps_summary(reps)}
+            # every bet after the warm-up (open and closed loop); view lag in the closed loop
+            g["decision_paths"] = wm.decision_paths(before, wm.scrape(port))
+            g["market_view"] = wm.view_lag(sampler.samples)
+            ctx.say(
+                f"  bets {guarantee}: fast path {g['decision_paths']['fast_share_pct']} %, "
+                f"view lag max {g['market_view']['lag_ms_max']} ms"
+            )
             g["accepted_fraction"] = round(accepted_count(col.values) / max(1, col.count()), 4)
             g["worker_alive_at_end"] = w.alive()
             if not w.alive():

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from oddsflow.bench import harness as h
+from oddsflow.bench.scenarios import worker_metrics as wm
 from oddsflow.bench.scenarios.common import (
     Ctx,
     check,
@@ -21,7 +22,8 @@ def scenario_prices(ctx: Ctx) -> dict[str, Any]:
     plan = ctx.plan
     out: dict[str, Any] = {}
     for guarantee in plan.price_guarantees:
-        s = h.fresh_settings(ctx.base, "p", processing_guarantee=guarantee)
+        port = wm.free_port()  # the worker's /metrics: the market view's lag
+        s = h.fresh_settings(ctx.base, "p", processing_guarantee=guarantee, metrics_port=port)
         topo_in, topo_out = tname(s, "price_updates"), tname(s, "priced_markets")
         w = start_worker(ctx, s, "prices")
         col = h.Collector(s, [topo_out])
@@ -64,31 +66,33 @@ def scenario_prices(ctx: Ctx) -> dict[str, Any]:
                     )
                     reps.append(r)
                 g["closed_loop"] = {"n": plan.price_closed_n, "reps": reps, **reps_summary(reps)}
-            for rt in plan.price_rates:
-                reps = []
-                for i in range(plan.reps):
-                    r = measure_open(
-                        prod,
-                        topo_in,
-                        prices.make(int(rt * plan.open_s)),
-                        rt,
-                        col,
-                        codec,
-                        "provider_ts",
-                        w.alive,
-                        120,
-                        w.pid,
-                    )
-                    ctx.say(
-                        f"  prices {guarantee} @{rt}/s rep {i + 1}: lag p50 {r['p50_ms']} p99 {r['p99_ms']} ms"
-                    )
-                    reps.append(r)
-                g[f"open_{rt}"] = {
-                    "offered_per_s": rt,
-                    "seconds": plan.open_s,
-                    "reps": reps,
-                    **reps_summary(reps),
-                }
+            with wm.Sampler(port) as sampler:  # the view reads what this worker publishes
+                for rt in plan.price_rates:
+                    reps = []
+                    for i in range(plan.reps):
+                        r = measure_open(
+                            prod,
+                            topo_in,
+                            prices.make(int(rt * plan.open_s)),
+                            rt,
+                            col,
+                            codec,
+                            "provider_ts",
+                            w.alive,
+                            120,
+                            w.pid,
+                        )
+                        ctx.say(
+                            f"  prices {guarantee} @{rt}/s rep {i + 1}: lag p50 {r['p50_ms']} p99 {r['p99_ms']} ms"
+                        )
+                        reps.append(r)
+                    g[f"open_{rt}"] = {
+                        "offered_per_s": rt,
+                        "seconds": plan.open_s,
+                        "reps": reps,
+                        **reps_summary(reps),
+                    }
+            g["market_view"] = wm.view_lag(sampler.samples)
             out[guarantee] = g
         finally:
             col.stop()
