@@ -8,7 +8,6 @@ import socket
 import statistics
 import threading
 import urllib.request
-from collections.abc import Iterable
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -17,6 +16,7 @@ NA = "n/a"
 DECISION_PATHS = "oddsflow_bet_decision_paths_total"
 VIEW_LAG_SECONDS = "oddsflow_market_view_lag_seconds"
 VIEW_LAG_OFFSETS = "oddsflow_market_view_lag_offsets"
+VIEW_UPDATES = "oddsflow_market_view_updates_total"
 
 # one sample: (metric name, labels) -> value
 Sample = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -58,8 +58,16 @@ def decision_paths(before: Sample | None, after: Sample | None) -> dict[str, Any
             path = dict(labels).get("path", "?")
             counts[path] = v - (before or {}).get((name, labels), 0.0)
     fast, auth = counts.get("fast"), counts.get("authoritative")
-    if (fast is None and auth is None) or (fast or 0) + (auth or 0) <= 0:
-        return {"fast": NA, "authoritative": NA, "fast_share_pct": NA}
+    if after is None:
+        why = "the metrics endpoint did not answer"
+    elif not counts:
+        why = f"the worker does not export {DECISION_PATHS}"
+    elif (fast or 0) + (auth or 0) <= 0:
+        why = "no bet decided between the scrapes"
+    else:
+        why = ""
+    if why:
+        return {"fast": NA, "authoritative": NA, "fast_share_pct": NA, "why": why}
     total = (fast or 0) + (auth or 0)
     return {
         "fast": int(fast or 0),
@@ -68,13 +76,16 @@ def decision_paths(before: Sample | None, after: Sample | None) -> dict[str, Any
     }
 
 
-def view_lag(samples: Iterable[Sample]) -> dict[str, Any]:
+def view_lag(samples: list[Sample]) -> dict[str, Any]:
     """The market view's lag over the samples taken: time (now - priced_ts of the last priced
     market applied) and offsets (end of the log - position, the worst partition)."""
-    lag_ms = [1000 * v for s in samples for v in values(s, VIEW_LAG_SECONDS)]
-    offsets = [max(vs) for s in samples if (vs := values(s, VIEW_LAG_OFFSETS))]
+    # a gauge reads 0 until the view sets it: only scrapes after it applied a priced market
+    taken = [s for s in samples if s.get((VIEW_UPDATES, (("result", "applied"),)), 0) > 0]
+    lag_ms = [1000 * v for s in taken for v in values(s, VIEW_LAG_SECONDS)]
+    offsets = [max(vs) for s in taken if (vs := values(s, VIEW_LAG_OFFSETS))]
     return {
-        "samples": len(lag_ms),
+        "scrapes": len(samples),  # 0: the worker's endpoint never answered
+        "samples": len(lag_ms),  # scrapes that carried the view's lag
         "lag_ms_p50": round(statistics.median(lag_ms), 1) if lag_ms else NA,
         "lag_ms_max": round(max(lag_ms), 1) if lag_ms else NA,
         "lag_offsets_max": int(max(offsets)) if offsets else NA,

@@ -143,11 +143,14 @@ oddsflow_market_view_lag_seconds 0.25
 # TYPE oddsflow_market_view_lag_offsets gauge
 oddsflow_market_view_lag_offsets{partition="0"} 3.0
 oddsflow_market_view_lag_offsets{partition="1"} 7.0
+# TYPE oddsflow_market_view_updates_total counter
+oddsflow_market_view_updates_total{result="applied"} 40.0
 """
 BEFORE = """\
 # TYPE oddsflow_bet_decision_paths_total counter
 oddsflow_bet_decision_paths_total{path="fast"} 10.0
 """
+PATHS = wm.DECISION_PATHS
 OLD_WORKER = """\
 # TYPE oddsflow_events_in_total counter
 oddsflow_events_in_total{agent="wallet",topic="bet_requests"} 5.0
@@ -160,9 +163,10 @@ oddsflow_events_in_total{agent="wallet",topic="bet_requests"} 5.0
         (None, METRICS, {"fast": 30, "authoritative": 10, "fast_share_pct": 75.0}),
         # counted from the first scrape on (the warm-up's bets excluded)
         (BEFORE, METRICS, {"fast": 20, "authoritative": 10, "fast_share_pct": 66.67}),
-        (None, OLD_WORKER, NOT_EXPORTED),  # the counter is not exported
-        (None, None, NOT_EXPORTED),  # the endpoint did not answer
-        (METRICS, METRICS, NOT_EXPORTED),  # no bet decided in between: no share
+        # the counter is not exported / the endpoint did not answer / no bet decided in between
+        (None, OLD_WORKER, {**NOT_EXPORTED, "why": f"the worker does not export {PATHS}"}),
+        (None, None, {**NOT_EXPORTED, "why": "the metrics endpoint did not answer"}),
+        (METRICS, METRICS, {**NOT_EXPORTED, "why": "no bet decided between the scrapes"}),
     ],
 )
 def test_decision_paths_from_the_workers_counters(before, after, expected):
@@ -172,8 +176,18 @@ def test_decision_paths_from_the_workers_counters(before, after, expected):
 
 def test_view_lag_from_the_workers_gauges():
     lag = wm.view_lag([wm.parse(METRICS), wm.parse(METRICS.replace("0.25", "0.75"))])
-    assert lag == {"samples": 2, "lag_ms_p50": 500.0, "lag_ms_max": 750.0, "lag_offsets_max": 7}
+    assert lag == {
+        "scrapes": 2,
+        "samples": 2,
+        "lag_ms_p50": 500.0,
+        "lag_ms_max": 750.0,
+        "lag_offsets_max": 7,
+    }
+    # a view that has applied nothing yet: its gauges still read 0, which is no lag figure
+    idle = wm.parse(METRICS.replace('{result="applied"} 40.0', '{result="applied"} 0.0'))
+    assert wm.view_lag([idle])["lag_ms_max"] == "n/a"
     assert wm.view_lag([wm.parse(OLD_WORKER)]) == {
+        "scrapes": 1,
         "samples": 0,
         "lag_ms_p50": "n/a",
         "lag_ms_max": "n/a",
