@@ -1,272 +1,34 @@
-"""Ratios to the baseline, targets met/missed, and the printed / Markdown tables."""
+"""Targets met/missed and the printed / Markdown tables (the figures and their ratios to the
+baselines are ``bench.rows``')."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from oddsflow.bench import rows as _rows_mod
+from oddsflow.bench.rows import GUARANTEE_BASELINE, dig, fmt_ratio, med
+from oddsflow.bench.rows import fmt as _fmt
 from oddsflow.bench.stats import ratio
 
-GUARANTEE_BASELINE = {
-    "exactly_once": "passthrough_transactional",
-    "at_least_once": "passthrough_plain",
-}
-
-
-def dig(d: Any, *path: str) -> Any:
-    for p in path:
-        if not isinstance(d, dict) or p not in d:
-            return None
-        d = d[p]
-    return d
-
-
-def med(d: Any, *path: str) -> float | None:
-    v = dig(d, *path)
-    if isinstance(v, dict):
-        v = v.get("median")
-    return None if v is None else float(v)
-
-
-def _sp(d: Any, *path: str) -> str:
-    v = dig(d, *path)
-    if not isinstance(v, dict) or v.get("min") is None or v.get("n", 0) < 2:
-        return ""
-    return f"{_fmt(v['min'])}-{_fmt(v['max'])}"
-
-
-def _fmt(x: Any) -> str:
-    if x is None:
-        return "—"
-    if isinstance(x, float):
-        if abs(x) >= 100:
-            return f"{x:,.0f}"
-        return f"{x:,.1f}" if abs(x) >= 10 else f"{x:,.2f}"
-    return f"{x:,}" if isinstance(x, int) else str(x)
-
-
-# ------------------------------------------------------------------------------------- rows
-def _rows(sc: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every reported figure: scenario, metric, median, spread, unit, baseline figure, ratio."""
-    rows: list[dict[str, Any]] = []
-    b = sc.get("baseline") or {}
-
-    def add(
-        scn: str,
-        metric: str,
-        src: Any,
-        path: tuple[str, ...],
-        unit: str,
-        base: tuple[Any, tuple[str, ...], str] | None = None,
-    ) -> None:
-        v = med(src, *path)
-        if v is None and dig(src, *path) is None:
-            return
-        row = {
-            "scenario": scn,
-            "metric": metric,
-            "median": v,
-            "spread": _sp(src, *path),
-            "unit": unit,
-            "baseline": None,
-            "baseline_name": None,
-            "ratio": None,
-        }
-        if base is not None:
-            bsrc, bpath, bname = base
-            bv = med(bsrc, *bpath)
-            row.update(baseline=bv, baseline_name=bname, ratio=ratio(v, bv))
-        rows.append(row)
-
-    if b:
-        add(
-            "baseline",
-            "in-process ceiling (handlers + Avro, no Kafka): bets decided",
-            b,
-            ("ceiling", "bets_per_s"),
-            "dec/s",
-        )
-        add(
-            "baseline",
-            "in-process ceiling (handlers + Avro, no Kafka): prices",
-            b,
-            ("ceiling", "prices_per_s"),
-            "upd/s",
-        )
-        add("baseline", "raw producer", b, ("raw_producer", "msgs_per_s"), "msgs/s")
-        for mode in ("transactional", "plain"):
-            g = b.get(f"passthrough_{mode}") or {}
-            add(
-                "baseline",
-                f"passthrough {mode}: bets copied (closed loop)",
-                g,
-                ("bets_closed_loop", "throughput_per_s"),
-                "msgs/s",
-            )
-            add(
-                "baseline",
-                f"passthrough {mode}: bet p99 @1,000/s",
-                g,
-                ("bets_open_1000", "p99_ms"),
-                "ms",
-            )
-            add(
-                "baseline",
-                f"passthrough {mode}: prices copied (closed loop)",
-                g,
-                ("prices_closed_loop", "throughput_per_s"),
-                "msgs/s",
-            )
-            add(
-                "baseline",
-                f"passthrough {mode}: price p99 @5,000/s",
-                g,
-                ("prices_open_5000", "p99_ms"),
-                "ms",
-            )
-
-    for guarantee, g in (sc.get("prices") or {}).items():
-        bk = GUARANTEE_BASELINE[guarantee]
-        bg = b.get(bk)
-        add(
-            "prices",
-            f"{guarantee}: updates/s (closed loop)",
-            g,
-            ("closed_loop", "throughput_per_s"),
-            "upd/s",
-            (bg, ("prices_closed_loop", "throughput_per_s"), bk),
-        )
-        for key in sorted((k for k in g if k.startswith("open_")), key=lambda k: int(k[5:])):
-            rt = int(key[5:])
-            for q in ("p50", "p95", "p99"):
-                base = (bg, ("prices_open_5000", f"{q}_ms"), bk) if rt == 5000 else None
-                add(
-                    "prices",
-                    f"{guarantee}: publish lag {q} @{rt:,}/s",
-                    g,
-                    (key, f"{q}_ms"),
-                    "ms",
-                    base,
-                )
-
-    for guarantee, g in (sc.get("bets") or {}).items():
-        bk = GUARANTEE_BASELINE[guarantee]
-        bg = b.get(bk)
-        for key in sorted((k for k in g if k.startswith("open_")), key=lambda k: int(k[5:])):
-            rt = int(key[5:])
-            add(
-                "bets",
-                f"{guarantee}: decisions/s @{rt:,}/s offered",
-                g,
-                (key, "throughput_per_s"),
-                "dec/s",
-            )
-            for q in ("p50", "p95", "p99"):
-                base = (bg, ("bets_open_1000", f"{q}_ms"), bk) if rt == 1000 else None
-                add("bets", f"{guarantee}: decision {q} @{rt:,}/s", g, (key, f"{q}_ms"), "ms", base)
-        add(
-            "bets",
-            f"{guarantee}: max decisions/s (closed loop)",
-            g,
-            ("closed_loop", "throughput_per_s"),
-            "dec/s",
-            (bg, ("bets_closed_loop", "throughput_per_s"), bk),
-        )
-
-    st = sc.get("settlement_burst")
-    if st:
-        bg = b.get("passthrough_transactional")
-        add(
-            "settlement_burst",
-            f"burst of {st.get('n'):,} bets: all settled + posted",
-            st,
-            ("burst_s",),
-            "s",
-        )
-        add(
-            "settlement_burst",
-            "settlements/s in the burst",
-            st,
-            ("settlements_per_s",),
-            "bets/s",
-            (bg, ("bets_closed_loop", "throughput_per_s"), "passthrough_transactional"),
-        )
-        if st.get("n") != 100_000:
-            add(
-                "settlement_burst",
-                "100,000-bet burst (extrapolated)",
-                st,
-                ("extrapolated_100k_s",),
-                "s",
-            )
-        add(
-            "settlement_burst",
-            f"two workers: burst of {st.get('n'):,} bets",
-            st,
-            ("two_workers", "burst_s"),
-            "s",
-        )
-        add(
-            "settlement_burst",
-            "two workers: bets placed/s (exactly_once, closed loop)",
-            st,
-            ("two_workers", "placement_per_s"),
-            "dec/s",
-        )
-
-    sk = sc.get("sinks")
-    if sk:
-        bg = b.get("passthrough_plain")
-        base = (bg, ("bets_closed_loop", "throughput_per_s"), "passthrough_plain")
-        add(
-            "sinks", "postgres: ledger transactions/s", sk, ("postgres", "msgs_per_s"), "tx/s", base
-        )
-        add("sinks", "postgres: postings/s", sk, ("postgres", "postings_per_s"), "postings/s")
-        if sk.get("postgres_two_processes"):
-            add(
-                "sinks",
-                "postgres, two sink processes: postings/s",
-                sk,
-                ("postgres_two_processes", "postings_per_s"),
-                "postings/s",
-            )
-        add(
-            "sinks",
-            "clickhouse (chdb): messages/s",
-            sk,
-            ("clickhouse_chdb", "msgs_per_s"),
-            "msgs/s",
-            base,
-        )
-        add("sinks", "clickhouse (chdb): rows/s", sk, ("clickhouse_chdb", "rows_per_s"), "rows/s")
-        if "msgs_per_s" in (sk.get("clickhouse_server") or {}):
-            add(
-                "sinks",
-                "clickhouse (server): messages/s",
-                sk,
-                ("clickhouse_server", "msgs_per_s"),
-                "msgs/s",
-                base,
-            )
-            add(
-                "sinks",
-                "clickhouse (server): rows/s",
-                sk,
-                ("clickhouse_server", "rows_per_s"),
-                "rows/s",
-            )
-    return rows
+__all__ = [
+    "GUARANTEE_BASELINE",
+    "dig",
+    "markdown",
+    "med",
+    "ratios",
+    "rebuild",
+    "table_rows",
+    "targets",
+    "text_table",
+]
 
 
 def ratios(sc: dict[str, Any]) -> list[dict[str, Any]]:
-    return [
-        {k: r[k] for k in ("scenario", "metric", "median", "baseline", "baseline_name", "ratio")}
-        for r in _rows(sc)
-        if r["ratio"] is not None
-    ]
+    return _rows_mod.ratios(sc)
 
 
 def table_rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
-    return _rows(doc["scenarios"])
+    return _rows_mod.rows(doc["scenarios"])
 
 
 # ----------------------------------------------------------------------------------- targets
@@ -394,7 +156,7 @@ def targets(
 # ------------------------------------------------------------------------------------ output
 def text_table(doc: dict[str, Any]) -> str:
     rows = doc["table"]
-    head = ("scenario", "metric", "median", "min-max", "unit", "x baseline")
+    head = ("scenario", "metric", "median", "min-max", "unit", "x baseline", "x faust")
     body = [
         (
             r["scenario"],
@@ -402,7 +164,8 @@ def text_table(doc: dict[str, Any]) -> str:
             _fmt(r["median"]),
             r["spread"],
             r["unit"],
-            "" if r["ratio"] is None else f"{r['ratio']:.3f}",
+            fmt_ratio(r["ratio"]),
+            fmt_ratio(r.get("faust_ratio")),
         )
         for r in rows
     ]
@@ -465,18 +228,22 @@ def markdown(doc: dict[str, Any], json_name: str) -> str:
         f"Generated by `python -m oddsflow.bench{' --quick' if doc['quick'] else ''}`; full data in "
         f"[`{json_name}`]({json_name}). Medians over {doc['plan']['reps']} repetition(s) after a warm-up; "
         'min-max is the spread of the repetitions; "x baseline" is engine / baseline (for latencies: how '
-        "many times the baseline's). Latency = consume time of the output minus the produce-time stamp "
+        "many times the baseline's): the librdkafka passthrough (transactional for exactly_once, plain "
+        'for at_least_once); "x faust" is engine / the Faust passthrough (the worker\'s framework and '
+        "transport, exactly_once, forwarding each event unchanged), both measured in the same run at "
+        "the same commit interval. Latency = consume time of the output minus the produce-time stamp "
         "in the input record (`placed_at`, `provider_ts`); throughput = N / (last output consumed - first "
         "input produced).",
         "",
-        "| scenario | metric | median | min-max | unit | baseline | x baseline |",
-        "|---|---|---:|---:|---|---:|---:|",
+        "| scenario | metric | median | min-max | unit | baseline | x baseline "
+        "| faust passthrough | x faust |",
+        "|---|---|---:|---:|---|---:|---:|---:|---:|",
     ]
     for r in doc["table"]:
-        rt = "" if r["ratio"] is None else f"{r['ratio']:.3f}"
         out.append(
             f"| {r['scenario']} | {r['metric']} | {_fmt(r['median'])} | {r['spread']} | {r['unit']} | "
-            f"{_fmt(r['baseline'])} | {rt} |"
+            f"{_fmt(r['baseline'])} | {fmt_ratio(r['ratio'])} | {_fmt(r.get('faust_baseline'))} | "
+            f"{fmt_ratio(r.get('faust_ratio'))} |"
         )
     out += [
         "",
@@ -506,7 +273,7 @@ def rebuild(path: Any, profile_file: Any = None, profile_note: str = "") -> dict
     import orjson
 
     from oddsflow.bench.profile import summarize_collapsed
-    from oddsflow.bench.scenarios import _reps_summary
+    from oddsflow.bench.scenarios.common import reps_summary
 
     path = Path(path)
     doc = orjson.loads(path.read_bytes())
@@ -518,7 +285,7 @@ def rebuild(path: Any, profile_file: Any = None, profile_note: str = "") -> dict
                 and node["reps"]
                 and "complete" in node["reps"][0]
             ):
-                node.update(_reps_summary(node["reps"]))
+                node.update(reps_summary(node["reps"]))
             for v in node.values():
                 walk(v)
 

@@ -24,8 +24,14 @@ def test_quick_baseline_writes_results(services, tmp_path):
         assert key in saved["machine"]
     b = saved["scenarios"]["baseline"]
     assert b["raw_producer"]["msgs_per_s"]["median"] > 0
-    for mode in ("passthrough_transactional", "passthrough_plain"):
-        for k in ("bets_closed_loop", "bets_open_1000", "prices_closed_loop", "prices_open_5000"):
+    for mode in ("passthrough_transactional", "passthrough_plain", "passthrough_faust"):
+        for k in (
+            "bets_closed_loop",
+            "bets_open_100",
+            "bets_open_1000",
+            "prices_closed_loop",
+            "prices_open_5000",
+        ):
             g = b[mode][k]
             assert g["reps"] and g["reps"][0]["complete"], (mode, k)
             assert set(g["p99_ms"]) >= {"median", "min", "max", "iqr"}

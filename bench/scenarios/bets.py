@@ -1,0 +1,152 @@
+"""The ``bets`` scenario: bet requests in, bet decisions out, per processing guarantee
+(open loop at each offered rate, then closed loop; py-spy profile in the full run)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from oddsflow.bench import harness as h
+from oddsflow.bench import profile as prof
+from oddsflow.bench.scenarios import worker_metrics as wm
+from oddsflow.bench.scenarios.common import (
+    Ctx,
+    accepted_count,
+    check,
+    measure_open,
+    preload,
+    reps_summary,
+    start_worker,
+    tname,
+)
+from oddsflow.bench.scenarios.records import Bets
+from oddsflow.codec import Codec
+
+
+def scenario_bets(ctx: Ctx) -> dict[str, Any]:
+    plan = ctx.plan
+    out: dict[str, Any] = {}
+    for guarantee in ("exactly_once", "at_least_once"):
+        port = wm.free_port()  # the worker's /metrics: fast-path share and view lag
+        s = h.fresh_settings(ctx.base, "b", processing_guarantee=guarantee, metrics_port=port)
+        t_in, t_out = tname(s, "bet_requests"), tname(s, "bet_decisions")
+        w = start_worker(ctx, s, "bets")
+        prod = h.LoadProducer(s)
+        events = [f"e{i}" for i in range(50)]
+        accounts = 1_000
+        col = None
+        try:
+            preload(ctx, s, w, prod, events, accounts, 10_000_000_00)
+            col = h.Collector(s, [t_out])
+            codec = Codec("bet_decision")
+            bets = Bets(s, accounts, events)
+            r = measure_open(
+                prod,
+                t_in,
+                bets.make(plan.warmup),
+                None,
+                col,
+                codec,
+                "requested_at",
+                w.alive,
+                180,
+                w.pid,
+            )
+            check(r["complete"], "warm-up decisions", w)
+            before = wm.scrape(port)  # the decision paths counted from here (warm-up excluded)
+            g: dict[str, Any] = {}
+            for rt in plan.bet_rates:
+                reps = []
+                for i in range(plan.reps):
+                    n = int(rt * plan.open_s)
+                    r = measure_open(
+                        prod,
+                        t_in,
+                        bets.make(n),
+                        rt,
+                        col,
+                        codec,
+                        "requested_at",
+                        w.alive,
+                        max(120, n / 20),
+                        w.pid,
+                    )
+                    ctx.say(
+                        f"  bets {guarantee} @{rt}/s rep {i + 1}: {r['throughput_per_s']}/s, "
+                        f"p50 {r['p50_ms']} p99 {r['p99_ms']} ms"
+                    )
+                    reps.append(r)
+                g[f"open_{rt}"] = {
+                    "offered_per_s": rt,
+                    "seconds": plan.open_s,
+                    "reps": reps,
+                    **reps_summary(reps),
+                }
+            reps = []
+            with wm.Sampler(port) as sampler:
+                for i in range(plan.reps):
+                    r = measure_open(
+                        prod,
+                        t_in,
+                        bets.make(plan.bet_closed_n),
+                        None,
+                        col,
+                        codec,
+                        "requested_at",
+                        w.alive,
+                        max(240, plan.bet_closed_n / 20),
+                        w.pid,
+                    )
+                    ctx.say(
+                        f"  bets {guarantee} closed loop rep {i + 1}: {r['throughput_per_s']}/s"
+                    )
+                    reps.append(r)
+            g["closed_loop"] = {"n": plan.bet_closed_n, "reps": reps, **reps_summary(reps)}
+            # every bet after the warm-up (open and closed loop); view lag in the closed loop
+            g["decision_paths"] = wm.decision_paths(before, wm.scrape(port))
+            g["market_view"] = wm.view_lag(sampler.samples)
+            ctx.say(
+                f"  bets {guarantee}: fast path {g['decision_paths']['fast_share_pct']} %, "
+                f"view lag max {g['market_view']['lag_ms_max']} ms"
+            )
+            g["accepted_fraction"] = round(accepted_count(col.values) / max(1, col.count()), 4)
+            g["worker_alive_at_end"] = w.alive()
+            if not w.alive():
+                g["worker_log_tail"] = w.log_tail(1500)
+            if plan.profile and guarantee == "exactly_once":
+                g["profile"] = _profile_bets(ctx, w, prod, t_in, bets, col, codec, g["closed_loop"])
+            out[guarantee] = g
+        finally:
+            if col:
+                col.stop()
+            w.stop()
+            h.delete_topics(s)
+    return out
+
+
+def _profile_bets(
+    ctx: Ctx,
+    w: h.Worker,
+    prod: h.LoadProducer,
+    t_in: str,
+    bets: Bets,
+    col: h.Collector,
+    codec: Codec,
+    closed: dict[str, Any],
+) -> dict[str, Any]:
+    """py-spy the worker while it decides a closed-loop batch sized to keep it busy for the
+    whole sampling window (the figures of this extra run are not counted)."""
+    if not w.alive():
+        return {"error": "the worker was no longer running"}
+    per_s = closed["throughput_per_s"]["median"] or 200
+    n = int(per_s * (ctx.plan.profile_s + 2))
+    items = bets.make(n)
+    ctx.say(f"  profiling the worker (py-spy, {ctx.plan.profile_s:.0f} s, {n} bets)")
+    rec = prof.PySpy(w.pid, ctx.log_dir / "profile-bets.txt", ctx.plan.profile_s)
+    if not rec.start():
+        return {"error": rec.error}
+    try:
+        measure_open(prod, t_in, items, None, col, codec, "requested_at", w.alive, 240)
+    finally:
+        rec.wait()
+    summary: dict[str, Any] = rec.summary()
+    return summary

@@ -1,0 +1,127 @@
+"""The ``settlement_burst`` scenario: bets on one market, then one result settles them all
+(one worker, then two workers sharing the partitions)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from oddsflow.bench import harness as h
+from oddsflow.bench.scenarios.common import (
+    Ctx,
+    accepted_count,
+    check,
+    measure_open,
+    preload,
+    summarize,
+    tname,
+)
+from oddsflow.bench.scenarios.records import Bets, result
+from oddsflow.codec import Codec
+
+
+def _wait_recovered(workers: list[h.Worker], timeout_s: float = 120) -> None:
+    """Until every worker has rebuilt its tables after the group's last rebalance."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if all("recovered" in w.log_tail(100_000) for w in workers):
+            time.sleep(3)  # a worker that joined last triggers one more round: let it finish
+            if all("recovered" in w.log_tail(100_000) for w in workers):
+                return
+        if not all(w.alive() for w in workers):
+            break
+        time.sleep(0.5)
+    check(False, "workers to recover their tables", workers[0])
+
+
+def _burst(ctx: Ctx, workers: int) -> dict[str, Any]:
+    """Place ``plan.settle_n`` bets on one market, then time one result settling them all."""
+    plan = ctx.plan
+    s = h.fresh_settings(ctx.base, "s", processing_guarantee="exactly_once")
+    ctx.say(f"  starting {workers} worker(s) (exactly_once, prefix {s.topic_prefix})")
+    ws = [h.Worker(s, ctx.log_dir, f"settle{i}").start() for i in range(workers)]
+
+    def alive() -> bool:
+        return all(w.alive() for w in ws)
+
+    prod = h.LoadProducer(s)
+    ev, accounts, n = "burst0", 1_000, plan.settle_n
+    cols: list[h.Collector] = []
+    try:
+        if workers > 1:
+            _wait_recovered(ws)
+        preload(ctx, s, ws[0], prod, [ev], accounts, 10_000_000_00)
+        col_d = h.Collector(s, [tname(s, "bet_decisions")])
+        col_s = h.Collector(s, [tname(s, "settlements")])
+        col_l = h.Collector(s, [tname(s, "ledger")])
+        cols = [col_d, col_s, col_l]
+        t0 = time.monotonic()
+        r = measure_open(
+            prod,
+            tname(s, "bet_requests"),
+            Bets(s, accounts, [ev]).make(n, ev),
+            None,
+            col_d,
+            Codec("bet_decision"),
+            "requested_at",
+            alive,
+            max(300, n / 20),
+        )
+        check(r["complete"], "burst bets decided", ws[0])
+        accepted = accepted_count(col_d.values[-n:])
+        expect_ledger = accounts + 2 * n  # deposits + (reserve, accept) per bet
+        check(col_l.wait_count(expect_ledger, 60, alive), "reserve/accept ledger", ws[0])
+        place_s = time.monotonic() - t0
+        s0, l0 = col_s.count(), col_l.count()
+        sent_ms = h.now_ms()
+        prod.send_records(Codec("result"), tname(s, "results"), [(ev, result(ev))])
+        ok = col_s.wait_count(s0 + accepted, max(600, n / 20), alive) and col_l.wait_count(
+            l0 + accepted, 120, alive
+        )
+        check(ok, "every settlement and settle transaction", ws[0])
+        last = max(col_s.times[s0 + accepted - 1], col_l.times[l0 + accepted - 1])
+        dur = (last - sent_ms) / 1000
+        rep = {
+            "workers": workers,
+            "bets": n,
+            "accepted": accepted,
+            "place_s": round(place_s, 2),
+            "placement_per_s": r["throughput_per_s"],
+            "burst_s": round(dur, 3),
+            "first_settlement_ms": round(col_s.times[s0] - sent_ms, 1),
+            "settlements_per_s": round(accepted / dur, 1),
+            "extrapolated_100k_s": round(dur * 100_000 / max(1, accepted), 1),
+        }
+        ctx.say(
+            f"  settlement burst, {workers} worker(s): {accepted} bets settled in "
+            f"{rep['burst_s']} s (placed at {rep['placement_per_s']}/s)"
+        )
+        return rep
+    finally:
+        for c in cols:
+            c.stop()
+        for w in ws:
+            w.stop()
+        h.delete_topics(s)
+
+
+def scenario_settlement_burst(ctx: Ctx) -> dict[str, Any]:
+    """One worker (as every other scenario), then the same burst on two workers sharing the
+    partitions (scale-out on the same two cores)."""
+    plan = ctx.plan
+    reps = [_burst(ctx, 1) for _ in range(plan.settle_reps)]
+    out: dict[str, Any] = {
+        "n": plan.settle_n,
+        **summarize(reps, "burst_s", "settlements_per_s", "extrapolated_100k_s"),
+        "note": (
+            "measured N bets on one market; 100,000-bet figure extrapolated linearly from the "
+            "measured rate"
+            if plan.settle_n != 100_000
+            else "measured at 100,000 bets"
+        ),
+    }
+    reps2 = [_burst(ctx, 2) for _ in range(plan.settle_reps)]
+    out["two_workers"] = summarize(
+        reps2, "burst_s", "settlements_per_s", "extrapolated_100k_s", "placement_per_s"
+    )
+    return out
