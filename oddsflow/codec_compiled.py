@@ -4,41 +4,57 @@ Why: fastavro's generic writer walks the parsed schema on every call, dispatchin
 type and logical type (decimal fields by a per-call lookup and digit loop); a bet writes ~8
 messages, so that walk was the largest item of the in-process profile. Here each schema becomes
 one straight-line function (fields inlined, enum indexes and the decimal scale baked in), which
-writes the same bytes: the wire format and schemas are unchanged, and
-``tests/test_codec_compiled.py`` proves byte-identical output against fastavro for records
-generated from every schema in ``schemas/``.
+writes the same bytes: the wire format and schemas are unchanged.
+
+The contract, proved by ``tests/test_codec_compiled.py`` against fastavro for every schema in
+``schemas/`` (hypothesis): on any input the codec gives what fastavro gives, bytes for bytes and
+refusal for refusal.
+
+- The writer handles only values of the exact types the engine builds records from (``dict``,
+  ``list``, ``str``, ``int``, ``bool``, ``bytes``, ``Decimal``, ``None``, int epoch ms). Any other
+  value (a tuple, a bool where an int belongs, a datetime, a subclass, ...) raises
+  :class:`Fallback` before anything is returned, and the codec lets fastavro write that record,
+  with its coercions and its union validation, so an odd record is written or refused exactly
+  as before.
+- The reader reads a body written with the same schema (the codec's newest version; an older
+  writer's body still goes through fastavro's schema resolution) into the dict fastavro gives,
+  timestamps as int epoch ms. On a garbled body it does what fastavro's C reader does, quirks
+  included: a varint longer than 64 bits wraps around as fastavro's unsigned 64-bit shift does,
+  a negative enum or union index selects from the end as a Python index does, a block count of
+  -2**63 is an empty block. (Refusing those instead would be stricter, but then the codec would
+  refuse bodies it has always accepted; the engine's validation of the decoded record is where
+  a rule-breaking value is refused.)
 
 What is compiled: records, string, bytes, int, long, boolean, enum, null, arrays, maps,
 ``["null", X]`` unions, the decimal (bytes) and timestamp logical types, field defaults of null
 or a primitive. Anything else raises :class:`Unsupported` at compile time and the codec keeps
-fastavro for that schema. The reader reads a body written with the same schema (the codec's
-newest version; an older writer's body still goes through fastavro's schema resolution) into the
-dict fastavro gives, timestamps as int epoch ms. Errors a bad record raises here (TypeError, ValueError, KeyError,
-AttributeError) are the ones the codec turns into CodecError, as for fastavro.
+fastavro for that schema.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from decimal import Context, Decimal
+from decimal import MAX_EMAX, MIN_EMIN, Context, Decimal
 from typing import Any
 
-# fastavro's own conversion of a datetime to epoch ms/us (its stub does not declare them), so a
-# datetime given for a timestamp field is written as fastavro wrote it.
-from fastavro._logical_writers_py import (  # type: ignore[attr-defined]
-    prepare_timestamp_micros,
-    prepare_timestamp_millis,
-)
-
 _PRIMITIVE = {"string", "bytes", "int", "long", "boolean", "null"}
+# The exact Python type the writer accepts for each primitive (anything else: Fallback).
+_TYPE_OF = {"string": "str", "bytes": "bytes", "int": "int", "long": "int", "boolean": "bool"}
 # Varint bytes of every zigzagged value below 2**14 (two bytes): ints, lengths, array counts
 # and enum indexes nearly always are, so the common case is one list index.
 _TABLE_LIMIT = 1 << 14
-_CTX = Context(prec=1000)  # scaleb of a <= 1000-digit coefficient is exact here
+# scaleb of a <= 1000-digit coefficient is exact here, at any exponent a Decimal can have
+_CTX = Context(prec=1000, Emax=MAX_EMAX, Emin=MIN_EMIN)
+_MASK64 = (1 << 64) - 1
+_LONG_MIN, _LONG_MAX = -(1 << 63), (1 << 63) - 1
 
 
 class Unsupported(Exception):
     """The schema uses something this compiler does not handle: fastavro writes it instead."""
+
+
+class Fallback(Exception):
+    """A value of a type the compiled writer does not take: fastavro writes this record."""
 
 
 def _varint_slow(z: int) -> bytes:
@@ -53,14 +69,18 @@ def _varint_slow(z: int) -> bytes:
 _VARINT = [_varint_slow(z) for z in range(_TABLE_LIMIT)]
 
 
-def _varint(z: int) -> bytes:
-    return _VARINT[z] if z < _TABLE_LIMIT else _varint_slow(z)
-
-
 def _long(n: int) -> bytes:
-    """A zigzag varint (Avro int and long) of ``n``; the range check ran before encoding."""
+    """A zigzag varint (Avro int and long) of ``n``.
+
+    The codec's range check refuses an out-of-range int before encoding; refusing here too
+    (as fastavro's C long conversion does) keeps a value that check missed off the wire.
+    """
     z = (n << 1) ^ (n >> 63)
-    return _VARINT[z] if 0 <= z < _TABLE_LIMIT else _varint_slow(z)
+    if 0 <= z < _TABLE_LIMIT:
+        return _VARINT[z]
+    if not _LONG_MIN <= n <= _LONG_MAX:
+        raise OverflowError(f"{n} does not fit an Avro long")
+    return _varint_slow(z)
 
 
 def decimal_bytes(d: Any, scale: int, precision: int) -> Any:
@@ -101,7 +121,12 @@ class _Gen:
     def emit(self, depth: int, line: str) -> None:
         self.lines.append("    " * depth + line)
 
-    def value(self, node: Any, v: str, depth: int) -> None:
+    def require(self, v: str, py_type: str, depth: int) -> None:
+        """Fallback unless ``v`` is exactly of ``py_type`` (a subclass may act otherwise)."""
+        self.emit(depth, f"if type({v}) is not {py_type}:")
+        self.emit(depth + 1, "raise _Fallback")
+
+    def value(self, node: Any, v: str, depth: int, in_union: bool = False) -> None:
         """Lines writing the value held in variable ``v`` of schema ``node``."""
         if isinstance(node, str):
             if node not in _PRIMITIVE:
@@ -116,14 +141,16 @@ class _Gen:
         kind = node.get("type")
         logical = node.get("logicalType")
         if isinstance(kind, dict | list):
-            self.value(kind, v, depth)
+            self.value(kind, v, depth, in_union)
         elif kind == "record":
-            self.record(node, v, depth)
+            self.record(node, v, depth, in_union)
         elif kind == "enum":
             index = self.const({s: _long(i) for i, s in enumerate(node["symbols"])})
-            self.emit(depth, f"w({index}[{v}])")
+            self.require(v, "str", depth)
+            self.emit(depth, f"w({index}[{v}])")  # KeyError: not a symbol, refused as fastavro
         elif kind == "array":
             item = self.var("i")
+            self.require(v, "list", depth)
             self.emit(depth, f"if len({v}):")
             self.emit(depth + 1, f"w(_long(len({v})))")
             self.emit(depth + 1, f"for {item} in {v}:")
@@ -131,6 +158,7 @@ class _Gen:
             self.emit(depth, "w(b'\\x00')")
         elif kind == "map":
             key, val = self.var("mk"), self.var("mv")
+            self.require(v, "dict", depth)
             self.emit(depth, f"if len({v}):")
             self.emit(depth + 1, f"w(_long(len({v})))")
             self.emit(depth + 1, f"for {key}, {val} in {v}.items():")
@@ -141,24 +169,23 @@ class _Gen:
             if "size" in node:
                 raise Unsupported("fixed decimal")
             scale, precision = int(node.get("scale", 0)), int(node["precision"])
-            self.emit(depth, f"{v} = _dec({v}, {scale}, {precision})")
-            self.primitive("bytes", v, depth)
+            self.emit(depth, f"if type({v}) is _Decimal:")
+            self.emit(depth + 1, f"{v} = _dec({v}, {scale}, {precision})")
+            self.emit(depth, f"elif type({v}) is not bytes:")  # fastavro passes bytes through
+            self.emit(depth + 1, "raise _Fallback")
+            self.emit(depth, f"w(_long(len({v})))")
+            self.emit(depth, f"w({v})")
         elif kind == "long" and logical in ("timestamp-millis", "timestamp-micros"):
-            prep = (
-                prepare_timestamp_millis
-                if logical == "timestamp-millis"
-                else prepare_timestamp_micros
-            )
-            fn = self.const(prep)
-            self.emit(depth, f"if type({v}) is not int:")
-            self.emit(depth + 1, f"{v} = {fn}({v}, None)")
-            self.primitive("long", v, depth)
+            self.primitive("long", v, depth)  # int epoch ms/us; a datetime goes to fastavro
         elif isinstance(kind, str) and kind in _PRIMITIVE and logical is None:
             self.primitive(kind, v, depth)
         else:
             raise Unsupported(f"type {kind!r} logicalType {logical!r}")
 
     def primitive(self, kind: str, v: str, depth: int) -> None:
+        if kind == "null":
+            return  # fastavro writes nothing for a null-typed value, whatever it holds
+        self.require(v, _TYPE_OF[kind], depth)
         if kind == "string":
             b = self.var("b")
             self.emit(depth, f"{b} = {v}.encode()")
@@ -166,12 +193,11 @@ class _Gen:
             self.emit(depth, f"w({b})")
         elif kind == "bytes":
             self.emit(depth, f"w(_long(len({v})))")
-            self.emit(depth, f"w(bytes({v}))")
+            self.emit(depth, f"w({v})")
         elif kind in ("int", "long"):
             self.emit(depth, f"w(_long({v}))")
         elif kind == "boolean":
             self.emit(depth, f"w(b'\\x01' if {v} else b'\\x00')")
-        # null: nothing on the wire
 
     def union(self, branches: list[Any], v: str, depth: int) -> None:
         names = [b if isinstance(b, str) else b.get("type") for b in branches]
@@ -183,9 +209,14 @@ class _Gen:
         self.emit(depth + 1, f"w({_long(null_at)!r})")
         self.emit(depth, "else:")
         self.emit(depth + 1, f"w({_long(1 - null_at)!r})")
-        self.value(other, v, depth + 1)
+        self.value(other, v, depth + 1, in_union=True)
 
-    def record(self, node: dict[str, Any], r: str, depth: int) -> None:
+    def record(self, node: dict[str, Any], r: str, depth: int, in_union: bool = False) -> None:
+        self.require(r, "dict", depth)
+        if in_union:
+            # fastavro's union check takes a "-type" key as the record's name: its business
+            self.emit(depth, f"if '-type' in {r}:")
+            self.emit(depth + 1, "raise _Fallback")
         for f in node["fields"]:
             name, ftype = f["name"], f["type"]
             v = self.var("v")
@@ -197,12 +228,16 @@ class _Gen:
             elif isinstance(ftype, list) and "null" in ftype:
                 self.emit(depth, f"{v} = {r}.get({name!r})")  # fastavro: a missing one is null
             else:
-                self.emit(depth, f"{v} = {r}[{name!r}]")
+                self.emit(depth, f"{v} = {r}[{name!r}]")  # KeyError: refused, as by fastavro
             self.value(ftype, v, depth)
 
 
 def compile_writer(raw: dict[str, Any]) -> Callable[[Any], bytes]:
-    """The function writing a record of the raw schema ``raw``; Unsupported if it cannot."""
+    """The function writing a record of the raw schema ``raw``; Unsupported if it cannot.
+
+    The function raises :class:`Fallback` for a record holding a value of a type it does not
+    take (see the module docstring), before writing anything.
+    """
     if not isinstance(raw, dict) or raw.get("type") != "record":
         raise Unsupported("top level must be a record")
     gen = _Gen()
@@ -211,30 +246,36 @@ def compile_writer(raw: dict[str, Any]) -> Callable[[Any], bytes]:
     gen.record(raw, "r", 1)
     gen.emit(1, "return b''.join(out)")
     source = "def write(r):\n" + "\n".join(gen.lines) + "\n"
-    namespace: dict[str, Any] = {"_long": _long, "_dec": decimal_bytes, **gen.consts}
+    namespace: dict[str, Any] = {
+        "_long": _long,
+        "_dec": decimal_bytes,
+        "_Decimal": Decimal,
+        "_Fallback": Fallback,
+        **gen.consts,
+    }
     exec(compile(source, f"<avro writer {raw.get('name')}>", "exec"), namespace)
     write: Callable[[Any], bytes] = namespace["write"]
     return write
 
 
 def _read_long_slow(b: bytes, i: int) -> tuple[int, int]:
-    """A zigzag varint starting at ``b[i]`` (the one-byte case is inlined by the reader).
+    """A zigzag varint starting at ``b[i]``, as fastavro's C reader reads it (the one-byte case
+    is inlined by the reader); IndexError if the body ends inside it.
 
-    A varint past 64 bits is refused (fastavro would wrap it around in a C long): no Avro
-    writer makes one, so it is a garbled body.
+    fastavro gathers the bits in an unsigned 64-bit integer with a shift that keeps growing; the
+    machine takes the shift count modulo 64 and drops what overflows, so a garbled varint past
+    64 bits wraps around instead of being refused: read here the same way.
     """
-    n, shift = 0, 0
-    while True:
+    x = b[i]
+    i += 1
+    n = x & 0x7F
+    shift = 7
+    while x & 0x80:
         x = b[i]
         i += 1
-        n |= (x & 0x7F) << shift
-        if x < 0x80:
-            if n >> 64:
-                raise ValueError("varint beyond 64 bits")
-            return (n >> 1) ^ -(n & 1), i
+        n |= ((x & 0x7F) << (shift & 63)) & _MASK64
         shift += 7
-        if shift > 63:
-            raise ValueError("varint beyond 64 bits")
+    return (n >> 1) ^ -(n & 1), i
 
 
 class _ReadGen(_Gen):
@@ -268,9 +309,10 @@ class _ReadGen(_Gen):
             null_at = names.index("null")
             idx = self.var("u")
             self.long(idx, depth)
-            self.emit(depth, f"if {idx} == {null_at}:")
+            # fastavro picks the branch as a Python list index: -1 and -2 count from the end
+            self.emit(depth, f"if {idx} == {null_at} or {idx} == {null_at - 2}:")
             self.emit(depth + 1, f"{v} = None")
-            self.emit(depth, f"elif {idx} == {1 - null_at}:")
+            self.emit(depth, f"elif {idx} == {1 - null_at} or {idx} == {-1 - null_at}:")
             self.read(node[1 - null_at], v, depth + 1)
             self.emit(depth, "else:")
             self.emit(depth + 1, f"raise ValueError('union index ' + str({idx}))")
@@ -291,8 +333,7 @@ class _ReadGen(_Gen):
             symbols = self.const(tuple(node["symbols"]))
             idx = self.var("e")
             self.long(idx, depth)
-            self.emit(depth, f"if not 0 <= {idx} < {len(node['symbols'])}:")
-            self.emit(depth + 1, f"raise ValueError('enum index ' + str({idx}))")
+            # a Python index, as fastavro's: a negative one counts from the end, IndexError past
             self.emit(depth, f"{v} = {symbols}[{idx}]")
         elif kind in ("array", "map"):
             count, item, key = self.var("c"), self.var("it"), self.var("k")
@@ -304,6 +345,9 @@ class _ReadGen(_Gen):
             self.emit(depth + 1, f"if {count} < 0:")  # a block with its byte size: skip the size
             self.emit(depth + 2, f"{count} = -{count}")
             self.long(self.var("_size"), depth + 2)
+            # fastavro negates in a signed 64-bit integer: -(-2**63) stays negative, no items
+            self.emit(depth + 2, f"if {count} > {_LONG_MAX}:")
+            self.emit(depth + 3, f"{count} = 0")
             self.emit(depth + 1, f"for _ in range({count}):")
             if kind == "array":
                 self.read(node["items"], item, depth + 2)

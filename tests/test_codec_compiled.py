@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from decimal import Context, Decimal
+from functools import partial
 from typing import Any
 
 import fastavro
@@ -11,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from oddsflow.codec import Codec, CodecError, schemas
+from oddsflow.codec import Codec, CodecError, _read_exactly, schemas
 from oddsflow.codec_compiled import Unsupported, compile_reader, compile_writer, decimal_bytes
 
 _EXACT = Context(prec=100)
@@ -194,55 +195,126 @@ def test_compiled_reader_reads_what_fastavro_reads(name: str, version: int, data
     assert end == expected_end == len(body)
 
 
+_REFUSED = "refused"
+
+
+def _outcome(decode: Any, data: bytes) -> Any:
+    """What decoding ``data`` gives: the typed record, or "refused" (a CodecError)."""
+    try:
+        return _typed(decode(data))
+    except CodecError:
+        return _REFUSED
+
+
+def _fastavro_decode(c: Codec, data: bytes) -> Any:
+    """The codec's decode as it was before the compiled reader: fastavro's, its refusals."""
+    return _read_exactly(c.name, data[10:], c.writer.read_parsed, None)
+
+
+# Varints a garbled body may hold where fastavro's C reader is lenient: negative indexes, a
+# varint past 64 bits (wraps around), -2**63 (a block count that stays negative when negated).
+_HOSTILE = [
+    b"\x01",  # -1
+    b"\x03",  # -2
+    b"\x05",  # -3
+    b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01",  # -2**63
+    b"\xfe\xff\xff\xff\xff\xff\xff\xff\xff\x01",  # 2**63 - 1
+    b"\xff" * 9 + b"\x7f",  # 70 bits
+    b"\x80" * 10 + b"\x02",  # 77 bits, the set one shifted by 70
+    b"\xff" * 12 + b"\x03",
+    b"\x81\x80\x80\x80\x80\x80\x80\x80\x80\x80\x80\x00",  # padded
+]
+
+
+def _mangle(data: Any, body: bytes) -> bytes:
+    """``body`` after one to three cuts, flips, insertions, deletions or appended bytes."""
+    out = body
+    for _ in range(data.draw(st.integers(1, 3))):
+        at = data.draw(st.integers(0, len(out)))
+        op = data.draw(st.sampled_from(["cut", "flip", "insert", "delete", "append", "hostile"]))
+        if op == "cut":
+            out = out[:at]
+        elif op == "flip" and at < len(out):
+            byte = data.draw(
+                st.sampled_from([0, 1, 2, 3, 5, 0x7F, 0x80, 0xFF]) | st.integers(0, 255)
+            )
+            out = out[:at] + bytes([byte]) + out[at + 1 :]
+        elif op == "insert":
+            out = out[:at] + data.draw(st.binary(min_size=1, max_size=4)) + out[at:]
+        elif op == "delete":
+            out = out[:at] + out[at + data.draw(st.integers(1, 4)) :]
+        elif op == "append":
+            out += data.draw(st.binary(min_size=1, max_size=4))
+        elif op == "hostile":  # in place of the varint that starts here (or of one byte)
+            out = out[:at] + data.draw(st.sampled_from(_HOSTILE)) + out[at + 1 :]
+    return out
+
+
 @pytest.mark.parametrize("name", sorted(schemas().by_name))
-@settings(max_examples=80, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
-def test_a_truncated_or_garbled_body_is_refused_or_read_as_fastavro_reads_it(
+def test_a_truncated_or_garbled_body_is_refused_or_read_exactly_as_fastavro_reads_it(
     name: str, data: Any
 ) -> None:
     c = Codec(name)
     body = _fastavro_body(c.writer.parsed, data.draw(_strategy(c.writer.raw)))
-    cut = data.draw(st.integers(0, max(0, len(body) - 1)))
-    mangled = data.draw(
-        st.sampled_from(
-            [
-                body[:cut],  # truncated
-                body[:cut] + bytes([data.draw(st.integers(0, 255))]) + body[cut + 1 :],
-                data.draw(st.binary(max_size=40)),
-            ]
-        )
-    )
-    try:
-        expected, end = _fastavro_read(c.writer, mangled)
-    except Exception:
-        with pytest.raises(CodecError):
-            c.decode(c._header + mangled)
-        return
-    if end != len(mangled):
-        with pytest.raises(CodecError, match="trailing bytes"):
-            c.decode(c._header + mangled)
+    how = data.draw(st.sampled_from(["as written", "mangled", "random"]))
+    if how == "as written":
+        mangled = body
+    elif how == "mangled":
+        mangled = _mangle(data, body)
     else:
-        try:
-            got = c.decode(c._header + mangled)
-        except CodecError as exc:
-            # refused where fastavro reads garbage as something: it wraps a varint past 64 bits
-            # around and takes enum index -1 as the last symbol (a Python negative index)
-            assert "varint beyond 64 bits" in str(exc) or "enum index -" in str(exc)
-        else:
-            assert _typed(got) == _typed(expected)
+        mangled = data.draw(st.binary(max_size=60))
+    framed = c._header + mangled
+    assert _outcome(c.decode, framed) == _outcome(partial(_fastavro_decode, c), framed)
+
+
+def _result_body(status: bytes = b"\x00", seq: bytes = b"\x02", ft_home: bytes = b"\x00") -> bytes:
+    """A result body with raw bytes for seq, the status enum index and ft_home (union index and
+    value): event_id "e", provider "p", the rest null or 0."""
+    return b"\x02e\x02p" + seq + status + ft_home + b"\x00\x00\x00" + b"\x00" + b"\x02"
 
 
 @pytest.mark.parametrize(
-    "body",
+    ("body", "field", "value"),
     [
-        b"\x80" * 10 + b"\x02",  # 11 bytes
-        b"\xff" * 9 + b"\x7f",  # 10 bytes, 70 bits
+        (_result_body(), "status", "final"),
+        (_result_body(status=b"\x01"), "status", "cancelled"),  # -1: the last symbol
+        (_result_body(status=b"\x05"), "status", "final"),  # -3: the first
+        (_result_body(status=b"\x07"), "status", _REFUSED),  # -4: before the first
+        (_result_body(status=b"\x06"), "status", _REFUSED),  # 3: past the last
+        (_result_body(ft_home=b"\x02\x0e"), "ft_home", 7),
+        (_result_body(ft_home=b"\x01\x0e"), "ft_home", 7),  # -1: the last branch
+        (_result_body(ft_home=b"\x03"), "ft_home", None),  # -2: the first branch, null
+        (_result_body(ft_home=b"\x04\x0e"), "ft_home", _REFUSED),  # 2: no such branch
+        (_result_body(ft_home=b"\x05\x0e"), "ft_home", _REFUSED),  # -3: no such branch
+        (_result_body(seq=b"\x80" * 10 + b"\x02"), "seq", 64),  # 2 << (70 % 64), zigzagged
+        (_result_body(seq=b"\xff" * 9 + b"\x7f"), "seq", -(2**63)),  # bits past 64 dropped
+        (_result_body(seq=b"\xfe" + b"\xff" * 8 + b"\x01"), "seq", 2**63 - 1),
+        (b"\x02e\x02p\x80\x80", "seq", _REFUSED),  # the body ends inside the varint
     ],
 )
-def test_a_varint_past_64_bits_is_a_corrupt_body(body: bytes) -> None:
-    c = Codec("deposit")  # its first field is a string: a length varint
-    with pytest.raises(CodecError, match="varint beyond 64 bits"):
-        c.decode(c._header + body)
+def test_garbled_varints_and_indexes_read_as_fastavro_reads_them(
+    body: bytes, field: str, value: Any
+) -> None:
+    c = Codec("result")
+    framed = c._header + body
+    expected = _outcome(partial(_fastavro_decode, c), framed)
+    assert _outcome(c.decode, framed) == expected
+    if value == _REFUSED:
+        assert expected == _REFUSED
+    else:
+        assert c.decode(framed)[field] == value
+
+
+def test_a_block_count_of_minus_two_to_the_63_is_an_empty_block_as_in_fastavro() -> None:
+    c = Codec("ledger_transaction")
+    # tx_id "t", kind "k", bet_id null, account_id null, postings: a block of -2**63 items with
+    # a byte size of 0, then the end of the array, created_at 0
+    body = b"\x02t\x02k\x00\x00" + _HOSTILE[3] + b"\x00" + b"\x00" + b"\x00"
+    framed = c._header + body
+    assert c.decode(framed)["postings"] == []
+    assert _outcome(c.decode, framed) == _outcome(partial(_fastavro_decode, c), framed)
 
 
 def test_decode_reads_a_memoryview_as_bytes() -> None:
