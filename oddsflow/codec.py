@@ -27,6 +27,8 @@ from typing import Any
 import fastavro
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
+from oddsflow.codec_compiled import Fallback, Unsupported, compile_reader, compile_writer
+
 SINGLE_OBJECT_MAGIC = b"\xc3\x01"
 CONFLUENT_MAGIC = b"\x00"
 _FILE_RE = re.compile(r"^(?P<name>[a-z_]+)\.v(?P<version>\d+)\.avsc$")
@@ -205,6 +207,17 @@ class Codec:
         self.writer = self.set.latest(name)
         self._reader_read = fastavro.parse_schema(_strip_timestamps(copy.deepcopy(self.writer.raw)))
         self._range_check = _compile_range_check(self.writer.raw)
+        self._write_fastavro = _fastavro_writer(self.writer.parsed)
+        try:
+            self._write: Callable[[dict[str, Any]], bytes] = compile_writer(self.writer.raw)
+        except Unsupported:
+            self._write = self._write_fastavro
+        try:
+            self._read: Callable[[bytes], tuple[dict[str, Any], int]] | None = compile_reader(
+                self.writer.raw
+            )
+        except Unsupported:
+            self._read = None
         self._registry = _Registry(registry_url) if registry_url else None
         self._header = (
             CONFLUENT_MAGIC + struct.pack(">I", self._registry.id_for(self.writer))
@@ -216,20 +229,32 @@ class Codec:
         """The framed Avro bytes of ``record``; CodecError (with the field path) if it does not fit."""
         if self._range_check is not None:
             self._range_check(record, self.name)
-        buf = io.BytesIO()
-        buf.write(self._header)
         try:
-            fastavro.schemaless_writer(buf, self.writer.parsed, record)
+            try:
+                return self._header + self._write(record)
+            except Fallback:  # a value the compiled writer does not take: fastavro's way
+                return self._header + self._write_fastavro(record)
         except (ValueError, TypeError, KeyError, AttributeError, ArithmeticError) as exc:
             raise CodecError(f"{self.name}: cannot encode record: {exc}") from exc
-        return buf.getvalue()
 
     def decode(self, data: bytes | None) -> dict[str, Any]:
         writer = self.writer_of(data)
         if writer.name != self.name:
             raise CodecError(f"expected a {self.name} message, got {writer.name} v{writer.version}")
-        reader = None if writer is self.writer else self._reader_read
         body = data[10:] if data[:1] != CONFLUENT_MAGIC else data[5:]  # type: ignore[index]
+        if writer is self.writer and self._read is not None:
+            if type(body) is not bytes:  # a memoryview's slices have no .decode()
+                body = bytes(body)
+            try:
+                record, end = self._read(body)
+            except Exception as exc:  # truncated/garbled: IndexError, ValueError, Unicode...
+                raise CodecError(f"{self.name}: corrupt Avro body: {exc!r}") from exc
+            if end != len(body):
+                raise CodecError(
+                    f"{self.name}: {len(body) - end} trailing bytes after the Avro record"
+                )
+            return record
+        reader = None if writer is self.writer else self._reader_read
         return _read_exactly(self.name, body, writer.read_parsed, reader)
 
     def writer_of(self, data: bytes | None) -> SchemaVersion:
@@ -245,6 +270,17 @@ class Codec:
         if data[:1] == CONFLUENT_MAGIC and self._registry is not None and len(data) >= 5:
             return self._registry.schema_for(struct.unpack(">I", data[1:5])[0])
         raise CodecError("not an Avro single-object or Confluent-framed message (bad magic bytes)")
+
+
+def _fastavro_writer(parsed: Any) -> Callable[[dict[str, Any]], bytes]:
+    """fastavro's writer of a parsed schema: for schemas or values the compiled one leaves."""
+
+    def write(record: dict[str, Any]) -> bytes:
+        buf = io.BytesIO()
+        fastavro.schemaless_writer(buf, parsed, record)
+        return buf.getvalue()
+
+    return write
 
 
 def decode_any(data: bytes) -> tuple[str, dict[str, Any]]:

@@ -15,10 +15,8 @@ calls :func:`payout_minor` instead of rounding on its own.
 
 from __future__ import annotations
 
-import math
 import re
 from decimal import Context, Decimal, Inexact, InvalidOperation, Overflow
-from fractions import Fraction
 
 from oddsflow.domain.errors import DomainError, MoneyBoundError, MoneyError
 
@@ -77,10 +75,12 @@ def to_minor(amount: Decimal | str | int) -> int:
         raise MoneyError(f"not an amount: {amount!r} (money is never float)")
     if not value.is_finite():
         raise MoneyError(f"amount is not finite: {amount!r}")
-    scaled = Fraction(value) * MINOR_PER_UNIT
-    if scaled.denominator != 1:
+    # Integer arithmetic on the exact ratio (as fast as the check needs; no Fraction objects).
+    num, den = value.as_integer_ratio()
+    scaled, rest = divmod(num * MINOR_PER_UNIT, den)
+    if rest:
         raise MoneyError(f"amount has more than 2 decimals: {amount!r}")
-    return int(scaled)
+    return scaled
 
 
 def from_minor(minor: int) -> Decimal:
@@ -106,4 +106,5 @@ def payout_minor(stake_minor: int, factor: Decimal) -> int:
         raise MoneyError(f"stake must be a non-negative int of minor units: {stake_minor!r}")
     if not isinstance(factor, Decimal) or not factor.is_finite() or factor < 0:
         raise MoneyError(f"factor must be a finite non-negative Decimal: {factor!r}")
-    return math.floor(stake_minor * Fraction(factor))
+    num, den = factor.as_integer_ratio()
+    return stake_minor * num // den

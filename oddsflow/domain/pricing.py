@@ -16,7 +16,8 @@ Methods (each removal has an exact inverse used to apply a margin):
   reduces to proportional.
 
 Power and Shin are solved by Decimal bisection (working precision 40 digits, parameter to
-~1e-16); the result is then rescaled proportionally by the tiny residual so that fair
+~1e-16), each step deciding by a float estimate of the sum where its error bound makes the sign
+certain (so the same steps, at a fraction of the Decimal exp/sqrt cost); the result is then rescaled proportionally by the tiny residual so that fair
 probabilities sum to 1 and an applied margin is hit to the last of 28 digits.
 
 Ladder: priced odds are rounded DOWN to the ladder (default 2 dp, 1.01 to 1000). Rounding odds
@@ -27,11 +28,11 @@ exception is the clamp of a price below the minimum tick UP to that tick (a pric
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, localcontext
 from enum import StrEnum
-from fractions import Fraction
 
 from oddsflow.domain.errors import OddsError
 from oddsflow.domain.odds import validate_decimal_odds
@@ -86,20 +87,64 @@ def _check_probs(fair_probs: Sequence[Decimal]) -> tuple[Decimal, ...]:
 def overround(odds: Sequence[Decimal]) -> Decimal:
     """``sum(1 / o) - 1``: 0 for a fair book, 0.05 for a 5% margin.
 
-    Summed exactly as fractions and rounded once (to the context's 28 digits): rounding is
-    monotone, so an overround that is truly >= a target margin is never reported below it.
+    Summed exactly and rounded once (to the context's 28 digits): rounding is monotone, so an
+    overround that is truly >= a target margin is never reported below it. The exact sum is
+    kept as one integer ratio over the product of the odds' numerators (no Fraction objects:
+    no gcd per addition); a Decimal division rounds the exact quotient, whatever the ratio's
+    form, so the result is the one the reduced fraction gives.
     """
-    exact = sum((1 / Fraction(validate_decimal_odds(o)) for o in odds), Fraction(0)) - 1
-    return Decimal(exact.numerator) / Decimal(exact.denominator)
+    num, den = 0, 1
+    for o in odds:
+        on, od = validate_decimal_odds(o).as_integer_ratio()  # 1 / o == od / on
+        num, den = num * on + od * den, den * on
+    return Decimal(num - den) / Decimal(den)
 
 
-def _bisect(g: Callable[[Decimal], Decimal], lo: Decimal, hi: Decimal) -> Decimal:
+# A float estimate of ``g`` and a bound on its error: see :func:`_sign`.
+_Fast = Callable[[float], float]
+_FastBound = Callable[[float], float]
+
+
+def _sign(
+    g: Callable[[Decimal], Decimal], x: Decimal, fast: tuple[_Fast, _FastBound] | None
+) -> int:
+    """The sign of ``g(x)`` (-1, 0 or 1), from a float estimate wherever that is certain.
+
+    Why: each step of a bisection only needs the sign of ``g``, and ``g`` at 40 digits costs a
+    Decimal ``exp`` or ``sqrt`` per selection. A float estimate whose magnitude exceeds its
+    error bound has the sign of the exact ``g`` (and of the 40-digit one, which is within
+    ~1e-38 of it); only near the root, where the estimate is not decisive, is the Decimal
+    ``g`` computed. So the bisection visits the same points and returns the same Decimal as it
+    did with ``g`` alone: the results do not change, only their cost.
+    """
+    if fast is not None:
+        estimate, bound = fast
+        xf = float(x)
+        try:
+            f = estimate(xf)
+        except (OverflowError, ValueError, ZeroDivisionError):
+            f = math.nan
+        margin = bound(xf)
+        if f > margin:
+            return 1
+        if f < -margin:
+            return -1
+    d = g(x)
+    return (d > 0) - (d < 0)
+
+
+def _bisect(
+    g: Callable[[Decimal], Decimal],
+    lo: Decimal,
+    hi: Decimal,
+    fast: tuple[_Fast, _FastBound] | None = None,
+) -> Decimal:
     """Root of a decreasing ``g`` with ``g(lo) >= 0 >= g(hi)``, to a bracket of ``_WIDTH``."""
     for _ in range(_MAX_STEPS):
         if hi - lo <= _WIDTH:
             break
         mid = (lo + hi) / 2
-        if g(mid) > 0:
+        if _sign(g, mid, fast) > 0:
             lo = mid
         else:
             hi = mid
@@ -112,21 +157,63 @@ def _rescale(values: Sequence[Decimal], total: Decimal) -> tuple[Decimal, ...]:
     return tuple(v * total / s for v in values)
 
 
-def _power_sum(base: Sequence[Decimal], target: Decimal) -> Callable[[Decimal], Decimal]:
-    logs = [b.ln() for b in base]
+def _power_sum(logs: Sequence[Decimal], target: Decimal) -> Callable[[Decimal], Decimal]:
     return lambda k: sum(((k * lg).exp() for lg in logs), Decimal(0)) - target
 
 
-def _solve_exponent(base: Sequence[Decimal], target: Decimal) -> Decimal:
+# Below this a float loses relative precision (subnormals) or squares to 0: no float estimate.
+_FLOAT_MIN = 1e-150
+
+
+def _floats(values: Sequence[Decimal]) -> list[float] | None:
+    out = [float(v) for v in values]
+    return out if all(_FLOAT_MIN <= abs(f) < 1e150 for f in out) else None
+
+
+def _power_sum_fast(base: Sequence[Decimal], target: Decimal) -> tuple[_Fast, _FastBound] | None:
+    """Float ``sum(b ** k) - target`` and its error bound.
+
+    Each term ``exp(k ln b)`` is <= 1 (b in (0, 1), k > 0) with an absolute error below
+    ``(k + 3) * 4e-16`` (float(b), log, the product and exp each within a few ulps, and
+    ``t |ln t| <= 1/e``); the bound allows 25x that per term, plus the sum's rounding.
+    """
+    bf = _floats(base)
+    if bf is None:
+        return None
+    logs = [math.log(b) for b in bf]
+    tf = float(target)
+    n = len(logs)
+
+    def estimate(k: float) -> float:
+        return math.fsum([math.exp(k * lg) for lg in logs]) - tf
+
+    def bound(k: float) -> float:
+        return n * (abs(k) + 4) * 1e-14
+
+    return estimate, bound
+
+
+def _power(base: Sequence[Decimal], target: Decimal) -> list[Decimal]:
+    """``b ** k`` for each base, with ``k`` solved so they sum to ``target``.
+
+    The logs are taken once, for the solve and for the powers (a 40-digit ln costs ~3 exps).
+    """
+    logs = [b.ln() for b in base]
+    k = _solve_exponent(base, logs, target)
+    return [(k * lg).exp() for lg in logs]
+
+
+def _solve_exponent(base: Sequence[Decimal], logs: Sequence[Decimal], target: Decimal) -> Decimal:
     """``k > 0`` with ``sum(b ** k) == target``, for bases in (0, 1) and 0 < target < n."""
-    g = _power_sum(base, target)
+    g = _power_sum(logs, target)
+    fast = _power_sum_fast(base, target)
     lo, hi = Decimal(1), Decimal(1)
     # sum(b ** k) falls from n (k -> 0) to 0 (k -> inf): widen the bracket around k = 1.
-    while g(lo) < 0:
+    while _sign(g, lo, fast) < 0:
         lo /= 2
-    while g(hi) > 0:
+    while _sign(g, hi, fast) > 0:
         hi *= 2
-    return _bisect(g, lo, hi)
+    return _bisect(g, lo, hi, fast)
 
 
 def _shin_fair(implied: Sequence[Decimal], booksum: Decimal, z: Decimal) -> list[Decimal]:
@@ -137,6 +224,53 @@ def _shin_implied(fair: Sequence[Decimal], z: Decimal) -> list[Decimal]:
     s = [(z * f + (1 - z) * f * f).sqrt() for f in fair]
     total = sum(s, Decimal(0))
     return [x * total for x in s]
+
+
+def _shin_fair_fast(
+    implied: Sequence[Decimal], booksum: Decimal
+) -> tuple[_Fast, _FastBound] | None:
+    """Float ``sum(shin fair) - 1`` and its error bound.
+
+    Each fair value is ``(sqrt(q) - z) / (2 (1 - z))`` with ``q <= 5``: the numerator is within
+    ~3e-15 and the division by ``2 (1 - z)`` scales that by ``1 / (2 (1 - z))``; the bound allows
+    ~30x that per selection.
+    """
+    pf = _floats(implied)
+    if pf is None:
+        return None
+    bf = float(booksum)
+    n = len(pf)
+
+    def estimate(z: float) -> float:
+        w = 1 - z
+        return math.fsum([(math.sqrt(z * z + 4 * w * p * p / bf) - z) / (2 * w) for p in pf]) - 1
+
+    def bound(z: float) -> float:
+        return n * 1e-13 / (1 - z)
+
+    return estimate, bound
+
+
+def _shin_implied_fast(fair: Sequence[Decimal], target: Decimal) -> tuple[_Fast, _FastBound] | None:
+    """Float ``target - sum(shin implied)`` (which is ``target - (sum s)**2``) and its bound.
+
+    Each ``s = sqrt(z f + (1 - z) f**2) <= 1`` is within a few ulps, so ``(sum s)**2 <= n**2``
+    is within ``n**2 * 1e-15``; the bound allows 100x that.
+    """
+    ff = _floats(fair)
+    if ff is None:
+        return None
+    tf = float(target)
+    n = len(ff)
+
+    def estimate(z: float) -> float:
+        total = math.fsum([math.sqrt(z * f + (1 - z) * f * f) for f in ff])
+        return tf - total * total
+
+    def bound(z: float) -> float:
+        return n * n * 1e-13
+
+    return estimate, bound
 
 
 def fair_probabilities(
@@ -155,13 +289,13 @@ def fair_probabilities(
             if min(fair) <= 0:
                 raise OddsError("additive removal gives a probability <= 0; use another method")
         elif method is Method.POWER and booksum != 1:
-            k = _solve_exponent(implied, Decimal(1))
-            fair = [(k * p.ln()).exp() for p in implied]
+            fair = _power(implied, Decimal(1))
         elif method is Method.SHIN and booksum > 1:
             z = _bisect(
                 lambda z: sum(_shin_fair(implied, booksum, z), Decimal(0)) - 1,
                 Decimal(0),
                 Decimal("0.999999"),
+                _shin_fair_fast(implied, booksum),
             )
             fair = _shin_fair(implied, booksum, z)
         else:
@@ -194,8 +328,7 @@ def apply_margin(
         elif method is Method.POWER:
             if target >= n:
                 raise OddsError(f"power method cannot reach a booksum of {target} with {n} prices")
-            c = _solve_exponent(fair, target)
-            implied = [(c * f.ln()).exp() for f in fair]
+            implied = _power(fair, target)
         elif method is Method.SHIN:
             if margin < 0:
                 raise OddsError("Shin method cannot apply a negative margin")
@@ -206,6 +339,7 @@ def apply_margin(
                 lambda z: target - sum(_shin_implied(fair, z), Decimal(0)),
                 Decimal(0),
                 Decimal(1),
+                _shin_implied_fast(fair, target),
             )
             implied = _shin_implied(fair, z)
         else:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import math
 from decimal import Decimal
 from fractions import Fraction
 
@@ -130,3 +131,54 @@ def test_minor_roundtrip(minor: int) -> None:
 def test_payout_bounds(stake: int, factor: Decimal) -> None:
     paid = payout_minor(stake, factor)
     assert paid <= stake * factor < paid + 1
+
+
+# The Fraction implementations these replaced, kept as the reference the integer ones must equal.
+def _payout_minor_fraction(stake_minor: int, factor: Decimal) -> int:
+    return math.floor(stake_minor * Fraction(factor))
+
+
+def _to_minor_fraction(value: Decimal) -> int | None:
+    scaled = Fraction(value) * MINOR_PER_UNIT
+    return int(scaled) if scaled.denominator == 1 else None
+
+
+_factors = st.one_of(
+    st.decimals(min_value=0, max_value=10**6, allow_nan=False, allow_infinity=False),
+    st.decimals(min_value=0, max_value=10**4, places=12, allow_nan=False, allow_infinity=False),
+    # exponent > 0 (e.g. Decimal("1E+3")) and very long accumulator products
+    st.builds(lambda c, e: Decimal(c).scaleb(e), st.integers(0, 10**20), st.integers(-60, 6)),
+)
+
+
+@given(st.integers(min_value=0, max_value=2**63 - 1), _factors)
+def test_payout_minor_integer_path_equals_the_fraction_reference(
+    stake: int, factor: Decimal
+) -> None:
+    assert payout_minor(stake, factor) == _payout_minor_fraction(stake, factor)
+
+
+@given(
+    st.one_of(
+        st.decimals(allow_nan=False, allow_infinity=False),
+        st.decimals(places=2, allow_nan=False, allow_infinity=False),
+        st.builds(
+            lambda c, e: Decimal(c).scaleb(e), st.integers(-(10**20), 10**20), st.integers(-6, 6)
+        ),
+    )
+)
+def test_to_minor_integer_path_equals_the_fraction_reference(value: Decimal) -> None:
+    expected = _to_minor_fraction(value)
+    if expected is None:
+        with pytest.raises(MoneyError, match="more than 2 decimals"):
+            to_minor(value)
+    else:
+        assert to_minor(value) == expected
+
+
+def test_payout_minor_floors_an_exact_product_without_rounding_it_first() -> None:
+    # 1/3-ish factors with more digits than any 28-digit context: a rounded product would floor
+    # one minor unit higher.
+    factor = Decimal("2." + "9" * 60)
+    assert payout_minor(10**12, factor) == 2 * 10**12 + 10**12 - 1
+    assert payout_minor(3, Decimal("0.3333333333333333333333333333333334")) == 1
