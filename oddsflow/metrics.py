@@ -20,6 +20,10 @@ DEAD_LETTERS = Counter(
 STALE_UPDATES = Counter(
     "oddsflow_stale_updates_total", "Provider updates dropped as stale or duplicate", ["kind"]
 )
+PRICES_CONFLATED = Counter(
+    "oddsflow_price_updates_conflated_total",
+    "Price updates not priced: a later update of the same market in the same batch superseded them",
+)
 DECISIONS = Counter("oddsflow_bet_decisions_total", "Bet decisions", ["outcome", "reason"])
 DECISION_PATHS = Counter(
     "oddsflow_bet_decision_paths_total",

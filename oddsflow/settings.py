@@ -66,6 +66,8 @@ class Settings(BaseSettings):
     agent_batch_within_ms: float = 10.0
     # ...and emit what a batch has done after this long, so the loop and the commit move on.
     agent_batch_budget_ms: float = 500.0
+    # Price only the newest update of a market in a batch (processors.conflation).
+    conflate_prices: bool = True
     # How long the group waits for a silent (e.g. SIGKILLed) worker before moving its partitions.
     session_timeout_s: float = 10.0
 

@@ -30,6 +30,8 @@ from oddsflow.domain.currency import parse_accepted
 from oddsflow.domain.pricing import Method
 from oddsflow.domain.validation import INPUT_TOPICS, ValidationError, validate_record
 from oddsflow.processors import transport as oddsflow_transport
+from oddsflow.processors.conflation import Plan
+from oddsflow.processors.conflation import plan as plan_conflation
 from oddsflow.processors.emit import PartitionBatcher, record_bytes
 from oddsflow.processors.market_view import MarketView
 from oddsflow.processors.markets import Book, InputError, MarketsHandler
@@ -220,6 +222,10 @@ def build_app(
     batch_within_s = settings.agent_batch_within_ms / 1000
     batch_budget_s = settings.agent_batch_budget_ms / 1000
 
+    def validate_and_return(key: str, record: dict[str, Any]) -> dict[str, Any]:
+        validate(key, record)
+        return record
+
     def dead_letter_record(event: Any, error: Exception, stage: str) -> tuple[Any, ...]:
         """A dead letter for ``event``: its topic, partition and offset, the reason and a
         bounded excerpt of its key and value (a dead letter is never too large to send)."""
@@ -261,7 +267,12 @@ def build_app(
     events_out: dict[tuple[str, str], Any] = {}
 
     async def handle_batch(
-        events: list[Any], handlers: dict[str, Any], agent: str, **kw: Any
+        events: list[Any],
+        handlers: dict[str, Any],
+        agent: str,
+        *,
+        conflate_prices: bool = False,
+        **kw: Any,
     ) -> None:
         """Run each event through its handler, then emit the batch's outputs at once.
 
@@ -275,21 +286,37 @@ def build_app(
         and lets the commit run before it goes on: the event loop must not stay blocked
         for long (a 500-leg settlement message is one event), and under exactly_once a
         transaction left open longer than the transaction timeout is aborted by the broker.
+
+        ``conflate_prices``: a market's price updates superseded by a later one in the batch
+        are counted, not priced (``processors.conflation``).
         """
         started = slice_started = time.perf_counter()
+        if conflate_prices:
+            conflation = plan_conflation(
+                events,
+                lambda e: name_to_key[e.message.topic],
+                lambda k, e: validate_and_return(k, codecs[k].decode(e.value)),
+            )
+        else:
+            conflation = Plan()
         batcher = PartitionBatcher()
         changelog: dict[tuple[str, str], tuple[int, bytes | None]] = {}
 
-        def process(event: Any) -> None:
+        def process(event: Any, index: int, *, fallback: bool = False) -> None:
             key = name_to_key[event.message.topic]
-            c = events_in.get((agent, key))
-            if c is None:
-                c = events_in[(agent, key)] = metrics.EVENTS_IN.labels(agent, key)
-            c.inc()
+            if not fallback:
+                c = events_in.get((agent, key))
+                if c is None:
+                    c = events_in[(agent, key)] = metrics.EVENTS_IN.labels(agent, key)
+                c.inc()
+                if index in conflation.skip:
+                    return
             journal.writes.clear()
             try:
-                record = codecs[key].decode(event.value)
-                validate(key, record)
+                record = conflation.decoded.get(index)
+                if record is None:
+                    record = codecs[key].decode(event.value)
+                    validate(key, record)
                 fx = Effects()
                 handlers[key](record, fx, now_ms(), **kw)
                 outputs = [
@@ -300,11 +327,13 @@ def build_app(
             except (CodecError, InputError, ValidationError, OversizedOutput) as exc:
                 journal.rollback()
                 batcher.add(*dead_letter_record(event, exc, agent))
+                refused(index)
                 return
             except Exception as exc:  # a bug or an input no rule foresaw: park it, keep running
                 journal.rollback()
                 log.exception("unexpected error in %s", agent)
                 batcher.add(*dead_letter_record(event, exc, agent))
+                refused(index)
                 return
             partition = event.message.partition
             for store, k, value, _ in journal.writes:
@@ -321,15 +350,26 @@ def build_app(
             await transport.emit(done, batcher, changelog)
             changelog.clear()
 
+        fell_back: list[int] = []
+
+        def refused(index: int) -> None:
+            # The kept update of a market was refused: the ones it superseded get their turn,
+            # in arrival order, as one by one they would have (the newest valid price wins).
+            for j in conflation.superseded_by.get(index, ()):
+                fell_back.append(j)
+                process(events[j], j, fallback=True)
+
         first = 0
         for i, event in enumerate(events):
-            process(event)
+            process(event, i)
             if i + 1 < len(events) and time.perf_counter() - slice_started > batch_budget_s:
                 await flush(events[first : i + 1])
                 first = i + 1
                 await asyncio.sleep(0)  # the commit (waiting on the emit lock) goes first
                 slice_started = time.perf_counter()
         await flush(events[first:])
+        if conflation.skip:
+            metrics.PRICES_CONFLATED.inc(len(conflation.skip) - len(fell_back))
         metrics.PROCESSING_SECONDS.labels(agent).observe(
             (time.perf_counter() - started) / max(1, len(events))
         )
@@ -339,7 +379,9 @@ def build_app(
     async def pricing_agent(stream: Any) -> None:
         handlers = agent_handlers["pricing"]
         async for events in stream.take_events(batch_max, within=batch_within_s):
-            await handle_batch(events, handlers, "pricing")
+            await handle_batch(
+                events, handlers, "pricing", conflate_prices=settings.conflate_prices
+            )
 
     @app.agent(agent_topic("market_check"), name="market_check")
     async def market_check_agent(stream: Any) -> None:

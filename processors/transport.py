@@ -95,6 +95,10 @@ class TransportSettings:
     # aborts it: keep that short, and no longer than the session timeout (see 3. above).
     transaction_timeout_ms: int = 10_000
     linger_ms: int = 5  # batches the many small sends of one commit
+    # How long the producer waits before retrying a refused request: in a transaction, the
+    # AddOffsetsToTxn/AddPartitionsToTxn the broker answers CONCURRENT_TRANSACTIONS while the
+    # previous EndTxn's markers are written (KAFKA-5477). aiokafka's default is 100 ms.
+    retry_backoff_ms: int = 100
     # A sportsbook wants an idle partition's next bet picked up in milliseconds.
     fetch_max_wait_ms: int = 10
     # Below the broker's message.max.bytes (1,048,588 by default) and aiokafka's
@@ -111,6 +115,7 @@ class TransportSettings:
                 float(env.get("ODDSFLOW_TRANSACTION_TIMEOUT_S", "10")) * 1000
             ),
             fetch_max_wait_ms=int(env.get("ODDSFLOW_FETCH_MAX_WAIT_MS", "10")),
+            retry_backoff_ms=int(env.get("ODDSFLOW_RETRY_BACKOFF_MS", "100")),
             max_message_bytes=int(env.get("ODDSFLOW_MAX_MESSAGE_BYTES", "1000000")),
             recovery_timeout_s=float(env.get("ODDSFLOW_RECOVERY_TIMEOUT_S", "60")),
             recovery_attempts=int(env.get("ODDSFLOW_RECOVERY_ATTEMPTS", "3")),
@@ -161,6 +166,7 @@ class WorkerProducer(faust_aiokafka.Producer):
         ts = transport_settings(self.app)
         settings["transaction_timeout_ms"] = ts.transaction_timeout_ms
         settings["linger_ms"] = ts.linger_ms
+        settings["retry_backoff_ms"] = ts.retry_backoff_ms
         return settings
 
     def transaction_producer(self, transactional_id: str) -> Any:
