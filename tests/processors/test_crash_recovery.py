@@ -264,7 +264,16 @@ def test_scale_out_two_workers_and_failover(kafka_settings, worker_factory):
 def test_broker_sigkilled_mid_stream_and_restarted_loses_and_doubles_nothing(
     kafka_settings, worker_factory
 ):
-    # Kills the SHARED broker every other test uses: run alone, at the end (marked slow).
+    """The shared broker is SIGKILLed with the worker's transactions open and started again.
+
+    A short outage the worker rides out (its clients reconnect). A longer one outlasts the
+    transaction timeout: the restarted broker aborts the open transaction and fences its
+    producer, and the worker stops (by design: it never resumes on a state it cannot trust)
+    for a supervisor to restart it. Which of the two happens depends on how fast the broker
+    comes back on a loaded machine, so the test supervises the worker like systemd or
+    Kubernetes would, and requires the books to be exact either way, and a stopped worker to
+    have stopped for the fencing, not for anything else.
+    """
     s = crash_settings(kafka_settings)
     broker = services.Kafka(s)
     n_bets = 2000
@@ -279,19 +288,28 @@ def test_broker_sigkilled_mid_stream_and_restarted_loses_and_doubles_nothing(
     assert not broker.status().running
     broker.up()  # the same data directory: what was acknowledged (acks=all, fsync'd) is kept
     wait_for(lambda: broker.status().running, 120, 1, "broker back")
-    # The worker rides out the outage (its clients reconnect); if it gave up instead, a
-    # supervisor would restart it: that restart is a crash-recovery case of its own.
-    restarted = not w.alive()
-    if restarted:
-        w.start()
+    restarts = [0]
+
+    def supervised(done):
+        def check():
+            if not w.alive():  # a supervisor restarts a worker that stopped
+                restarts[0] += 1
+                w.start()
+            return done()
+
+        return check
+
     feeder.join()  # its producer retried through the outage (idempotent: no duplicates)
-    wait_for(lambda: count(s, "bet_decisions") >= n_bets, 300, 2, "all decisions after restart")
+    wait_for(supervised(lambda: count(s, "bet_decisions") >= n_bets), 300, 2, "all decisions after")
     produce(s, results())
     accepted = {v["bet_id"] for _, v in consume_all("bet_decisions", s, idle_s=1) if v["accepted"]}
-    wait_for(lambda: count(s, "settlements") >= len(accepted), 300, 2, "all settlements")
-    wait_for(steady(s), 120, 3, "outputs steady")
+    wait_for(
+        supervised(lambda: count(s, "settlements") >= len(accepted)), 300, 2, "all settlements"
+    )
+    wait_for(supervised(steady(s)), 120, 3, "outputs steady")
     check_books(s, n_bets)
-    assert w.alive() and not restarted, "the worker did not survive the broker's restart"
+    if restarts[0]:
+        assert "transaction aborted; stopping the worker" in w.log_text()
 
 
 def test_a_restarted_worker_decides_nothing_before_its_view_caught_up(
