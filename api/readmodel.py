@@ -90,7 +90,10 @@ class ReadModel:
                     " request, placed_at, instance_id)"
                     " VALUES (%s, %s, %s, %s, %s::jsonb,"
                     "  timestamptz 'epoch' + %s * interval '1 millisecond', %s)"
-                    " ON CONFLICT (account_id, idempotency_key) DO NOTHING RETURNING bet_id",
+                    # No arbiter: a concurrent retry of the same placement conflicts on
+                    # bet_id (derived from account and key) as well, and Postgres raises
+                    # for a unique index other than the one ON CONFLICT names.
+                    " ON CONFLICT DO NOTHING RETURNING bet_id",
                     (account_id, key, bet_id, body_sha256, doc, request["placed_at"], instance_id),
                 )
             ).fetchone()

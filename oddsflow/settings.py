@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     liability_minor_max_selection: int | None = None
     liability_minor_max_market: int | None = None
     quota_share_ppm: int = 500_000
+    # An in-play market's price older than this in the worker's view is refused as suspended
+    # (oddsflow.domain.decide: a live feed gone silent); three in-play bet delays by default.
+    view_age_ms_max_in_play: int = 15_000
 
     # Feed ingestion HTTP endpoint; tokens as "provider:token,provider2:token2".
     ingest_port: int = 8088

@@ -183,6 +183,7 @@ def build_app(
         view=view,
         quotas=table("quotas"),
         account_partitions=topo.group_partitions("account"),
+        view_age_ms_max_in_play=settings.view_age_ms_max_in_play,
     )
     # Provider-settled markets (UOF): the certainty policy is the adapter's setting.
     provider = ProviderHandler(markets, table("provider_markets"), UofSettings().certainty_policy)

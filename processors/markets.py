@@ -541,7 +541,7 @@ class MarketsHandler:
             "leg": {**leg_json(rec["leg"]), "selection": leg.selection},  # canonical
             # When the bet was placed: a provider's bet_cancel voids the bets placed inside
             # its window (processors.provider).
-            "placed_at": rec.get("placed_at"),
+            "placed_at": rec.get("placed_at") or None,
         }
         self.open_legs.put(leg_key, leg_rec)
         ev = self._event(leg.event_id)

@@ -410,7 +410,7 @@ class WalletHandler:
                     "quota_spend": False,
                     "amount_minor": r.amount_minor,
                     "accepted_at": now_ms,
-                    "placed_at": None,
+                    "placed_at": 0,
                 },
             )
 

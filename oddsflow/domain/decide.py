@@ -36,9 +36,13 @@ provider update) or a view that fell behind; either way the book cannot vouch fo
 holding would tie the stake up for as long as the feed stays quiet, while a refused customer may
 ask again. It is the suspension a sportsbook applies when its live feed goes silent, and it
 ranks as one (below CLOSED, above every price and money reason). The default,
-:data:`VIEW_AGE_MS_MAX_IN_PLAY`, equals the in-play bet delay: the delay exists because a price
-that old may already be beaten by the match. Pre-match entries are not age-limited: their price
-stands until the book publishes another (status changes are published the same way).
+:data:`VIEW_AGE_MS_MAX_IN_PLAY` (15 s), is three in-play bet delays: a held bet is re-checked
+when its delay ends, a little after it in practice, and a market that stayed quiet through the
+delay (no price move, no suspension) is what the delay exists to accept, so the limit must sit
+well above the delay; a live book silent for three delays is treated as suspended. An operator
+tunes it to the feed's cadence (``Settings.view_age_ms_max_in_play``). Pre-match entries are not
+age-limited: their price stands until the book publishes another (status changes are published
+the same way).
 
 Reason precedence differs from the streaming saga of ``processors/wallet.py`` in one place: that
 saga rejects on stake limits and funds *before* the legs are checked, so a too-high stake on a
@@ -78,7 +82,7 @@ from oddsflow.domain.acceptance import (
 )
 from oddsflow.domain.quota import AuthRequest, Quotas, Spend, spend
 
-VIEW_AGE_MS_MAX_IN_PLAY = 5_000
+VIEW_AGE_MS_MAX_IN_PLAY = 15_000
 """Default oldest in-play view entry a bet may bind to (see the module docstring)."""
 
 # A book no single can push over a limit: its selection liabilities are hugely negative and its

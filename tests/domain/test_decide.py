@@ -228,13 +228,16 @@ def test_stale_reason(in_play: bool, age_ms: int | None, reason: RejectReason | 
     assert stale_reason(None, None, 0) is None  # an unknown market is MARKET_UNKNOWN instead
 
 
+SUSPENDED, CLOSED = RejectReason.MARKET_SUSPENDED, RejectReason.MARKET_CLOSED
+
+
 @pytest.mark.parametrize(
     ("status", "age_ms", "held", "outcome", "reason"),
     [
-        (MarketStatus.OPEN, 5_001, False, Outcome.REJECTED, RejectReason.MARKET_SUSPENDED),
-        (MarketStatus.OPEN, 5_001, True, Outcome.REJECTED, RejectReason.MARKET_SUSPENDED),
-        (MarketStatus.OPEN, 5_000, False, Outcome.HELD, None),
-        (MarketStatus.CLOSED, 5_001, False, Outcome.REJECTED, RejectReason.MARKET_CLOSED),
+        (MarketStatus.OPEN, VIEW_AGE_MS_MAX_IN_PLAY + 1, False, Outcome.REJECTED, SUSPENDED),
+        (MarketStatus.OPEN, VIEW_AGE_MS_MAX_IN_PLAY + 1, True, Outcome.REJECTED, SUSPENDED),
+        (MarketStatus.OPEN, VIEW_AGE_MS_MAX_IN_PLAY, False, Outcome.HELD, None),
+        (MarketStatus.CLOSED, VIEW_AGE_MS_MAX_IN_PLAY + 1, False, Outcome.REJECTED, CLOSED),
     ],
 )
 def test_stale_in_play_entry_is_refused_as_suspended(

@@ -24,6 +24,7 @@ from tests.processors.test_crash_recovery import (
     EVENTS,
     check_books,
     count,
+    crash_settings,
     feed_and_bets,
     produce,
     produce_in_background,
@@ -45,7 +46,7 @@ def _signal(w, sig: int) -> None:
 # test in test_crash_recovery.py).
 @pytest.mark.flaky(reruns=1)
 def test_paused_worker_woken_after_takeover_doubles_nothing(kafka_settings, worker_factory):
-    s = kafka_settings
+    s = crash_settings(kafka_settings)  # a low liability limit: quotas move with partitions
     n_bets = 3000
     ports = [_free_port(), _free_port()]
     zombie = worker_factory(s.model_copy(update={"metrics_port": ports[0]}), "zombie").start()
