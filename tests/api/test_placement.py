@@ -113,7 +113,8 @@ def test_rejected_placement_answers_422_with_the_engines_reason(api: str) -> Non
     assert poor.status_code == 422 and poor.json()["error"]["code"] == "INSUFFICIENT_FUNDS"
 
 
-def test_in_play_placement_is_pending_then_decided(api: str) -> None:
+def test_in_play_placement_is_pending_then_decided(api: str, stack: Stack) -> None:
+    stack.refresh_market("live")  # a live feed keeps the in-play price fresh
     resp = _post(api, "bob", _body(event_id="live"), "k-live", Prefer="wait=1")
     assert resp.status_code == 202, resp.text
     bet = resp.json()
