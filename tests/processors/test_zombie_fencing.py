@@ -24,7 +24,6 @@ from tests.processors.test_crash_recovery import (
     EVENTS,
     check_books,
     count,
-    crash_settings,
     feed_and_bets,
     produce,
     produce_in_background,
@@ -46,7 +45,7 @@ def _signal(w, sig: int) -> None:
 # test in test_crash_recovery.py).
 @pytest.mark.flaky(reruns=1)
 def test_paused_worker_woken_after_takeover_doubles_nothing(kafka_settings, worker_factory):
-    s = crash_settings(kafka_settings)  # a low liability limit: quotas move with partitions
+    s = kafka_settings
     n_bets = 3000
     ports = [_free_port(), _free_port()]
     zombie = worker_factory(s.model_copy(update={"metrics_port": ports[0]}), "zombie").start()
