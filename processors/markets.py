@@ -143,7 +143,11 @@ class MarketsHandler:
         # Liability quotas: every account partition gets a share of each market's headroom.
         # A market that opens is split at once in ``quota_currency`` (the book's currency);
         # other currencies get quotas after their first authoritative bet.
-        self.quota_policy = QuotaPolicy(partitions=account_partitions, share_ppm=quota_share_ppm)
+        # A partition is topped up once it has spent a quarter of its share, not after
+        # every spend (one grant message per accepted single otherwise).
+        self.quota_policy = QuotaPolicy(
+            partitions=account_partitions, share_ppm=quota_share_ppm, refill_ppm=250_000
+        )
         self.quota_currency = quota_currency
 
     # ------------------------------------------------------------------ feed

@@ -61,14 +61,23 @@ class QuotaPolicy:
     """How the event side splits headroom: each of ``partitions`` account partitions is topped up
     to ``share_ppm`` millionths of the headroom left by the learned liability, divided by the
     number of partitions (see :func:`top_up`); the rest stays with the event partition for the
-    authoritative path. Grants below ``grant_minor_min`` are not worth a message."""
+    authoritative path. Grants below ``grant_minor_min`` are not worth a message, and a
+    partition is topped up only once it has spent ``refill_ppm`` millionths of its share: a
+    grant per spend made the event side answer every accepted single with a message (a
+    100,000-bet market was 100,000 grants for the wallets to apply before its settlement)."""
 
     partitions: int = 1
     share_ppm: int = 500_000
     grant_minor_min: int = 1
+    refill_ppm: int = 0
 
     def __post_init__(self) -> None:
-        if self.partitions < 1 or not 0 <= self.share_ppm <= PPM or self.grant_minor_min < 1:
+        if (
+            self.partitions < 1
+            or not 0 <= self.share_ppm <= PPM
+            or not 0 <= self.refill_ppm <= PPM
+            or self.grant_minor_min < 1
+        ):
             raise QuotaError(f"bad quota policy: {self}")
 
 
@@ -296,7 +305,7 @@ def top_up(
     held = book.held_by(partition, selection)
     learned = book.liability.selection_liability_minor(selection)
     target = max(0, cap_minor(limits) - learned) * policy.share_ppm // (PPM * policy.partitions)
-    if target - held < policy.grant_minor_min:
+    if target - held < max(policy.grant_minor_min, target * policy.refill_ppm // PPM):
         return book, None
     return grant(book, partition, selection, target - held, limits)
 

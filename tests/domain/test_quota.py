@@ -165,6 +165,22 @@ def test_learn_spend_moves_grant_into_liability_and_tops_up() -> None:
     assert book.held_by(0, "home") == 1_000
 
 
+@pytest.mark.parametrize(
+    ("spent", "granted"),
+    [
+        pytest.param(1, None, id="a small spend: no grant message yet"),
+        pytest.param(311, None, id="just under a quarter of the share"),
+        pytest.param(312, 312, id="a quarter of the share spent: topped up"),
+    ],
+)
+def test_a_partition_is_topped_up_once_it_has_spent_its_refill_share(spent, granted) -> None:
+    # Share of partition 0: (cap 5000 - learned 0) * 1/2 / 2 partitions = 1250; a quarter 312.
+    policy = QuotaPolicy(partitions=2, refill_ppm=250_000)
+    book = QuotaBook(M, outstanding={(0, "home"): 1_250 - spent})
+    book, g = top_up(book, 0, "home", LIM, policy)
+    assert (g.amount_minor if g else None) == granted
+
+
 def test_learn_more_than_granted_is_an_error() -> None:
     with pytest.raises(QuotaError):
         learn_spend(QuotaBook(M), Spend("b", M, "home", 0, 100, 300), LIM)
