@@ -294,3 +294,35 @@ class LoadProducer:
 
 def tmp_dir(prefix: str = "oddsflow-bench-") -> Path:
     return Path(tempfile.mkdtemp(prefix=prefix))
+
+
+def wait_consumed(s: Settings, topic_key: str, timeout_s: float, alive: Any) -> bool:
+    """True once the worker group has committed every record of ``topic_key`` (committed
+    offset = end offset on every partition): its events are handled and in the tables."""
+    from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
+    from confluent_kafka.admin import AdminClient
+
+    from oddsflow import topology
+
+    spec = topology.load(settings=s).topic(topic_key)
+    group = f"{s.topic_prefix}{s.app_id}"
+    admin = AdminClient({"bootstrap.servers": s.kafka_bootstrap})
+    probe = Consumer({"bootstrap.servers": s.kafka_bootstrap, "group.id": f"{group}-probe"})
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline and alive():
+            ends = {
+                p: probe.get_watermark_offsets(TopicPartition(spec.name, p), timeout=10)[1]
+                for p in range(spec.partitions)
+            }
+            req = ConsumerGroupTopicPartitions(
+                group, [TopicPartition(spec.name, p) for p in range(spec.partitions)]
+            )
+            got = admin.list_consumer_group_offsets([req])[group].result()
+            done = {tp.partition: tp.offset for tp in got.topic_partitions}
+            if all(end == 0 or done.get(p, -1) >= end for p, end in ends.items()):
+                return True
+            time.sleep(0.2)
+        return False
+    finally:
+        probe.close()

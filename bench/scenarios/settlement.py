@@ -72,6 +72,16 @@ def _burst(ctx: Ctx, workers: int) -> dict[str, Any]:
         expect_ledger = accounts + 2 * n  # deposits + (reserve, accept) per bet
         check(col_l.wait_count(expect_ledger, 60, alive), "reserve/accept ledger", ws[0])
         place_s = time.monotonic() - t0
+        # The bets are open once their event partition has recorded every accepted leg (off
+        # the decision path, so it may trail the decisions): the result comes after that, as
+        # a match's result comes long after its bets.
+        t_open = time.monotonic()
+        check(
+            h.wait_consumed(s, "accepted_legs", max(600, n / 20), alive),
+            "accepted legs recorded as open legs",
+            ws[0],
+        )
+        legs_open_s = time.monotonic() - t_open
         s0, l0 = col_s.count(), col_l.count()
         sent_ms = h.now_ms()
         prod.send_records(Codec("result"), tname(s, "results"), [(ev, result(ev))])
@@ -86,6 +96,7 @@ def _burst(ctx: Ctx, workers: int) -> dict[str, Any]:
             "bets": n,
             "accepted": accepted,
             "place_s": round(place_s, 2),
+            "legs_open_after_decisions_s": round(legs_open_s, 2),
             "placement_per_s": r["throughput_per_s"],
             "burst_s": round(dur, 3),
             "first_settlement_ms": round(col_s.times[s0] - sent_ms, 1),
