@@ -17,6 +17,7 @@ import signal
 from collections import Counter
 
 import pytest
+from confluent_kafka.admin import AdminClient
 
 from oddsflow.kafka import consume_all
 from tests.conftest import wait_for
@@ -40,6 +41,14 @@ def _signal(w, sig: int) -> None:
     os.killpg(w.proc.pid, sig)
 
 
+def _group_members(s) -> int:
+    """Members of the workers' consumer group once it is stable (0 while it rebalances)."""
+    group = f"{s.topic_prefix}{s.app_id}"
+    admin = AdminClient({"bootstrap.servers": s.kafka_bootstrap})
+    desc = admin.describe_consumer_groups([group])[group].result(timeout=10)
+    return len(desc.members) if str(desc.state).endswith("STABLE") else 0
+
+
 # One rerun as a hedge: the heir could stall after taking every partition on a loaded
 # machine (the uncommitted-partition seek fixed in processors.transport; see the scale-out
 # test in test_crash_recovery.py).
@@ -61,6 +70,9 @@ def test_paused_worker_woken_after_takeover_doubles_nothing(kafka_settings, work
     wait_for(lambda: count(s, "priced_markets") >= len(EVENTS), 120, 0.5, "markets priced")
 
     # Phase 1: both workers decide bets, then go idle (nothing open in their transactions).
+    # Both must be in the group first: a worker that joins after phase 1 was decided (one
+    # starts well after the other on a loaded machine) never sees a wallet event of it.
+    wait_for(lambda: _group_members(s) == 2, 120, 0.5, "both workers in the group")
     produce(s, bets[:1000])
     wait_for(lambda: count(s, "bet_decisions") >= 1000, 180, 1, "phase 1 decided")
     wait_for(
