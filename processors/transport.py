@@ -52,6 +52,9 @@ checked at start where possible), so an upgrade breaks loudly here and nowhere e
 5. **Table recovery** from the changelogs with librdkafka before the streams resume
    (``processors.recovery``: Faust's own recovery resumed with empty tables after a
    SIGKILL); it never resumes on partial tables: it retries, then stops the worker.
+   Faust's own recovery still runs on every assignment (it is what resumes the streams);
+   the consumer reports it no changelog highwater, so it never replays a changelog nor
+   checks its own offsets against one (see ``WorkerConsumer.highwaters``).
 6. **Producer and consumer settings** Faust does not expose: the transaction timeout, the
    producer's linger and the worker consumer's fetch wait (Faust hard-codes 1.5 s).
 """
@@ -243,6 +246,29 @@ class WorkerConsumer(faust_aiokafka.Consumer):
 
     def membership(self) -> tuple[int, str]:
         return self._thread.membership()
+
+    async def highwaters(self, *partitions: Any) -> Mapping[Any, int]:
+        # Faust's Recovery is the only caller. Under exactly_once Faust's highwater is the
+        # last stable offset aiokafka saw in a fetch response, unknown (None, so -1 to
+        # Faust) until one arrived after the assignment. When one had arrived before Faust
+        # built its highwaters (a race with the fetcher, which fetches the changelog
+        # partitions Faust has paused), Faust replayed the changelog itself and kept the
+        # offset it reached; at the next assignment that kept the partition, with no
+        # fetch yet, it compared that offset with a highwater of -1 and crashed the worker
+        # (measured, the heir at the zombie's expulsion: ConsistencyError "persisted offset
+        # for changelog topic partition ... is higher than the last offset in that topic
+        # (highwater) (4 > -1)"). And a replay waits for the highwater, the offset of a
+        # commit marker that no record reaches, so (reading Faust's code) it ends only when
+        # its aborted-transaction detection runs after two idle 5 s polls, the streams
+        # paused meanwhile. The tables are rebuilt by processors.recovery on every
+        # assignment (``_on_rebalance_complete``): Faust's recovery has nothing to replay.
+        changelogs = self.app.tables.changelog_topics
+        streams = [tp for tp in partitions if tp.topic not in changelogs]
+        out: dict[Any, int | None] = dict(await super().highwaters(*streams)) if streams else {}
+        out.update({tp: None for tp in partitions if tp.topic in changelogs})
+        # Faust types the values int; its driver returns aiokafka's None and Recovery reads
+        # None as "no highwater" (-1).
+        return cast(Mapping[Any, int], out)
 
     async def on_partitions_revoked(self, revoked: set[Any]) -> None:
         # Commit what is done before giving the partitions up (Faust forgets its acks
@@ -608,4 +634,7 @@ class Transport(faust_aiokafka.Transport):
 def app(app_id: str, bootstrap: str, **conf: Any) -> faust.App:
     """A Faust app on this transport (checks the registration first)."""
     ensure_registered()
+    # Faust's check compares its own replay offsets with its highwaters; it replays nothing
+    # here (see WorkerConsumer.highwaters) and processors.recovery checks what it reads.
+    conf.setdefault("recovery_consistency_check", False)
     return faust.App(app_id, broker=broker_url(bootstrap), **conf)
