@@ -50,8 +50,10 @@ def build(s: Settings) -> Any:
     from oddsflow.processors.app import RAW, faust_app_for
     from oddsflow.processors.emit import PartitionBatcher
 
-    # the worker's own app settings (processors.app), always exactly_once, no tables
-    s = s.model_copy(update={"processing_guarantee": "exactly_once"})
+    # The worker's own app settings (processors.app), always exactly_once. Standby replicas 1
+    # (Faust's default): with 0, an app without tables crashed at its first assignment here
+    # (KeyError in Faust's assignor group_for_topic); with no table it changes nothing else.
+    s = s.model_copy(update={"processing_guarantee": "exactly_once", "standby_replicas": 1})
     app = faust_app_for(s, f"{s.topic_prefix}{APP_SUFFIX}", topic_partitions=4)
     transport = cast(oddsflow_transport.Transport, app.transport)
     # No tables; registering none still connects the transport's rebalance hook, which ends
