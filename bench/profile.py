@@ -32,6 +32,74 @@ PACKAGES = (
 )
 
 
+# Finer buckets for the framework question (is the aiokafka client's Python code what caps the
+# Faust passthrough, which a librdkafka transport would replace?): first match wins.
+BUCKETS = (
+    ("aiokafka/record/", "aiokafka record batches (encode/decode, crc)"),
+    ("aiokafka/protocol/", "aiokafka protocol (request/response structs)"),
+    ("aiokafka/producer/", "aiokafka producer (accumulator, sender, txn)"),
+    ("aiokafka/consumer/", "aiokafka consumer (fetcher, group)"),
+    ("aiokafka/", "aiokafka client (conn, cluster, util)"),
+    ("kafka/", "aiokafka client (conn, cluster, util)"),
+    ("faust/streams", "faust streams (take, events, acks)"),
+    ("faust/transport/", "faust transport (consumer/producer glue, acks, commit)"),
+    ("faust/tables", "faust tables"),
+    ("faust/", "faust other"),
+    ("mode/", "mode (faust's service runtime)"),
+    ("processors/transport", "oddsflow transport"),
+    ("processors/emit", "oddsflow transport"),
+    ("bench/passthrough", "oddsflow passthrough agent"),
+    ("processors/", "oddsflow processors"),
+    ("asyncio", "asyncio / event loop"),
+    ("uvloop", "asyncio / event loop"),
+    ("lz4", "lz4"),
+)
+
+
+def bucket_of(file: str) -> str:
+    for needle, name in BUCKETS:
+        if needle in file:
+            return name
+    return "python stdlib/other" if file else "native/unknown"
+
+
+def summarize_by_thread(text: str) -> dict[str, Any]:
+    """Self time by :data:`BUCKETS`, over all threads and per thread, from ``py-spy record -f raw
+    --threads`` output (each stack starts with its thread). Percentages of all samples."""
+    total = 0
+    all_c: Counter[str] = Counter()
+    per: dict[str, Counter[str]] = {}
+    for line in text.splitlines():
+        stack, _, count_s = line.strip().rpartition(" ")
+        try:
+            count = int(count_s)
+        except ValueError:
+            continue
+        frames = [f for f in stack.split(";") if f]
+        thread = next((f for f in frames if f.startswith("thread ")), "thread ?")
+        frames = [f for f in frames if not f.startswith(("process ", "thread "))]
+        if not frames:
+            continue
+        total += count
+        b = bucket_of(parse_frame(frames[-1])[1])
+        all_c[b] += count
+        per.setdefault(thread, Counter())[b] += count
+
+    def pct(c: Counter[str]) -> list[dict[str, Any]]:
+        return [{"name": k, "pct": round(100 * v / total, 1)} for k, v in c.most_common()]
+
+    return {
+        "samples": total,
+        "by_bucket": pct(all_c) if total else [],
+        "threads": {
+            th: {"samples_pct": round(100 * sum(c.values()) / total, 1), "by_bucket": pct(c)}
+            for th, c in sorted(per.items(), key=lambda kv: -sum(kv[1].values()))
+        }
+        if total
+        else {},
+    }
+
+
 def py_spy() -> str | None:
     cand = Path(sys.executable).parent / "py-spy"
     return str(cand) if cand.exists() else shutil.which("py-spy")
@@ -102,8 +170,11 @@ def summarize_collapsed(text: str, top: int = 15) -> dict[str, Any]:
 
 
 class PySpy:
-    def __init__(self, pid: int, out: Path, duration_s: float, rate_hz: int = 100) -> None:
+    def __init__(
+        self, pid: int, out: Path, duration_s: float, rate_hz: int = 100, threads: bool = False
+    ) -> None:
         self.pid, self.out, self.duration_s, self.rate_hz = pid, out, duration_s, rate_hz
+        self.threads = threads  # stacks start with their thread (summarize_by_thread)
         self.proc: subprocess.Popen[bytes] | None = None
         self.error: str | None = None
 
@@ -127,6 +198,7 @@ class PySpy:
                 "-o",
                 str(self.out),
                 "--nonblocking",
+                *(["--threads"] if self.threads else []),
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -107,16 +107,23 @@ def _open_reps(
     bets: Bets,
     seconds: float,
     reps: int,
+    rate_per_s: int,
 ) -> dict[str, Any]:
     r = measure(bets.make(ctx.plan.warmup), None, 180)
     check(r["complete"], f"{what} warm-up")
-    runs = [measure(bets.make(int(RATE_PER_S * seconds)), RATE_PER_S, 120) for _ in range(reps)]
+    runs = [measure(bets.make(int(rate_per_s * seconds)), rate_per_s, 120) for _ in range(reps)]
     ctx.say(f"    {what}: p50 {[x['p50_ms'] for x in runs]} p99 {[x['p99_ms'] for x in runs]} ms")
-    return {"offered_per_s": RATE_PER_S, "reps": runs, **reps_summary(runs)}
+    return {"offered_per_s": rate_per_s, "reps": runs, **reps_summary(runs)}
 
 
 def _passthrough_reps(
-    ctx: Ctx, s: Settings, pt: subprocess.Popen[bytes], what: str, seconds: float, reps: int
+    ctx: Ctx,
+    s: Settings,
+    pt: subprocess.Popen[bytes],
+    what: str,
+    seconds: float,
+    reps: int,
+    rate_per_s: int,
 ) -> dict[str, Any]:
     col = h.Collector(s, [passthrough.copy_topic(s, "bet_requests")])
     prod, codec = h.LoadProducer(s), Codec("bet_request")
@@ -129,25 +136,33 @@ def _passthrough_reps(
         )
 
     try:
-        return _open_reps(ctx, what, measure, Bets(s, ACCOUNTS, EVENTS), seconds, reps)
+        bets = Bets(s, ACCOUNTS, EVENTS)
+        return _open_reps(ctx, what, measure, bets, seconds, reps, rate_per_s)
     finally:
         col.stop()
 
 
-def librdkafka_p99(ctx: Ctx, commit_interval_s: float, seconds: float, reps: int) -> dict[str, Any]:
+def librdkafka_p99(
+    ctx: Ctx, commit_interval_s: float, seconds: float, reps: int, rate_per_s: int = RATE_PER_S
+) -> dict[str, Any]:
     """The librdkafka transactional passthrough at ``commit_interval_s``."""
     s = h.fresh_settings(ctx.base, "c", commit_interval_s=commit_interval_s)
     pt = passthrough.start(s, ctx.log_dir, transactional=True, commit_interval_s=commit_interval_s)
     try:
         what = f"librdkafka passthrough @{commit_interval_s:g} s"
-        return _passthrough_reps(ctx, s, pt, what, seconds, reps)
+        return _passthrough_reps(ctx, s, pt, what, seconds, reps, rate_per_s)
     finally:
         passthrough.stop(pt)
         h.delete_topics(s)
 
 
 def faust_p99(
-    ctx: Ctx, commit_interval_s: float, env: Mapping[str, str], seconds: float, reps: int
+    ctx: Ctx,
+    commit_interval_s: float,
+    env: Mapping[str, str],
+    seconds: float,
+    reps: int,
+    rate_per_s: int = RATE_PER_S,
 ) -> dict[str, Any]:
     """The Faust passthrough (exactly_once) at ``commit_interval_s`` with ``env`` on top."""
     s = h.fresh_settings(
@@ -156,14 +171,19 @@ def faust_p99(
     pt = passthrough_faust.start(s, ctx.log_dir, env)
     try:
         what = f"faust passthrough @{commit_interval_s:g} s {dict(env)}"
-        return _passthrough_reps(ctx, s, pt, what, seconds, reps)
+        return _passthrough_reps(ctx, s, pt, what, seconds, reps, rate_per_s)
     finally:
         passthrough.stop(pt)
         h.delete_topics(s)
 
 
 def worker_decisions(
-    ctx: Ctx, commit_interval_s: float, env: Mapping[str, str], seconds: float, reps: int
+    ctx: Ctx,
+    commit_interval_s: float,
+    env: Mapping[str, str],
+    seconds: float,
+    reps: int,
+    rate_per_s: int = RATE_PER_S,
 ) -> dict[str, Any]:
     """An exactly_once worker's decisions at ``commit_interval_s`` with ``env`` on top, and the
     share decided on the fast path."""
@@ -180,7 +200,8 @@ def worker_decisions(
     ) as run:
         before = wm.scrape(run.port)
         what = f"worker @{commit_interval_s:g} s {dict(env)}"
-        g = _open_reps(ctx, what, run.measure, Bets(run.s, ACCOUNTS, EVENTS), seconds, reps)
+        bets = Bets(run.s, ACCOUNTS, EVENTS)
+        g = _open_reps(ctx, what, run.measure, bets, seconds, reps, rate_per_s)
         g["decision_paths"] = wm.decision_paths(before, wm.scrape(run.port))
         g["worker_alive_at_end"] = run.w.alive()
         return g

@@ -115,6 +115,36 @@ def _pricing_counts(port: int) -> tuple[float, float] | None:
     return (consumed or 0.0, sample.get((CONFLATED, ()), 0.0)) if consumed is not None else None
 
 
+def follow_updates(
+    updates: list[tuple[str, int]], pubs: list[tuple[str, int, float]]
+) -> tuple[list[float], bool, bool]:
+    """Each update's lag until its market's first publication of it or of a later update.
+
+    ``updates``: (market, stamp) in the order sent; ``pubs``: (market, stamp of the update
+    priced, consume time ms) in arrival order. Returns the lags (updates never covered have
+    none), whether every market's publications kept their updates' order, and whether every
+    market's latest update was published. The bench has one market per event."""
+    by_market: dict[str, tuple[list[int], list[float]]] = {}
+    for market, stamp, at in pubs:
+        stamps, ats = by_market.setdefault(market, ([], []))
+        stamps.append(stamp)
+        ats.append(at)
+    in_order = all(st == sorted(st) for st, _ in by_market.values())
+    latest: dict[str, int] = {}
+    lags: list[float] = []
+    for market, stamp in updates:
+        latest[market] = max(latest.get(market, stamp), stamp)
+        stamps, ats = by_market.get(market, ([], []))
+        j = bisect.bisect_left(stamps, stamp) if in_order else len(stamps)
+        if j < len(stamps):
+            lags.append(ats[j] - stamp)
+    published = all(
+        market in by_market and max(by_market[market][0]) >= stamp
+        for market, stamp in latest.items()
+    )
+    return lags, in_order, published
+
+
 def measure_prices(
     run: Run, items: list[h.Stamped], rate_per_s: float | None, timeout_s: float
 ) -> dict[str, Any]:
@@ -144,23 +174,10 @@ def measure_prices(
     times, values = col.times[start:], col.values[start:]
     pubs = [run.codec.decode(v) for v in values]
     lat = [t - p["provider_ts"] for t, p in zip(times, pubs, strict=True)]
-    # per market (one per event here): publication stamps and consume times, in arrival order
-    by_event: dict[str, tuple[list[int], list[float]]] = {}
-    for t, p in zip(times, pubs, strict=True):
-        stamps, at = by_event.setdefault(p["event_id"], ([], []))
-        stamps.append(p["provider_ts"])
-        at.append(t)
-    in_order = all(s == sorted(s) for s, _ in by_event.values())
-    latest: dict[str, int] = {}
-    update_lag: list[float] = []
-    for it, stamp in zip(items, sent.stamps, strict=True):
-        ev = it.key.decode()
-        latest[ev] = max(latest.get(ev, 0), stamp)
-        stamps, at = by_event.get(ev, ([], []))
-        j = bisect.bisect_left(stamps, stamp) if in_order else len(stamps)
-        if j < len(stamps):
-            update_lag.append(at[j] - stamp)
-    latest_published = all(by_event.get(ev, ([0], []))[0][-1] >= s for ev, s in latest.items())
+    update_lag, in_order, latest_published = follow_updates(
+        [(it.key.decode(), stamp) for it, stamp in zip(items, sent.stamps, strict=True)],
+        [(p["event_id"], p["provider_ts"], t) for t, p in zip(times, pubs, strict=True)],
+    )
     last = max(times) if times else None
     dur_s = (last - sent.first_ms) / 1000 if last is not None else None
     ul = latency_summary(update_lag)
