@@ -335,6 +335,13 @@ class _Rows:
                 if not rb_key.startswith("backoff_"):
                     continue
                 label = f"commit {ci:g} s, retry backoff {rb_key[8:]}"
+                self.add(
+                    "commit_path",
+                    f"{label}: decisions/s (closed loop)",
+                    rb,
+                    ("worker", "closed_loop", "throughput_per_s"),
+                    "dec/s",
+                )
                 for q in ("p50", "p99"):
                     self.add(
                         "commit_path",

@@ -13,7 +13,8 @@ For each commit interval in ``COMMIT_INTERVALS_S`` it measures, open loop at ``R
 bets/s: the librdkafka transactional passthrough (``bench.passthrough``) at that interval, and
 for each retry backoff in ``RETRY_BACKOFFS_MS`` the Faust passthrough (``bench.passthrough_faust``:
 the worker's framework and transport, forwarding only) and an exactly_once worker deciding the
-same bets, each p50/p99 with ratios to both passthroughs. Not part of the default full run
+same bets, each p50/p99 with ratios to both passthroughs; then the worker's closed-loop
+decisions/s (a shorter interval commits more often, and a commit holds the emit lock). Not part of the default full run
 (``oddsflow bench -s commit_path``).
 """
 
@@ -76,7 +77,7 @@ def scenario_commit_path(ctx: Ctx) -> dict[str, Any]:
         for rb in RETRY_BACKOFFS_MS:
             env = {BACKOFF_ENV: str(rb)}
             faust_pt = faust_p99(ctx, ci, env, seconds, reps)
-            worker = worker_decisions(ctx, ci, env, seconds, reps)
+            worker = worker_decisions(ctx, ci, env, seconds, reps, closed_n=ctx.plan.bet_closed_n)
             for q in ("p50_ms", "p99_ms"):
                 worker[f"{q}_x_librdkafka"] = ratio(
                     worker[q]["median"], g["passthrough_transactional"][q]["median"]
@@ -184,9 +185,10 @@ def worker_decisions(
     seconds: float,
     reps: int,
     rate_per_s: int = RATE_PER_S,
+    closed_n: int = 0,
 ) -> dict[str, Any]:
-    """An exactly_once worker's decisions at ``commit_interval_s`` with ``env`` on top, and the
-    share decided on the fast path."""
+    """An exactly_once worker's decisions at ``commit_interval_s`` with ``env`` on top, then
+    (``closed_n``) its closed-loop decisions/s, and the share decided on the fast path."""
     with worker_run(
         ctx,
         "w",
@@ -202,6 +204,11 @@ def worker_decisions(
         what = f"worker @{commit_interval_s:g} s {dict(env)}"
         bets = Bets(run.s, ACCOUNTS, EVENTS)
         g = _open_reps(ctx, what, run.measure, bets, seconds, reps, rate_per_s)
+        if closed_n:
+            # what the interval costs in throughput: commits hold the emit lock
+            runs = [run.measure(bets.make(closed_n), None, 240) for _ in range(reps)]
+            g["closed_loop"] = {"n": closed_n, "reps": runs, **reps_summary(runs)}
+            ctx.say(f"    {what}: closed loop {[x['throughput_per_s'] for x in runs]} dec/s")
         g["decision_paths"] = wm.decision_paths(before, wm.scrape(run.port))
         g["worker_alive_at_end"] = run.w.alive()
         return g
