@@ -56,7 +56,22 @@ BUCKETS = (
 )
 
 
-def bucket_of(file: str) -> str:
+# Leaf frames that are not where the time goes but the Python frame that entered C code: the
+# event loop's run (uvloop is C: ready callbacks, polling, socket I/O) and asyncio's stream
+# write (aiokafka's connections write requests through it into uvloop's transport).
+C_LEAVES = {
+    "execute_from_commandline": "event loop run (uvloop C: callbacks, polling, I/O)",
+    "_start_thread": "event loop run (uvloop C: callbacks, polling, I/O)",
+    "run_forever": "event loop run (uvloop C: callbacks, polling, I/O)",
+    "run_until_complete": "event loop run (uvloop C: callbacks, polling, I/O)",
+    "write": "socket writes (aiokafka requests via asyncio streams)",
+}
+
+
+def bucket_of(file: str, func: str = "") -> str:
+    c_leaf = C_LEAVES.get(func.rpartition(".")[2])  # py-spy names methods Class.method
+    if c_leaf and ("mode/" in file or "asyncio/streams" in file or "asyncio/" in file):
+        return c_leaf
     for needle, name in BUCKETS:
         if needle in file:
             return name
@@ -81,7 +96,8 @@ def summarize_by_thread(text: str) -> dict[str, Any]:
         if not frames:
             continue
         total += count
-        b = bucket_of(parse_frame(frames[-1])[1])
+        func, file = parse_frame(frames[-1])
+        b = bucket_of(file, func)
         all_c[b] += count
         per.setdefault(thread, Counter())[b] += count
 
