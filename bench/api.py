@@ -20,7 +20,6 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +30,10 @@ import psycopg
 
 from oddsflow import topology
 from oddsflow.bench import harness as h
+from oddsflow.bench.scenarios.records import deposit, price_update
 from oddsflow.kafka import EventProducer
 from oddsflow.settings import REPO_ROOT, Settings, get_settings
 
-ODDS = ("2.10", "3.40", "3.60")
 EVENTS = tuple(f"be{i}" for i in range(8))
 T0_MS = 1_767_225_600_000
 
@@ -94,37 +93,10 @@ def _feed(p: EventProducer, accounts: int) -> None:
                 "provider_ts": T0_MS,
             },
         )
-        p.send(
-            "price_updates",
-            e,
-            {
-                "event_id": e,
-                "provider": "bench",
-                "seq": 1,
-                "market_id": "",
-                "market_type": "match_result",
-                "period": "FT",
-                "line": None,
-                "selections": [
-                    {"selection": s, "odds": Decimal(o)}
-                    for s, o in zip(("home", "draw", "away"), ODDS, strict=True)
-                ],
-                "provider_ts": T0_MS,
-            },
-        )
+        p.send("price_updates", e, {**price_update(e, 1), "provider_ts": T0_MS})
     for i in range(accounts):
         a = f"ba{i:05d}"
-        p.send(
-            "deposits",
-            a,
-            {
-                "ref": f"bdep-{a}",
-                "account_id": a,
-                "amount_minor": 10**12,
-                "currency": "GBP",
-                "created_at": T0_MS,
-            },
-        )
+        p.send("deposits", a, deposit(a, 10**12, ref=f"bdep-{a}", created_at=T0_MS))
     p.flush()
 
 

@@ -21,7 +21,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,8 +64,10 @@ def delete_topics(s: Settings) -> None:
 
 
 # ------------------------------------------------------------------------------------ worker
-def worker_env(s: Settings) -> dict[str, str]:
-    return s.child_env()
+def worker_env(s: Settings, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The child's environment: ``s`` as ODDSFLOW_* variables, then ``extra`` (variables that
+    are not settings, such as the transport's ODDSFLOW_RETRY_BACKOFF_MS)."""
+    return {**s.child_env(), **(extra or {})}
 
 
 WORKER_ARGV = ("-m", "oddsflow.cli", "worker", "-l", "warn")
@@ -77,10 +79,16 @@ class Worker:
     (arguments to the Python interpreter), in its own session so it is stopped as a group."""
 
     def __init__(
-        self, s: Settings, log_dir: Path, name: str = "worker", argv: Sequence[str] = WORKER_ARGV
+        self,
+        s: Settings,
+        log_dir: Path,
+        name: str = "worker",
+        argv: Sequence[str] = WORKER_ARGV,
+        extra_env: Mapping[str, str] | None = None,
     ) -> None:
         self.s = s
         self.argv = tuple(argv)
+        self.extra_env = dict(extra_env or {})
         self.log_path = log_dir / f"{name}-{s.topic_prefix.rstrip('.')}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -88,7 +96,7 @@ class Worker:
         log = open(self.log_path, "wb")  # noqa: SIM115 - handed to the child
         self.proc = subprocess.Popen(
             [sys.executable, *self.argv],
-            env=worker_env(self.s),
+            env=worker_env(self.s, self.extra_env),
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=REPO_ROOT,
@@ -226,6 +234,7 @@ class SendResult:
     last_ms: float
     sent: int
     behind_ms: float = 0.0  # how far the pacer fell behind its schedule at worst
+    stamps: list[int] = field(default_factory=list)  # the stamp each item was sent with
 
 
 @dataclass
@@ -257,6 +266,8 @@ class LoadProducer:
         first = now_ms()
         behind = 0.0
         i = 0
+        stamps: list[int] = []
+        keep = stamps.append
         if rate is None:
             ts = int(first)
             for i, it in enumerate(items):
@@ -264,6 +275,7 @@ class LoadProducer:
                     ts = int(now_ms())
                     poll(0)
                 produce(topic, it.key, it.value(ts))
+                keep(ts)
         else:
             while i < n:
                 elapsed = time.perf_counter() - start
@@ -273,6 +285,7 @@ class LoadProducer:
                     ts = int(now_ms())
                     for j in range(i, due):
                         produce(topic, items[j].key, items[j].value(ts))
+                        keep(ts)
                     i = due
                     poll(0)
                 if i < n:
@@ -281,7 +294,7 @@ class LoadProducer:
                         time.sleep(min(wait, 0.002))
         last = now_ms()
         self.p.flush(60)
-        return SendResult(first, last, n, behind)
+        return SendResult(first, last, n, behind, stamps)
 
     def send_records(
         self, codec: Codec, topic: str, records: Sequence[tuple[str, dict[str, Any]]]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, cast
 
@@ -25,8 +26,11 @@ from oddsflow.settings import REPO_ROOT, Settings
 APP_SUFFIX = "bench-faust-passthrough"
 
 
-def start(s: Settings, log_dir: Path) -> subprocess.Popen[bytes]:
-    """Start the Faust passthrough for ``s``'s prefix (its commit interval, its batching)."""
+def start(
+    s: Settings, log_dir: Path, extra_env: Mapping[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """Start the Faust passthrough for ``s``'s prefix (its commit interval, its batching), with
+    ``extra_env`` on top (say ODDSFLOW_RETRY_BACKOFF_MS, read by the transport)."""
     create_copy_topics(s)
     log = open(log_dir / f"passthrough-faust-{s.topic_prefix.rstrip('.')}.log", "wb")  # noqa: SIM115
     return subprocess.Popen(
@@ -35,36 +39,22 @@ def start(s: Settings, log_dir: Path) -> subprocess.Popen[bytes]:
         stderr=subprocess.STDOUT,
         cwd=REPO_ROOT,
         start_new_session=True,
-        env=s.child_env(),  # the worker's ODDSFLOW_* settings, commit interval included
+        # the worker's ODDSFLOW_* settings, commit interval included
+        env={**s.child_env(), **(extra_env or {})},
     )
 
 
 def build(s: Settings) -> Any:
     """The Faust app: the worker's transport and broker settings, one forwarding agent."""
     from oddsflow.processors import transport as oddsflow_transport
-    from oddsflow.processors.app import RAW
+    from oddsflow.processors.app import RAW, faust_app_for
     from oddsflow.processors.emit import PartitionBatcher
 
-    app_id = f"{s.topic_prefix}{APP_SUFFIX}"
-    datadir = s.run_dir / "faust" / app_id
-    datadir.mkdir(parents=True, exist_ok=True)
-    app = oddsflow_transport.app(
-        app_id,
-        s.kafka_bootstrap,
-        store="memory://",
-        processing_guarantee="exactly_once",
-        topic_partitions=4,
-        topic_replication_factor=1,
-        topic_allow_declare=True,
-        web_enabled=False,
-        broker_commit_interval=s.commit_interval_s,
-        broker_commit_every=s.commit_every,
-        broker_session_timeout=s.session_timeout_s,
-        broker_heartbeat_interval=min(3.0, s.session_timeout_s / 3),
-        consumer_auto_offset_reset="earliest",
-        datadir=str(datadir),
-        stream_wait_empty=False,
-    )
+    # The worker's own app settings (processors.app), always exactly_once. Standby replicas 1
+    # (Faust's default): with 0, an app without tables crashed at its first assignment here
+    # (KeyError in Faust's assignor group_for_topic); with no table it changes nothing else.
+    s = s.model_copy(update={"processing_guarantee": "exactly_once", "standby_replicas": 1})
+    app = faust_app_for(s, f"{s.topic_prefix}{APP_SUFFIX}", topic_partitions=4)
     transport = cast(oddsflow_transport.Transport, app.transport)
     # No tables; registering none still connects the transport's rebalance hook, which ends
     # the "rewinding" state a revoke starts (without it no send would go out after a revoke).

@@ -32,6 +32,90 @@ PACKAGES = (
 )
 
 
+# Finer buckets for the framework question (is the aiokafka client's Python code what caps the
+# Faust passthrough, which a librdkafka transport would replace?): first match wins.
+BUCKETS = (
+    ("aiokafka/record/", "aiokafka record batches (encode/decode, crc)"),
+    ("aiokafka/protocol/", "aiokafka protocol (request/response structs)"),
+    ("aiokafka/producer/", "aiokafka producer (accumulator, sender, txn)"),
+    ("aiokafka/consumer/", "aiokafka consumer (fetcher, group)"),
+    ("aiokafka/", "aiokafka client (conn, cluster, util)"),
+    ("kafka/", "aiokafka client (conn, cluster, util)"),
+    ("faust/streams", "faust streams (take, events, acks)"),
+    ("faust/transport/", "faust transport (consumer/producer glue, acks, commit)"),
+    ("faust/tables", "faust tables"),
+    ("faust/", "faust other"),
+    ("mode/", "mode (faust's service runtime)"),
+    ("processors/transport", "oddsflow transport"),
+    ("processors/emit", "oddsflow transport"),
+    ("bench/passthrough", "oddsflow passthrough agent"),
+    ("processors/", "oddsflow processors"),
+    ("asyncio", "asyncio / event loop"),
+    ("uvloop", "asyncio / event loop"),
+    ("lz4", "lz4"),
+)
+
+
+# Leaf frames that are not where the time goes but the Python frame that entered C code: the
+# event loop's run (uvloop is C: ready callbacks, polling, socket I/O) and asyncio's stream
+# write (aiokafka's connections write requests through it into uvloop's transport).
+C_LEAVES = {
+    "execute_from_commandline": "event loop run (uvloop C: callbacks, polling, I/O)",
+    "_start_thread": "event loop run (uvloop C: callbacks, polling, I/O)",
+    "run_forever": "event loop run (uvloop C: callbacks, polling, I/O)",
+    "run_until_complete": "event loop run (uvloop C: callbacks, polling, I/O)",
+    "write": "socket writes (aiokafka requests via asyncio streams)",
+}
+
+
+def bucket_of(file: str, func: str = "") -> str:
+    c_leaf = C_LEAVES.get(func.rpartition(".")[2])  # py-spy names methods Class.method
+    if c_leaf and ("mode/" in file or "asyncio/streams" in file or "asyncio/" in file):
+        return c_leaf
+    for needle, name in BUCKETS:
+        if needle in file:
+            return name
+    return "python stdlib/other" if file else "native/unknown"
+
+
+def summarize_by_thread(text: str) -> dict[str, Any]:
+    """Self time by :data:`BUCKETS`, over all threads and per thread, from ``py-spy record -f raw
+    --threads`` output (each stack starts with its thread). Percentages of all samples."""
+    total = 0
+    all_c: Counter[str] = Counter()
+    per: dict[str, Counter[str]] = {}
+    for line in text.splitlines():
+        stack, _, count_s = line.strip().rpartition(" ")
+        try:
+            count = int(count_s)
+        except ValueError:
+            continue
+        frames = [f for f in stack.split(";") if f]
+        thread = next((f for f in frames if f.startswith("thread ")), "thread ?")
+        frames = [f for f in frames if not f.startswith(("process ", "thread "))]
+        if not frames:
+            continue
+        total += count
+        func, file = parse_frame(frames[-1])
+        b = bucket_of(file, func)
+        all_c[b] += count
+        per.setdefault(thread, Counter())[b] += count
+
+    def pct(c: Counter[str]) -> list[dict[str, Any]]:
+        return [{"name": k, "pct": round(100 * v / total, 1)} for k, v in c.most_common()]
+
+    return {
+        "samples": total,
+        "by_bucket": pct(all_c) if total else [],
+        "threads": {
+            th: {"samples_pct": round(100 * sum(c.values()) / total, 1), "by_bucket": pct(c)}
+            for th, c in sorted(per.items(), key=lambda kv: -sum(kv[1].values()))
+        }
+        if total
+        else {},
+    }
+
+
 def py_spy() -> str | None:
     cand = Path(sys.executable).parent / "py-spy"
     return str(cand) if cand.exists() else shutil.which("py-spy")
@@ -102,8 +186,11 @@ def summarize_collapsed(text: str, top: int = 15) -> dict[str, Any]:
 
 
 class PySpy:
-    def __init__(self, pid: int, out: Path, duration_s: float, rate_hz: int = 100) -> None:
+    def __init__(
+        self, pid: int, out: Path, duration_s: float, rate_hz: int = 100, threads: bool = False
+    ) -> None:
         self.pid, self.out, self.duration_s, self.rate_hz = pid, out, duration_s, rate_hz
+        self.threads = threads  # stacks start with their thread (summarize_by_thread)
         self.proc: subprocess.Popen[bytes] | None = None
         self.error: str | None = None
 
@@ -127,6 +214,7 @@ class PySpy:
                 "-o",
                 str(self.out),
                 "--nonblocking",
+                *(["--threads"] if self.threads else []),
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

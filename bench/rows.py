@@ -75,10 +75,12 @@ class _Rows:
         unit: str,
         base: tuple[Any, tuple[str, ...], str] | None = None,
         faust: tuple[str, ...] | None = None,
+        faust_src: dict[str, Any] | None = None,
     ) -> None:
         """One row; ``base`` (source, path, name) is its librdkafka passthrough figure and
-        ``faust`` the path of its Faust passthrough figure. A missing figure is no row; a
-        figure recorded as "n/a" is a row that says so."""
+        ``faust`` the path of its Faust passthrough figure (in the baseline scenario's, or in
+        ``faust_src``). A missing figure is no row; a figure recorded as "n/a" is a row that
+        says so."""
         raw = dig(src, *path)
         if raw is None:
             return
@@ -100,7 +102,7 @@ class _Rows:
             bv = med(bsrc, *bpath)
             row.update(baseline=bv, baseline_name=bname, ratio=ratio(v, bv))
         if faust is not None:
-            fv = med(self.faust, *faust)
+            fv = med(self.faust if faust_src is None else faust_src, *faust)
             row.update(faust_baseline=fv, faust_ratio=ratio(v, fv))
         self.rows.append(row)
 
@@ -190,10 +192,50 @@ class _Rows:
         )
 
     def prices(self, sc: dict[str, Any]) -> None:
-        for guarantee, g in (sc.get("prices") or {}).items():
+        p = sc.get("prices") or {}
+        for guarantee, g in p.items():
+            if guarantee not in GUARANTEE_BASELINE:
+                continue
             self._closed("prices", "prices", guarantee, g, "updates/s (closed loop)")
             self._open_sorted("prices", "prices", guarantee, g, "publish lag")
             self._view("prices", guarantee, g, "open loop")
+        cf = p.get("conflation") or {}
+        guarantee = cf.get("guarantee")
+        bk = GUARANTEE_BASELINE.get(guarantee or "")
+        for state in ("off", "on"):
+            g = cf.get(state)
+            if not g or bk is None:
+                continue
+            label = f"{guarantee}, conflation {state}"
+            self.add(
+                "prices",
+                f"{label}: updates/s (closed loop)",
+                g,
+                ("closed_loop", "throughput_per_s"),
+                "upd/s",
+                (self.b.get(bk), ("prices_closed_loop", "throughput_per_s"), bk),
+                ("prices_closed_loop", "throughput_per_s") if guarantee == "exactly_once" else None,
+            )
+            for key in _open_keys(g):
+                rt = int(key[5:])
+                pkey = f"prices_open_{rt}"
+                self.add(
+                    "prices",
+                    f"{label}: publish lag p99 @{rt:,}/s",
+                    g,
+                    (key, "p99_ms"),
+                    "ms",
+                    (self.b.get(bk), (pkey, "p99_ms"), bk),
+                    (pkey, "p99_ms") if guarantee == "exactly_once" else None,
+                )
+                self.add(
+                    "prices",
+                    f"{label}: update lag p99 @{rt:,}/s",
+                    g,
+                    (key, "update_lag_p99_ms"),
+                    "ms",
+                )
+                self.add("prices", f"{label}: published @{rt:,}/s", g, (key, "published"), "msgs")
 
     def _open_sorted(self, scn: str, what: str, guarantee: str, g: dict[str, Any], lb: str) -> None:
         self._open(scn, what, guarantee, {k: g[k] for k in _open_keys(g)}, lb)
@@ -279,6 +321,39 @@ class _Rows:
             )
             self.add("sinks", f"clickhouse ({kind}): rows/s", sk, (key, "rows_per_s"), "rows/s")
 
+    def commit_path(self, sc: dict[str, Any]) -> None:
+        """Decision p50/p99 per (commit interval, retry backoff), beside the two passthroughs
+        measured in the same scenario at the same commit interval (and backoff, for Faust's)."""
+        cp = sc.get("commit_path") or {}
+        rt = cp.get("rate_per_s")
+        for ci_key, g in cp.items():
+            if not ci_key.startswith("commit_") or not isinstance(g, dict):
+                continue
+            lib = g.get("passthrough_transactional")
+            ci = g.get("commit_interval_s")
+            for rb_key, rb in g.items():
+                if not rb_key.startswith("backoff_"):
+                    continue
+                label = f"commit {ci:g} s, retry backoff {rb_key[8:]}"
+                self.add(
+                    "commit_path",
+                    f"{label}: decisions/s (closed loop)",
+                    rb,
+                    ("worker", "closed_loop", "throughput_per_s"),
+                    "dec/s",
+                )
+                for q in ("p50", "p99"):
+                    self.add(
+                        "commit_path",
+                        f"{label}: decision {q} @{rt}/s",
+                        rb,
+                        ("worker", f"{q}_ms"),
+                        "ms",
+                        (lib, (f"{q}_ms",), "passthrough_transactional"),
+                        (f"{q}_ms",),
+                        rb.get("passthrough_faust") or {},
+                    )
+
 
 def rows(sc: dict[str, Any]) -> list[dict[str, Any]]:
     """Every reported figure: scenario, metric, median, spread, unit, and per baseline its
@@ -289,6 +364,7 @@ def rows(sc: dict[str, Any]) -> list[dict[str, Any]]:
     r.bets(sc)
     r.settlement(sc)
     r.sinks(sc)
+    r.commit_path(sc)
     return r.rows
 
 

@@ -25,6 +25,8 @@ from oddsflow.settings import REPO_ROOT, Settings
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 ORDER = ("baseline", "prices", "bets", "settlement_burst", "sinks", "api")
+# run only when asked for (``-s``): sweeps that take long and answer a tuning question
+OPTIONAL = ("commit_path",)
 # the bet API's scenario lives in its own module (bench/api.py)
 SCENARIOS = {**ENGINE_SCENARIOS, "api": api_scenario}
 
@@ -111,10 +113,11 @@ def run_bench(
 ) -> dict[str, Any]:
     """Run the benchmark and return the results document (also written to results_dir)."""
     say = say or (lambda m: print(m, flush=True))
-    names = list(ORDER) if not scenarios else [n for n in ORDER if n in scenarios]
-    unknown = set(scenarios or []) - set(ORDER)
+    known = (*ORDER, *OPTIONAL)
+    names = list(ORDER) if not scenarios else [n for n in known if n in scenarios]
+    unknown = set(scenarios or []) - set(known)
     if unknown:
-        raise ValueError(f"unknown scenario(s) {sorted(unknown)}; choose from {list(ORDER)}")
+        raise ValueError(f"unknown scenario(s) {sorted(unknown)}; choose from {list(known)}")
     plan = Plan.make(quick)
     ctx = Ctx(settings, plan, h.tmp_dir(), say)
     started = datetime.now(UTC)

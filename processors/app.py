@@ -99,6 +99,31 @@ class Engine:
     view: MarketView
 
 
+def faust_app_for(settings: Settings, app_id: str, topic_partitions: int) -> faust.App:
+    """The worker's Faust app settings on the ``oddsflow-kafka://`` transport. The bench's Faust
+    passthrough builds its app here too, so its baseline follows the worker's settings."""
+    datadir = settings.run_dir / "faust" / app_id
+    datadir.mkdir(parents=True, exist_ok=True)
+    return oddsflow_transport.app(
+        app_id,
+        settings.kafka_bootstrap,
+        store=settings.store,
+        processing_guarantee=settings.processing_guarantee,
+        topic_partitions=topic_partitions,
+        topic_replication_factor=1,
+        topic_allow_declare=True,
+        web_enabled=False,
+        table_standby_replicas=settings.standby_replicas,
+        broker_commit_interval=settings.commit_interval_s,
+        broker_commit_every=settings.commit_every,
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
+        consumer_auto_offset_reset="earliest",
+        datadir=str(datadir),
+        stream_wait_empty=False,
+    )
+
+
 def build_app(
     settings: Settings,
     *,
@@ -111,25 +136,8 @@ def build_app(
     problems = topo.check()
     if problems:
         raise topology.TopologyError("topology.yaml is invalid: " + "; ".join(problems))
-    datadir = settings.run_dir / "faust" / f"{settings.topic_prefix}{settings.app_id}"
-    datadir.mkdir(parents=True, exist_ok=True)
-    app = oddsflow_transport.app(
-        f"{settings.topic_prefix}{settings.app_id}",
-        settings.kafka_bootstrap,
-        store=settings.store,
-        processing_guarantee=settings.processing_guarantee,
-        topic_partitions=topo.group_partitions("event"),
-        topic_replication_factor=1,
-        topic_allow_declare=True,
-        web_enabled=False,
-        table_standby_replicas=settings.standby_replicas,
-        broker_commit_interval=settings.commit_interval_s,
-        broker_commit_every=settings.commit_every,
-        broker_session_timeout=settings.session_timeout_s,
-        broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
-        consumer_auto_offset_reset="earliest",
-        datadir=str(datadir),
-        stream_wait_empty=False,
+    app = faust_app_for(
+        settings, f"{settings.topic_prefix}{settings.app_id}", topo.group_partitions("event")
     )
     transport = cast(oddsflow_transport.Transport, app.transport)
     max_record_bytes = transport.settings.max_message_bytes

@@ -14,6 +14,7 @@ from typing import Any
 
 from oddsflow.bench.scenarios.baseline import scenario_baseline
 from oddsflow.bench.scenarios.bets import scenario_bets
+from oddsflow.bench.scenarios.commit_path import scenario_commit_path
 from oddsflow.bench.scenarios.common import (
     BenchError,
     Ctx,
@@ -47,6 +48,7 @@ SCENARIOS: dict[str, Callable[[Ctx], dict[str, Any]]] = {
     "bets": scenario_bets,
     "settlement_burst": scenario_settlement_burst,
     "sinks": scenario_sinks,
+    "commit_path": scenario_commit_path,
 }
 
 __all__ = [
@@ -69,6 +71,7 @@ __all__ = [
     "result",
     "scenario_baseline",
     "scenario_bets",
+    "scenario_commit_path",
     "scenario_prices",
     "scenario_settlement_burst",
     "scenario_sinks",

@@ -9,118 +9,82 @@ from oddsflow.bench import harness as h
 from oddsflow.bench import profile as prof
 from oddsflow.bench.scenarios import worker_metrics as wm
 from oddsflow.bench.scenarios.common import (
+    BETS_IO,
     Ctx,
+    Run,
     accepted_count,
     check,
     measure_open,
-    preload,
     reps_summary,
-    start_worker,
-    tname,
+    worker_run,
 )
 from oddsflow.bench.scenarios.records import Bets
 from oddsflow.codec import Codec
 
 
 def scenario_bets(ctx: Ctx) -> dict[str, Any]:
-    plan = ctx.plan
     out: dict[str, Any] = {}
+    events = [f"e{i}" for i in range(50)]
+    accounts = 1_000
     for guarantee in ("exactly_once", "at_least_once"):
-        port = wm.free_port()  # the worker's /metrics: fast-path share and view lag
-        s = h.fresh_settings(ctx.base, "b", processing_guarantee=guarantee, metrics_port=port)
-        t_in, t_out = tname(s, "bet_requests"), tname(s, "bet_decisions")
-        w = start_worker(ctx, s, "bets")
-        prod = h.LoadProducer(s)
-        events = [f"e{i}" for i in range(50)]
-        accounts = 1_000
-        col = None
-        try:
-            preload(ctx, s, w, prod, events, accounts, 10_000_000_00)
-            col = h.Collector(s, [t_out])
-            codec = Codec("bet_decision")
-            bets = Bets(s, accounts, events)
-            r = measure_open(
-                prod,
-                t_in,
-                bets.make(plan.warmup),
-                None,
-                col,
-                codec,
-                "requested_at",
-                w.alive,
-                180,
-                w.pid,
-            )
-            check(r["complete"], "warm-up decisions", w)
-            before = wm.scrape(port)  # the decision paths counted from here (warm-up excluded)
-            g: dict[str, Any] = {}
-            for rt in plan.bet_rates:
-                reps = []
-                for i in range(plan.reps):
-                    n = int(rt * plan.open_s)
-                    r = measure_open(
-                        prod,
-                        t_in,
-                        bets.make(n),
-                        rt,
-                        col,
-                        codec,
-                        "requested_at",
-                        w.alive,
-                        max(120, n / 20),
-                        w.pid,
-                    )
-                    ctx.say(
-                        f"  bets {guarantee} @{rt}/s rep {i + 1}: {r['throughput_per_s']}/s, "
-                        f"p50 {r['p50_ms']} p99 {r['p99_ms']} ms"
-                    )
-                    reps.append(r)
-                g[f"open_{rt}"] = {
-                    "offered_per_s": rt,
-                    "seconds": plan.open_s,
-                    "reps": reps,
-                    **reps_summary(reps),
-                }
-            reps = []
-            with wm.Sampler(port) as sampler:
-                for i in range(plan.reps):
-                    r = measure_open(
-                        prod,
-                        t_in,
-                        bets.make(plan.bet_closed_n),
-                        None,
-                        col,
-                        codec,
-                        "requested_at",
-                        w.alive,
-                        max(240, plan.bet_closed_n / 20),
-                        w.pid,
-                    )
-                    ctx.say(
-                        f"  bets {guarantee} closed loop rep {i + 1}: {r['throughput_per_s']}/s"
-                    )
-                    reps.append(r)
-            g["closed_loop"] = {"n": plan.bet_closed_n, "reps": reps, **reps_summary(reps)}
-            # every bet after the warm-up (open and closed loop); view lag in the closed loop
-            g["decision_paths"] = wm.decision_paths(before, wm.scrape(port))
-            g["market_view"] = wm.view_lag(sampler.samples)
-            ctx.say(
-                f"  bets {guarantee}: fast path {g['decision_paths']['fast_share_pct']} %, "
-                f"view lag max {g['market_view']['lag_ms_max']} ms"
-            )
-            g["accepted_fraction"] = round(accepted_count(col.values) / max(1, col.count()), 4)
-            g["worker_alive_at_end"] = w.alive()
-            if not w.alive():
-                g["worker_log_tail"] = w.log_tail(1500)
-            if plan.profile and guarantee == "exactly_once":
-                g["profile"] = _profile_bets(ctx, w, prod, t_in, bets, col, codec, g["closed_loop"])
-            out[guarantee] = g
-        finally:
-            if col:
-                col.stop()
-            w.stop()
-            h.delete_topics(s)
+        with worker_run(
+            ctx,
+            "b",
+            "bets",
+            BETS_IO,
+            preload_events=events,
+            accounts=accounts,
+            processing_guarantee=guarantee,
+        ) as run:
+            out[guarantee] = _bets(ctx, run, Bets(run.s, accounts, events), guarantee)
     return out
+
+
+def _bets(ctx: Ctx, run: Run, bets: Bets, guarantee: str) -> dict[str, Any]:
+    plan, w, port = ctx.plan, run.w, run.port
+    r = run.measure(bets.make(plan.warmup), None, 180)
+    check(r["complete"], "warm-up decisions", w)
+    before = wm.scrape(port)  # the decision paths counted from here (warm-up excluded)
+    g: dict[str, Any] = {}
+    for rt in plan.bet_rates:
+        reps = []
+        for i in range(plan.reps):
+            n = int(rt * plan.open_s)
+            r = run.measure(bets.make(n), rt, max(120, n / 20))
+            ctx.say(
+                f"  bets {guarantee} @{rt}/s rep {i + 1}: {r['throughput_per_s']}/s, "
+                f"p50 {r['p50_ms']} p99 {r['p99_ms']} ms"
+            )
+            reps.append(r)
+        g[f"open_{rt}"] = {
+            "offered_per_s": rt,
+            "seconds": plan.open_s,
+            "reps": reps,
+            **reps_summary(reps),
+        }
+    reps = []
+    with wm.Sampler(port) as sampler:
+        for i in range(plan.reps):
+            r = run.measure(bets.make(plan.bet_closed_n), None, max(240, plan.bet_closed_n / 20))
+            ctx.say(f"  bets {guarantee} closed loop rep {i + 1}: {r['throughput_per_s']}/s")
+            reps.append(r)
+    g["closed_loop"] = {"n": plan.bet_closed_n, "reps": reps, **reps_summary(reps)}
+    # every bet after the warm-up (open and closed loop); view lag in the closed loop
+    g["decision_paths"] = wm.decision_paths(before, wm.scrape(port))
+    g["market_view"] = wm.view_lag(sampler.samples)
+    ctx.say(
+        f"  bets {guarantee}: fast path {g['decision_paths']['fast_share_pct']} %, "
+        f"view lag max {g['market_view']['lag_ms_max']} ms"
+    )
+    g["accepted_fraction"] = round(accepted_count(run.col.values) / max(1, run.col.count()), 4)
+    g["worker_alive_at_end"] = w.alive()
+    if not w.alive():
+        g["worker_log_tail"] = w.log_tail(1500)
+    if plan.profile and guarantee == "exactly_once":
+        g["profile"] = _profile_bets(
+            ctx, w, run.prod, run.t_in, bets, run.col, run.codec, g["closed_loop"]
+        )
+    return g
 
 
 def _profile_bets(

@@ -3,8 +3,9 @@ process's outputs, summarising repetitions, and pre-loading markets and balances
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -170,9 +171,82 @@ def reps_summary(reps: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def start_worker(ctx: Ctx, s: Settings, name: str) -> h.Worker:
+def start_worker(
+    ctx: Ctx, s: Settings, name: str, extra_env: Mapping[str, str] | None = None
+) -> h.Worker:
     ctx.say(f"  starting worker ({s.processing_guarantee}, prefix {s.topic_prefix})")
-    return h.Worker(s, ctx.log_dir, name).start()
+    return h.Worker(s, ctx.log_dir, name, extra_env=extra_env).start()
+
+
+@dataclass
+class Run:
+    """A worker on its own topic prefix with its load producer and the collector of one output
+    topic: ``measure`` sends a load to the input topic and waits for one output per input."""
+
+    s: Settings
+    w: h.Worker
+    port: int  # the worker's /metrics
+    prod: h.LoadProducer
+    col: h.Collector
+    codec: Codec
+    t_in: str
+    ts_field: str
+
+    def measure(
+        self, items: list[h.Stamped], rate_per_s: float | None, timeout_s: float
+    ) -> dict[str, Any]:
+        return measure_open(
+            self.prod,
+            self.t_in,
+            items,
+            rate_per_s,
+            self.col,
+            self.codec,
+            self.ts_field,
+            self.w.alive,
+            timeout_s,
+            self.w.pid,
+        )
+
+
+# (input topic key, output topic key, output schema, the output's field carrying the stamp)
+PRICES_IO = ("price_updates", "priced_markets", "priced_market", "provider_ts")
+BETS_IO = ("bet_requests", "bet_decisions", "bet_decision", "requested_at")
+
+
+@contextlib.contextmanager
+def worker_run(
+    ctx: Ctx,
+    tag: str,
+    name: str,
+    io: tuple[str, str, str, str],
+    *,
+    preload_events: list[str] | None = None,
+    accounts: int = 0,
+    extra_env: Mapping[str, str] | None = None,
+    **overrides: Any,
+) -> Iterator[Run]:
+    """Start a worker with ``overrides`` of the settings (and ``extra_env``) on fresh topics,
+    pre-load ``preload_events``' markets and ``accounts`` funded accounts if given, and collect
+    its outputs; stop it and delete its topics afterwards."""
+    from oddsflow.bench.scenarios import worker_metrics as wm
+
+    port = wm.free_port()
+    s = h.fresh_settings(ctx.base, tag, metrics_port=port, **overrides)
+    in_key, out_key, schema, ts_field = io
+    w = start_worker(ctx, s, name, extra_env)
+    col = None
+    try:
+        prod = h.LoadProducer(s)
+        if preload_events is not None:
+            preload(ctx, s, w, prod, preload_events, accounts, 10_000_000_00)
+        col = h.Collector(s, [tname(s, out_key)])
+        yield Run(s, w, port, prod, col, Codec(schema), tname(s, in_key), ts_field)
+    finally:
+        if col is not None:
+            col.stop()
+        w.stop()
+        h.delete_topics(s)
 
 
 def summarize(reps: list[dict[str, Any]], *keys: str) -> dict[str, Any]:

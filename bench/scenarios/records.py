@@ -31,13 +31,15 @@ def price_update(event_id: str, seq: int, odds: tuple[str, ...] = ODDS) -> dict[
     }
 
 
-def deposit(account_id: str, amount_minor: int) -> dict[str, Any]:
+def deposit(
+    account_id: str, amount_minor: int, *, ref: str | None = None, created_at: int | None = None
+) -> dict[str, Any]:
     return {
-        "ref": f"dep-{account_id}",
+        "ref": ref or f"dep-{account_id}",
         "account_id": account_id,
         "amount_minor": amount_minor,
         "currency": "GBP",
-        "created_at": int(h.now_ms()),
+        "created_at": int(h.now_ms()) if created_at is None else created_at,
     }
 
 
