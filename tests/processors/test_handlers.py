@@ -650,10 +650,10 @@ def test_liability_is_kept_per_currency():
 
 
 def _quota(e: Engine, selection: str, ccy: str = "GBP", market: str = MR_E1) -> int:
-    raw = e.state["quotas"].get(f"quota:0|{ccy}")
+    raw = e.state["quotas"].get(f"quota:0|{ccy}|{market}")
     if raw is None:
         return 0
-    return int(orjson.loads(raw)["amounts"].get(f"{market}\x1f{selection}", 0))
+    return int(orjson.loads(raw)["amounts"].get(selection, 0))
 
 
 def _book(e: Engine, ccy: str = "GBP", market: str = MR_E1) -> dict[str, Any]:
@@ -787,6 +787,45 @@ def test_a_recall_returns_the_unspent_quota_after_the_spends():
     bad = {**recall, "kind": "grant", "selection": "home", "amount_minor": -1}
     with pytest.raises(InputError):  # a negative grant is a bug upstream: dead-lettered
         e.w.on_quota_message(_roundtrip("quota_grants", bad), Effects(), NOW)
+
+
+def test_a_quota_record_of_the_whole_partition_is_split_per_market_and_nothing_lost():
+    # A table written before quotas were kept per market holds one record for every market of
+    # (partition, currency). The first read splits it; the spend and the recall after it see
+    # exactly the amounts it held, once.
+    e = Engine(Limits(bet_delay_ms_in_play=0, liability_minor_max_selection=100_00))
+    home = market_up(e)
+    held = {s: _quota(e, s) for s in ("home", "draw", "away")}
+    assert held["home"] == 50_00
+    other = "e2/match_result/FT"
+    legacy = {f"{MR_E1}\x1f{s}": v for s, v in held.items()} | {f"{other}\x1fhome": 7_00}
+    e.state["quotas"].clear()
+    e.state["quotas"]["quota:0|GBP"] = orjson.dumps({"partition": 0, "amounts": legacy})
+    e.feed("deposits", r.deposit("a1", 100_00))
+    e.feed("bet_requests", r.bet("b1", "a1", 10_00, [r.leg("e1", "home", str(home))]))
+    assert e.decisions()["b1"]["accepted"]
+    [leg] = [x for x in e.out("accepted_legs") if x["kind"] == "leg"]
+    assert leg["quota_spend"] is True  # spent from the quota the old record held
+    added = payout_minor(10_00, home) - 10_00
+    assert "quota:0|GBP" not in e.state["quotas"]
+    assert {s: _quota(e, s) for s in held} == {**held, "home": 50_00 - added}
+    assert _quota(e, "home", market=other) == 7_00
+    fx = Effects()
+    recall = {
+        "kind": "recall",
+        "event_id": "e1",
+        "market_id": MR_E1,
+        "selection": None,
+        "partition": 0,
+        "currency": "GBP",
+        "amount_minor": 0,
+        "sent_at": NOW,
+    }
+    e.w.on_quota_message(_roundtrip("quota_grants", recall), fx, NOW)
+    returns = {o.value["selection"]: o.value["amount_minor"] for o in fx.out}
+    assert returns == {**held, "home": 50_00 - added}
+    assert f"quota:0|GBP|{MR_E1}" not in e.state["quotas"]  # nothing held: no record
+    assert _quota(e, "home", market=other) == 7_00
 
 
 def test_a_leg_that_arrives_after_its_events_result_is_settled_then():
