@@ -2,7 +2,8 @@
 
 Each figure is the median of ``reps`` timed runs of ``number`` calls (the VM is shared and
 noisy: the median of repeats, on the same machine in the same session, is what to compare).
-Run: ``python -m oddsflow.bench.micro [reps]``; or ``--ceiling`` for the in-process ceiling.
+Run: ``python -m oddsflow.bench.micro [reps]``; ``--ceiling [reps]`` for the in-process ceiling;
+``--legs [reps] [n]`` for the event side recording a settlement burst's accepted legs.
 """
 
 from __future__ import annotations
@@ -190,10 +191,86 @@ def ceiling(reps: int = 5, n: int = 2000) -> dict[str, Any]:
     }
 
 
+def accepted_legs_once(n: int) -> dict[str, Any]:
+    """The event side recording ``n`` accepted singles on one market (the settlement burst's
+    shape: every leg on one event partition), in process: µs per leg of the
+    ``accepted_legs`` decode and handler, the bets decided around it not counted; and the
+    result settling them all (the event side's scan and the wallets' settlements). Timed in
+    CPU seconds of this process: on the shared VM, other processes' load does not count."""
+    import time
+
+    from oddsflow.bench import ceiling as ceil
+    from oddsflow.bench.scenarios.records import bet, deposit, price_update, result
+    from oddsflow.settings import Settings
+
+    eng = ceil.InProcessEngine(Settings())
+    now = int(time.time() * 1000)
+    eng.feed("price_updates", {**price_update("burst0", 1), "provider_ts": now}, now)
+    accounts = [f"a{i}" for i in range(1000)]
+    for a in accounts:
+        eng.feed("deposits", deposit(a, 10_000_000_00), now)
+    codec, handler = eng.codecs["accepted_legs"], eng.routes["accepted_legs"]
+    spent = [0.0, 0]
+
+    class _TimedCodec:
+        # The engine's accepted_legs codec, its decode (the worker's too) timed with the leg.
+        encode = staticmethod(codec.encode)
+
+        @staticmethod
+        def decode(raw: bytes) -> dict[str, Any]:
+            t0 = time.process_time()
+            rec = codec.decode(raw)
+            spent[0] += time.process_time() - t0
+            return rec
+
+    def timed(rec: dict[str, Any], fx: Any, now_ms: int) -> None:
+        t0 = time.process_time()
+        handler(rec, fx, now_ms)
+        spent[0] += time.process_time() - t0
+        spent[1] += 1
+
+    eng.codecs["accepted_legs"] = _TimedCodec()  # type: ignore[assignment]
+    eng.routes["accepted_legs"] = timed
+    for i in range(n):
+        eng.feed(
+            "bet_requests", {**bet(f"c{i}", accounts[i % 1000], "burst0"), "placed_at": now}, now
+        )
+    t0 = time.process_time()
+    eng.feed("results", result("burst0"), now)
+    settle_s = time.process_time() - t0
+    legs = int(spent[1])
+    return {
+        "legs": legs,
+        "legs_per_s": round(legs / spent[0], 1),
+        "us_per_leg": round(1e6 * spent[0] / max(1, legs), 1),
+        "settled": eng.outputs.get("settlements", 0),
+        "settle_s": round(settle_s, 3),
+        "settlements_per_s": round(eng.outputs.get("settlements", 0) / settle_s, 1),
+    }
+
+
+def accepted_legs(reps: int = 3, n: int = 20_000) -> dict[str, Any]:
+    accepted_legs_once(500)  # warm-up
+    runs = [accepted_legs_once(n) for _ in range(reps)]
+    return {
+        "reps": reps,
+        "n": n,
+        "legs_per_s_median": statistics.median(r["legs_per_s"] for r in runs),
+        "settlements_per_s_median": statistics.median(r["settlements_per_s"] for r in runs),
+        "runs": runs,
+    }
+
+
 if __name__ == "__main__":
     args = sys.argv[1:]
     if args and args[0] == "--ceiling":
         print(json.dumps(ceiling(int(args[1]) if len(args) > 1 else 5), indent=1))
+    elif args and args[0] == "--legs":
+        reps, n = (
+            (int(args[1]) if len(args) > 1 else 3),
+            (int(args[2]) if len(args) > 2 else 20_000),
+        )
+        print(json.dumps(accepted_legs(reps, n), indent=1))
     else:
         for k, v in run(int(args[0]) if args else 7).items():
             print(f"{k:40s} {v:10.2f} us")

@@ -44,7 +44,7 @@ from oddsflow.domain.quota import (
     split,
     top_up,
 )
-from oddsflow.domain.settlement import EventStatus, Result, settle_leg
+from oddsflow.domain.settlement import EventStatus, LegSettlement, Result, settle_leg
 from oddsflow.metrics import PRICE_PUBLISH_LAG_SECONDS, STALE_UPDATES
 from oddsflow.processors.emit import key_partition
 from oddsflow.processors.quota_records import book_from_record, book_record, partition_key
@@ -329,11 +329,25 @@ class MarketsHandler:
         by_partition: dict[int, list[dict[str, Any]]] = {}
         # No per-leg mark: the event's result_revision, checked above and written in the same
         # transaction as these outputs, already makes a redelivered result a no-op.
+        # A leg's settlement depends only on its market, selection and bound odds: 100,000 bets
+        # on a market are a handful of distinct legs, each settled once (settle_leg is pure).
+        settled: dict[tuple[Any, ...], LegSettlement] = {}
         for _, leg_rec in self.open_legs.with_prefix(f"{rec['event_id']}|"):
             # Paid at the odds bound at acceptance (what the decision published), never at
             # the requested odds; a corrected result re-reads the same bound odds.
-            leg = leg_from_record(leg_rec["leg"]).bound_at(Decimal(leg_rec["bound_odds"]))
-            ls = settle_leg(leg, result)
+            spec = leg_rec["leg"]
+            shape = (
+                spec["event_id"],
+                spec["market_type"],
+                spec["period"],
+                spec.get("line"),
+                spec["selection"],
+                leg_rec["bound_odds"],
+            )
+            ls = settled.get(shape)
+            if ls is None:
+                leg = leg_from_record(spec).bound_at(Decimal(leg_rec["bound_odds"]))
+                ls = settled[shape] = settle_leg(leg, result)
             acct = leg_rec["account_id"]
             by_partition.setdefault(
                 key_partition(acct.encode(), self.account_partitions), []
@@ -359,16 +373,25 @@ class MarketsHandler:
 
     # ------------------------------------------------------------------ bets
 
-    def _book(self, mid: str, currency: str) -> QuotaBook:
-        rec = self.liabilities.get(mid)
-        book: QuotaBook = book_from_record((rec or {}).get("by_currency", {}).get(currency), mid)
-        return book
+    def _read_book(self, mid: str, currency: str) -> _BookRead:
+        # Every accepted single on a market reads and writes its book: the book written by
+        # one leg is the one the next reads, not decoded again (Store.get_frozen).
+        liab = self.liabilities.get_frozen(mid, _Liabilities)
+        return _BookRead(liab.rec, liab.book(mid, currency))
 
-    def _put_book(self, mid: str, currency: str, book: QuotaBook) -> None:
-        rec = self.liabilities.get(mid) or {}
-        by_currency = dict(rec.get("by_currency", {}))
+    def _put_book(
+        self, mid: str, currency: str, book: QuotaBook, rec: dict[str, Any] | None
+    ) -> None:
+        """Store ``currency``'s ``book``; ``rec`` is the market's record as read before the
+        change (its other currencies' books are kept; not read again: one decode per event)."""
+        by_currency = dict((rec or {}).get("by_currency", {}))
         by_currency[currency] = book_record(book)
-        self.liabilities.put(mid, {"by_currency": by_currency})
+        new = {"by_currency": by_currency}
+        self.liabilities.put_frozen(mid, new, _Liabilities, _Liabilities(new, {currency: book}))
+
+    def _counts_liability(self, mid: str) -> bool:
+        """Whether bets on the market still count towards its liability (not settled)."""
+        return self.markets.get_frozen(mid, _counts_liability)
 
     def _open(self, mid: str) -> dict[str, Any] | None:
         """The market if bets on it still count towards its liability (not settled)."""
@@ -413,10 +436,9 @@ class MarketsHandler:
         m = self._open(mid)
         if m is None or not m.get("odds"):
             return
-        book, grants = split(
-            self._book(mid, ccy), list(m["odds"]), self.book.limits, self.quota_policy
-        )
-        self._put_book(mid, ccy, book)
+        read = self._read_book(mid, ccy)
+        book, grants = split(read.book, list(m["odds"]), self.book.limits, self.quota_policy)
+        self._put_book(mid, ccy, book, read.rec)
         for g in grants:
             self._emit_grant(m["event_id"], ccy, g, fx, now_ms)
 
@@ -446,26 +468,32 @@ class MarketsHandler:
         self,
         mid: str,
         ccy: str,
+        read: _BookRead,
         book: QuotaBook,
         verdicts: tuple[AuthVerdict, ...],
         fx: Effects,
         now_ms: int,
         top_up_for: tuple[int, str] | None = None,
+        event_id: str | None = None,
     ) -> None:
-        """Store ``book``, answer the bets it decided, and hand headroom back out: to the
-        partition that just spent (or asked), or to everyone when a recall ended."""
-        was_recalling = self._book(mid, ccy).recalling
-        self._put_book(mid, ccy, book)
-        self._emit_verdicts(mid, verdicts, fx)
-        m = self.markets.get(mid)
-        event_id = m["event_id"] if m is not None else mid.split("/", 1)[0]
-        if was_recalling and not book.recalling:
+        """Store ``book`` (``read``: the book before the change, as read), answer the bets it
+        decided, and hand headroom back out: to the partition that just spent (or asked), or
+        to everyone when a recall ended. The book is written once (an accepted leg's path)."""
+        if read.book.recalling and not book.recalling:
+            self._put_book(mid, ccy, book, read.rec)
+            self._emit_verdicts(mid, verdicts, fx)
             self._split(mid, ccy, fx, now_ms)
-        elif top_up_for is not None:
+            return
+        g = None
+        if top_up_for is not None:
             book, g = top_up(book, *top_up_for, self.book.limits, self.quota_policy)
-            if g is not None:
-                self._put_book(mid, ccy, book)
-                self._emit_grant(event_id, ccy, g, fx, now_ms)
+        self._put_book(mid, ccy, book, read.rec)
+        self._emit_verdicts(mid, verdicts, fx)
+        if g is not None:
+            if event_id is None:
+                m = self.markets.get(mid)
+                event_id = m["event_id"] if m is not None else mid.split("/", 1)[0]
+            self._emit_grant(event_id, ccy, g, fx, now_ms)
 
     def on_leg_command(self, rec: dict[str, Any], fx: Effects, now_ms: int) -> None:
         """The authoritative path: a single the account partition's quota could not cover.
@@ -501,8 +529,9 @@ class MarketsHandler:
         req = AuthRequest(
             ref, mid, leg.selection, rec["partition"], rec["stake_minor"], rec["return_minor"]
         )
+        read = self._read_book(mid, ccy)
         try:
-            book, verdicts, recalls = authoritative(self._book(mid, ccy), req, self.book.limits)
+            book, verdicts, recalls = authoritative(read.book, req, self.book.limits)
         except DomainError as exc:
             raise InputError(f"authoritative check of {rec['bet_id']!r} refused: {exc}") from exc
         if not verdicts:
@@ -513,11 +542,13 @@ class MarketsHandler:
         self._after_book_change(
             mid,
             ccy,
+            read,
             book,
             verdicts,
             fx,
             now_ms,
             top_up_for=(rec["partition"], leg.selection) if accepted else None,
+            event_id=leg.event_id,
         )
 
     def on_accepted_leg(self, rec: dict[str, Any], fx: Effects, now_ms: int) -> None:
@@ -529,8 +560,9 @@ class MarketsHandler:
         acct, ccy = rec["account_id"], rec["currency"]
         ref = scoped_id(acct, rec["bet_id"])
         leg = leg_from_record(rec["leg"])
+        mid = leg.market_id  # a computed property: once per leg, not once per use
         leg_key = f"{leg.event_id}|{ref}|{rec['leg_index']}"
-        if self.open_legs.get(leg_key) is not None:
+        if leg_key in self.open_legs:
             return  # redelivery: already recorded (and its spend learned)
         bound = Decimal(rec["bound_odds"])
         leg_rec = {
@@ -538,7 +570,7 @@ class MarketsHandler:
             "account_id": acct,
             "leg_index": rec["leg_index"],
             "leg_count": rec["leg_count"],
-            "market_id": leg.market_id,
+            "market_id": mid,
             "stake_minor": rec["stake_minor"],
             "currency": ccy,
             "bound_odds": str(bound),
@@ -548,43 +580,46 @@ class MarketsHandler:
             "placed_at": rec.get("placed_at") or None,
         }
         self.open_legs.put(leg_key, leg_rec)
-        ev = self._event(leg.event_id)
-        if ev["result_revision"] >= 0 and ev["result"] is not None:
+        revision, result = self.events.get_frozen(leg.event_id, _event_result)
+        if revision >= 0 and result is not None:
             # The result overtook the leg (the view still showed the market open): settle it
             # now, as on_result settled the legs it found.
+            ev = {"event_id": leg.event_id, "result_revision": revision, "result": result}
             self._settle_late_leg(ev, leg_rec, fx)
             return
         if rec["leg_count"] != 1:
             return  # an accumulator's exposure is capped by the payout limit, not a book
         self.open_legs.delete(_auth_key(ref))
-        if not rec["quota_spend"] or self._open(leg.market_id) is None:
+        if not rec["quota_spend"] or not self._counts_liability(mid):
             return  # an authoritative single is already in the book
         s = Spend(
             ref,
-            leg.market_id,
+            mid,
             leg.selection,
             rec["partition"],
             rec["stake_minor"],
             rec["return_minor"],
         )
+        read = self._read_book(mid, ccy)
         try:
-            book, verdicts = learn_spend(self._book(leg.market_id, ccy), s, self.book.limits)
+            book, verdicts = learn_spend(read.book, s, self.book.limits)
         except DomainError as exc:
             raise InputError(f"quota spend of {rec['bet_id']!r} refused: {exc}") from exc
         self._after_book_change(
-            leg.market_id, ccy, book, verdicts, fx, now_ms, top_up_for=(s.partition, s.selection)
+            mid, ccy, read, book, verdicts, fx, now_ms, (s.partition, s.selection), leg.event_id
         )
 
     def _on_return(self, rec: dict[str, Any], fx: Effects, now_ms: int) -> None:
         mid, ccy = rec["market_id"], rec["currency"]
-        if self._open(mid) is None:
+        if not self._counts_liability(mid):
             return  # a settled market's book is gone: nothing is outstanding any more
         r = Return(mid, rec["selection"], rec["partition"], rec["amount_minor"])
+        read = self._read_book(mid, ccy)
         try:
-            book, verdicts = learn_return(self._book(mid, ccy), r, self.book.limits)
+            book, verdicts = learn_return(read.book, r, self.book.limits)
         except DomainError as exc:
             raise InputError(f"quota return for {mid!r} refused: {exc}") from exc
-        self._after_book_change(mid, ccy, book, verdicts, fx, now_ms)
+        self._after_book_change(mid, ccy, read, book, verdicts, fx, now_ms)
 
     def _settle_late_leg(self, ev: dict[str, Any], leg_rec: dict[str, Any], fx: Effects) -> None:
         result = result_from_record({**ev["result"], "revision": ev["result_revision"]})
@@ -607,6 +642,43 @@ class MarketsHandler:
                 ],
             },
         )
+
+
+class _Liabilities:
+    """A market's liabilities record as read, each currency's book decoded once: the value
+    ``Store.get_frozen`` remembers for the record (never changed; its books are frozen)."""
+
+    __slots__ = ("_books", "rec")
+
+    def __init__(
+        self, rec: dict[str, Any] | None, books: dict[str, QuotaBook] | None = None
+    ) -> None:
+        self.rec = rec
+        self._books = books or {}
+
+    def book(self, mid: str, currency: str) -> QuotaBook:
+        book = self._books.get(currency)
+        if book is None:
+            rec = (self.rec or {}).get("by_currency", {}).get(currency)
+            book = self._books[currency] = book_from_record(rec, mid)
+        return book
+
+
+def _counts_liability(m: dict[str, Any] | None) -> bool:
+    return m is not None and m["status"] not in ("settled", "cancelled")
+
+
+def _event_result(ev: dict[str, Any] | None) -> tuple[int, dict[str, Any] | None]:
+    """An event's result revision and result (-1, None before its first result)."""
+    return (-1, None) if ev is None else (ev["result_revision"], ev["result"])
+
+
+@dataclass(frozen=True)
+class _BookRead:
+    """A market's liabilities record as read (every currency) and one currency's book in it."""
+
+    rec: dict[str, Any] | None
+    book: QuotaBook
 
 
 def _auth_key(bet_ref: str) -> str:

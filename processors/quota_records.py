@@ -1,9 +1,10 @@
 """Quota state and messages as plain records, for the tables (``processors.state.Store``: JSON
 dicts) and for Kafka, so the wallet and market agents only convert and call ``domain.quota``.
 
-Tables: an account partition keeps one :class:`~oddsflow.domain.quota.Quotas` (key
-``quota:{partition}``), an event partition one :class:`~oddsflow.domain.quota.QuotaBook` per
-market (key: the market id). Messages: grants and recalls go event -> account partition, returns
+Tables: an account partition keeps its :class:`~oddsflow.domain.quota.Quotas` one record per
+(currency, market) (key ``quota:{partition}|{currency}|{market_id}``: the selections' amounts of
+that market), so a bet reads and writes only its own market's few amounts; an event partition
+keeps one :class:`~oddsflow.domain.quota.QuotaBook` per market (key: the market id). Messages: grants and recalls go event -> account partition, returns
 and spends account -> event partition. A grant or recall must land on one *partition*, not one
 account: :func:`partition_key` gives a stable key that hashes there (murmur2, as every producer
 of this system partitions), so the ordinary keyed emit can send it.
@@ -30,25 +31,48 @@ from oddsflow.processors.emit import key_partition
 _SEP = "\x1f"  # market ids contain "/", selections are plain words: a separator neither has
 
 
-def quotas_key(partition: int) -> str:
-    return f"quota:{partition}"
+def quotas_key(partition: int, currency: str, market_id: str) -> str:
+    # Per market: one record holding every market of a partition was decoded and re-encoded
+    # whole by every bet (the top own functions of the ceiling's profile, 2026-12-01).
+    # Per currency: liability in pounds never covers a bet in yen.
+    return f"quota:{partition}|{currency}|{market_id}"
 
 
-def quotas_record(q: Quotas) -> dict[str, Any]:
+def legacy_quotas_key(partition: int, currency: str) -> str:
+    """The key of the record that held every market of (partition, currency) before the
+    per-market records: read once, split by :func:`split_legacy_record`, then deleted."""
+    return f"quota:{partition}|{currency}"
+
+
+def quotas_record(q: Quotas, market_id: str) -> dict[str, Any]:
+    """``market_id``'s amounts of ``q`` (the other markets' live in their own records)."""
     return {
         "partition": q.partition,
-        "amounts": {f"{m}{_SEP}{s}": v for (m, s), v in sorted(q.amounts.items())},
+        "market_id": market_id,
+        "amounts": {s: v for (m, s), v in sorted(q.amounts.items()) if m == market_id},
     }
 
 
-def quotas_from_record(rec: dict[str, Any] | None, partition: int) -> Quotas:
+def quotas_from_record(rec: dict[str, Any] | None, partition: int, market_id: str) -> Quotas:
+    """The :class:`Quotas` of one market (empty if it has no record)."""
     if rec is None:
         return Quotas(partition)
-    amounts = {}
+    amounts = {(market_id, s): int(v) for s, v in rec["amounts"].items()}
+    return Quotas(int(rec["partition"]), amounts)
+
+
+def split_legacy_record(rec: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """A whole-partition record (``amounts`` keyed ``market<US>selection``) as per-market
+    records, {market_id: record}."""
+    by_market: dict[str, dict[str, int]] = {}
     for key, v in rec["amounts"].items():
         m, s = key.split(_SEP)
-        amounts[(m, s)] = int(v)
-    return Quotas(int(rec["partition"]), amounts)
+        by_market.setdefault(m, {})[s] = int(v)
+    partition = int(rec["partition"])
+    return {
+        m: {"partition": partition, "market_id": m, "amounts": dict(sorted(amounts.items()))}
+        for m, amounts in sorted(by_market.items())
+    }
 
 
 def _liability_record(liab: Liability) -> dict[str, Any]:

@@ -14,13 +14,14 @@ none does, and a handler that fails half-way is rolled back in memory.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
 _MISSING = object()
+T = TypeVar("T")
 
 
 def _load(raw: Any) -> dict[str, Any]:
@@ -51,6 +52,8 @@ class Store:
         self._b = backing
         self.table = table  # the Faust table whose changelog receives the journal, if any
         self.journal: Journal | None = None
+        # get_frozen's conversions: key -> (the stored bytes converted, converter, result).
+        self._frozen: dict[str, tuple[Any, Any, Any]] = {}
 
     def get(self, key: str) -> dict[str, Any] | None:
         raw = self._b.get(key)
@@ -65,7 +68,36 @@ class Store:
         self._record(key, raw)
         self._b[key] = raw
 
+    def get_frozen(self, key: str, convert: Callable[[dict[str, Any] | None], T]) -> T:
+        """``convert(value)`` (``None`` if there is none), remembered for the stored bytes, so
+        a hot key read by every event (a market's book, status, result) is decoded once per
+        write, not once per read. Keyed by the identity of the stored bytes, which a write, a
+        rollback and a recovery all replace, so a stale conversion is never returned. The
+        result is shared by every read of the same bytes: ``convert`` must return a value no
+        caller changes (a frozen dataclass, a tuple, ...)."""
+        raw = self._b.get(key)
+        memo = self._frozen.get(key)
+        if memo is not None and memo[0] is raw and memo[1] is convert:
+            value: T = memo[2]
+            return value
+        value = convert(None if raw is None else _load(raw))
+        self._frozen[key] = (raw, convert, value)
+        return value
+
+    def put_frozen(
+        self,
+        key: str,
+        value: dict[str, Any],
+        convert: Callable[[dict[str, Any] | None], T],
+        converted: T,
+    ) -> None:
+        """``put``, and remember ``converted`` (what ``convert(value)`` gives) for the next
+        ``get_frozen``: a value written and read back by the next event is not decoded."""
+        self.put(key, value)
+        self._frozen[key] = (self._b[key], convert, converted)
+
     def delete(self, key: str) -> None:
+        self._frozen.pop(key, None)
         if key in self._b:
             self._record(key, None)
             del self._b[key]
@@ -80,6 +112,10 @@ class Store:
 
     def __len__(self) -> int:
         return len(self._b)
+
+    def __contains__(self, key: str) -> bool:
+        # Whether a key is stored, without decoding its value (None is never stored).
+        return key in self._b
 
 
 @dataclass(frozen=True)

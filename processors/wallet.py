@@ -6,7 +6,7 @@ progress, decision, leg settlements; key ``"bet:a1|b1"``: a bet id is scoped to 
 account, and so is every id derived from it). Balances change only through the domain's
 wallet transitions. A bet request is decided in one step by ``domain.decide.decide``
 against the worker's market view (``processors.market_view``) and the partition's liability
-quotas (table ``quotas``, key ``"quota:<partition>|<currency>"``):
+quotas (table ``quotas``, one record per market: key ``"quota:<partition>|<currency>|<market>"``):
 
 * **accepted** / **rejected**: the decision, its ledger transaction(s) and the table writes
   go out in the input's transaction; each accepted leg is sent to its event partition
@@ -56,7 +56,13 @@ from oddsflow.domain.settlement import Outcome as LegOutcome
 from oddsflow.metrics import DECISION_LATENCY_SECONDS, DECISION_PATHS, DECISIONS, SETTLEMENTS
 from oddsflow.processors.emit import key_partition
 from oddsflow.processors.markets import ODDS_Q, InputError, leg_from_record, leg_json
-from oddsflow.processors.quota_records import quotas_from_record, quotas_record
+from oddsflow.processors.quota_records import (
+    legacy_quotas_key,
+    quotas_from_record,
+    quotas_key,
+    quotas_record,
+    split_legacy_record,
+)
 from oddsflow.processors.state import Effects, Store
 
 # A leg outcome (leg_settlement_batch v2) and a settlement outcome (settlement v2) that is not
@@ -161,12 +167,37 @@ class WalletHandler:
 
     # ------------------------------------------------------------------ one hop
 
-    def _quotas(self, partition: int, currency: str) -> Quotas:
-        q: Quotas = quotas_from_record(self.quotas.get(_quotas_key(partition, currency)), partition)
+    def _quotas(self, partition: int, currency: str, market_id: str) -> Quotas:
+        """The partition's quota on one market (the only market a single or a quota message
+        concerns): a :class:`Quotas` holding that market's amounts alone."""
+        key = quotas_key(partition, currency, market_id)
+        rec = self.quotas.get(key)
+        if rec is None and self._split_legacy(partition, currency):
+            rec = self.quotas.get(key)
+        q: Quotas = quotas_from_record(rec, partition, market_id)
         return q
 
-    def _put_quotas(self, currency: str, q: Quotas) -> None:
-        self.quotas.put(_quotas_key(q.partition, currency), quotas_record(q))
+    def _put_quotas(self, currency: str, market_id: str, q: Quotas) -> None:
+        key = quotas_key(q.partition, currency, market_id)
+        rec = quotas_record(q, market_id)
+        if rec["amounts"]:
+            self.quotas.put(key, rec)
+        else:
+            self.quotas.delete(key)  # nothing held: no record (a recalled or spent-out market)
+
+    def _split_legacy(self, partition: int, currency: str) -> bool:
+        """A table written before the per-market records holds one record for every market of
+        (partition, currency): split it into per-market records and drop it, in the same
+        transaction as the write that follows, so no quota is lost or counted twice. Every
+        per-market write is preceded by a read (a miss comes here first), so the split
+        happens before any per-market record of that (partition, currency) exists."""
+        legacy = self.quotas.get(legacy_quotas_key(partition, currency))
+        if legacy is None:
+            return False
+        for market_id, rec in split_legacy_record(legacy).items():
+            self.quotas.put(quotas_key(partition, currency, market_id), rec)
+        self.quotas.delete(legacy_quotas_key(partition, currency))
+        return True
 
     def partition_of(self, account_id: str) -> int:
         p: int = key_partition(account_id.encode(), self.account_partitions)
@@ -236,7 +267,14 @@ class WalletHandler:
         held: bool,
     ) -> None:
         acct, ccy = request.account_id, request.currency
-        quotas = self._quotas(self.partition_of(acct), ccy)
+        partition = self.partition_of(acct)
+        # Only a single spends quota, and only on its own market: an accumulator needs none.
+        quota_market = request.legs[0].market_id if request.is_single else None
+        quotas = (
+            Quotas(partition)
+            if quota_market is None
+            else self._quotas(partition, ccy, quota_market)
+        )
         try:
             d = decide(
                 self._get_wallet(acct, ccy),  # only the bet's currency funds it
@@ -257,8 +295,8 @@ class WalletHandler:
             DECISION_PATHS.labels("fast").inc()
             return
         self._put_wallet(acct, ccy, d.wallet)
-        if d.quotas != quotas:
-            self._put_quotas(ccy, d.quotas)
+        if d.quotas != quotas and quota_market is not None:
+            self._put_quotas(ccy, quota_market, d.quotas)
         for tx in d.transactions:
             fx.emit("ledger", acct, tx_record(tx, acct, now_ms))
         bet["bound_odds"] = [str(o) for o in d.bound_odds]
@@ -368,12 +406,13 @@ class WalletHandler:
 
     def on_quota_message(self, rec: dict[str, Any], fx: Effects, now_ms: int) -> None:
         """A grant adds to this partition's quota; a recall gives back all of a market's."""
-        ccy = rec["currency"]
-        quotas = self._quotas(rec["partition"], ccy)
+        ccy, mid = rec["currency"], rec["market_id"]
+        quotas = self._quotas(rec["partition"], ccy, mid)
         try:
             if rec["kind"] == "grant":
                 self._put_quotas(
                     ccy,
+                    mid,
                     receive_grant(
                         quotas,
                         Grant(
@@ -388,7 +427,7 @@ class WalletHandler:
             quotas, returns = on_recall(quotas, Recall(rec["market_id"], rec["partition"]))
         except DomainError as exc:
             raise InputError(f"quota message for {rec['market_id']!r} refused: {exc}") from exc
-        self._put_quotas(ccy, quotas)
+        self._put_quotas(ccy, mid, quotas)
         for r in returns:
             fx.emit(
                 "accepted_legs",
@@ -558,11 +597,6 @@ class WalletHandler:
 def _settlements_counter(outcome: str, first: bool) -> Any:
     # prometheus_client's labels() costs more than a settlement's arithmetic: look up once.
     return SETTLEMENTS.labels(outcome, "settle" if first else "resettle")
-
-
-def _quotas_key(partition: int, currency: str) -> str:
-    # One Quotas per (partition, currency): liability in pounds never covers a bet in yen.
-    return f"quota:{partition}|{currency}"
 
 
 def _leg_avro(leg: dict[str, Any]) -> dict[str, Any]:

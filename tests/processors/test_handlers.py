@@ -20,7 +20,7 @@ from oddsflow.domain.decide import VIEW_AGE_MS_MAX_IN_PLAY
 from oddsflow.domain.money import payout_minor
 from oddsflow.processors.market_view import MarketEntry, entry_from_record
 from oddsflow.processors.markets import Book, InputError, MarketsHandler
-from oddsflow.processors.state import Effects, Store
+from oddsflow.processors.state import Effects, Journal, Store
 from oddsflow.processors.wallet import WalletHandler
 from tests.processors import records as r
 
@@ -133,6 +133,24 @@ def market_up(e: Engine, event_id: str = "e1", odds=("2.10", "3.40", "3.60")) ->
     e.feed("price_updates", r.prices(event_id, odds))
     pm = e.out("priced_markets")[-1]
     return {s["selection"]: s["odds"] for s in pm["selections"]}["home"]
+
+
+def in_play_engine(bet_delay_ms: int = 5_000) -> Engine:
+    """Market e1 open and in play (in-play bet delay ``bet_delay_ms``), account a1 funded."""
+    e = Engine(Limits(bet_delay_ms_in_play=bet_delay_ms))
+    market_up(e)
+    e.feed("market_status", r.status("e1", "open", seq=2, in_play=True))
+    e.feed("deposits", r.deposit("a1", 100_00))
+    return e
+
+
+def held_in_play_bet(policy: str = "any") -> tuple[Engine, dict[str, Any]]:
+    """An in-play single (b1: a1's 10_00 on home at 2.00) held for its 5 s bet delay: the
+    engine, and the bet_delays record that brings it back when it is due."""
+    e = in_play_engine()
+    e.feed("bet_requests", r.bet("b1", "a1", 10_00, [r.leg("e1", "home", "2.00")], policy=policy))
+    [held] = e.out("bet_delays")
+    return e, held
 
 
 def test_price_update_publishes_margin_applied_prices_and_drops_stale():
@@ -324,12 +342,7 @@ def test_abandoned_event_voids_and_refunds_stake():
 
 
 def test_in_play_bet_is_held_then_rechecked_at_the_later_price():
-    e = Engine(Limits(bet_delay_ms_in_play=5_000))
-    market_up(e)
-    e.feed("market_status", r.status("e1", "open", seq=2, in_play=True))
-    e.feed("deposits", r.deposit("a1", 100_00))
-    e.feed("bet_requests", r.bet("b1", "a1", 10_00, [r.leg("e1", "home", "2.00")], policy="higher"))
-    [held] = e.out("bet_delays")
+    e, held = held_in_play_bet(policy="higher")
     assert (held["account_id"], held["hold_until_ms"]) == ("a1", NOW + 5_000)
     assert "b1" not in e.decisions()
     # The price drifts in while the bet is held: re-checked at hold time, it is rejected.
@@ -650,10 +663,10 @@ def test_liability_is_kept_per_currency():
 
 
 def _quota(e: Engine, selection: str, ccy: str = "GBP", market: str = MR_E1) -> int:
-    raw = e.state["quotas"].get(f"quota:0|{ccy}")
+    raw = e.state["quotas"].get(f"quota:0|{ccy}|{market}")
     if raw is None:
         return 0
-    return int(orjson.loads(raw)["amounts"].get(f"{market}\x1f{selection}", 0))
+    return int(orjson.loads(raw)["amounts"].get(selection, 0))
 
 
 def _book(e: Engine, ccy: str = "GBP", market: str = MR_E1) -> dict[str, Any]:
@@ -789,6 +802,97 @@ def test_a_recall_returns_the_unspent_quota_after_the_spends():
         e.w.on_quota_message(_roundtrip("quota_grants", bad), Effects(), NOW)
 
 
+def test_a_quota_record_of_the_whole_partition_is_split_per_market_and_nothing_lost():
+    # A table written before quotas were kept per market holds one record for every market of
+    # (partition, currency). The first read splits it; the spend and the recall after it see
+    # exactly the amounts it held, once.
+    e = Engine(Limits(bet_delay_ms_in_play=0, liability_minor_max_selection=100_00))
+    home = market_up(e)
+    held = {s: _quota(e, s) for s in ("home", "draw", "away")}
+    assert held["home"] == 50_00
+    other = "e2/match_result/FT"
+    legacy = {f"{MR_E1}\x1f{s}": v for s, v in held.items()} | {f"{other}\x1fhome": 7_00}
+    e.state["quotas"].clear()
+    e.state["quotas"]["quota:0|GBP"] = orjson.dumps({"partition": 0, "amounts": legacy})
+    e.feed("deposits", r.deposit("a1", 100_00))
+    e.feed("bet_requests", r.bet("b1", "a1", 10_00, [r.leg("e1", "home", str(home))]))
+    assert e.decisions()["b1"]["accepted"]
+    [leg] = [x for x in e.out("accepted_legs") if x["kind"] == "leg"]
+    assert leg["quota_spend"] is True  # spent from the quota the old record held
+    added = payout_minor(10_00, home) - 10_00
+    assert "quota:0|GBP" not in e.state["quotas"]
+    assert {s: _quota(e, s) for s in held} == {**held, "home": 50_00 - added}
+    assert _quota(e, "home", market=other) == 7_00
+    fx = Effects()
+    recall = {
+        "kind": "recall",
+        "event_id": "e1",
+        "market_id": MR_E1,
+        "selection": None,
+        "partition": 0,
+        "currency": "GBP",
+        "amount_minor": 0,
+        "sent_at": NOW,
+    }
+    e.w.on_quota_message(_roundtrip("quota_grants", recall), fx, NOW)
+    returns = {o.value["selection"]: o.value["amount_minor"] for o in fx.out}
+    assert returns == {**held, "home": 50_00 - added}
+    assert f"quota:0|GBP|{MR_E1}" not in e.state["quotas"]  # nothing held: no record
+    assert _quota(e, "home", market=other) == 7_00
+
+
+def _status(rec: dict[str, Any] | None) -> tuple[str, ...]:
+    return () if rec is None else (rec["status"],)
+
+
+def test_a_frozen_read_follows_every_write_rollback_delete_and_recovery():
+    # Store.get_frozen remembers a conversion for the stored bytes: whatever replaces them (a
+    # write, a rolled-back handler, a delete, a recovery writing the table anew) is seen.
+    backing: dict[str, Any] = {}
+    st = Store(backing)
+    assert st.get_frozen("m", _status) == ()
+    st.put("m", {"status": "open"})
+    assert st.get_frozen("m", _status) == ("open",)
+    assert st.get_frozen("m", _status) is st.get_frozen("m", _status)  # decoded once
+    st.journal = Journal()
+    st.put_frozen("m", {"status": "suspended"}, _status, ("suspended",))
+    assert st.get_frozen("m", _status) == ("suspended",)
+    st.journal.rollback()  # the handler failed: its write is undone
+    assert st.get_frozen("m", _status) == ("open",)
+    st.journal = None
+    backing["m"] = orjson.dumps({"status": "settled"})  # a changelog recovery
+    assert st.get_frozen("m", _status) == ("settled",)
+    st.delete("m")
+    assert st.get_frozen("m", _status) == ()
+    assert "m" not in st
+
+
+def test_a_settlement_burst_on_one_market_finds_every_leg_after_a_restart():
+    # Many singles on one market, the event side restarted from its tables part-way (new
+    # handlers over the same state: nothing remembered in memory) and an accepted leg
+    # redelivered: every bet is settled once, at its bound odds.
+    limits = Limits(bet_delay_ms_in_play=0)
+    e = Engine(limits)
+    home = market_up(e)
+    e.feed("deposits", r.deposit("a1", 1_000_00))
+    for i in range(40):
+        e.feed("bet_requests", r.bet(f"b{i}", "a1", 1_00, [r.leg("e1", "home", str(home))]))
+    e2 = Engine(limits, state=e.state)
+    e2.view = e.view
+    e2.w.view = e.view
+    for i in range(40, 80):
+        e2.feed("bet_requests", r.bet(f"b{i}", "a1", 1_00, [r.leg("e1", "home", str(home))]))
+    [again] = [x for x in e.out("accepted_legs") if x["bet_id"] == "b3"]
+    e2.feed("accepted_legs", again)  # redelivered: recorded once, its spend learned once
+    before = _book(e2)
+    e2.feed("accepted_legs", again)
+    assert _book(e2) == before
+    e2.feed("results", r.result("e1", (2, 0)))
+    settled = e2.out("settlements")
+    assert sorted(x["bet_id"] for x in settled) == sorted(f"b{i}" for i in range(80))
+    assert {x["return_minor"] for x in settled} == {payout_minor(1_00, home)}
+
+
 def test_a_leg_that_arrives_after_its_events_result_is_settled_then():
     e = Engine()
     home = market_up(e)
@@ -809,12 +913,7 @@ def test_a_leg_that_arrives_after_its_events_result_is_settled_then():
 
 
 def test_an_in_play_bet_held_and_accepted_then_spends_its_quota():
-    e = Engine(Limits(bet_delay_ms_in_play=5_000))
-    market_up(e)
-    e.feed("market_status", r.status("e1", "open", seq=2, in_play=True))
-    e.feed("deposits", r.deposit("a1", 100_00))
-    e.feed("bet_requests", r.bet("b1", "a1", 10_00, [r.leg("e1", "home", "2.00")], policy="any"))
-    [held] = e.out("bet_delays")
+    e, held = held_in_play_bet()
     assert _wallets(e)["a1|GBP"]["reserved_minor"] == 10_00
     e.feed("bet_delays", held, now_ms=NOW + 5_000)
     d = e.decisions()["b1"]
@@ -827,23 +926,13 @@ def test_an_in_play_bet_held_and_accepted_then_spends_its_quota():
 def test_a_held_bet_on_a_market_quiet_through_its_delay_is_accepted_when_rechecked_late():
     # The bet_delay agent wakes a little after the hold ends (a busy worker: here 400 ms), and
     # no price came during the delay: the price the bet was held at still stands.
-    e = Engine(Limits(bet_delay_ms_in_play=5_000))
-    market_up(e)
-    e.feed("market_status", r.status("e1", "open", seq=2, in_play=True))
-    e.feed("deposits", r.deposit("a1", 100_00))
-    e.feed("bet_requests", r.bet("b1", "a1", 10_00, [r.leg("e1", "home", "2.00")], policy="any"))
-    [held] = e.out("bet_delays")
+    e, held = held_in_play_bet()
     e.feed("bet_delays", held, now_ms=held["hold_until_ms"] + 400)
     assert e.decisions()["b1"]["accepted"]
 
 
 def test_a_suspension_during_the_delay_rejects_the_held_bet():
-    e = Engine(Limits(bet_delay_ms_in_play=5_000))
-    market_up(e)
-    e.feed("market_status", r.status("e1", "open", seq=2, in_play=True))
-    e.feed("deposits", r.deposit("a1", 100_00))
-    e.feed("bet_requests", r.bet("b1", "a1", 10_00, [r.leg("e1", "home", "2.00")], policy="any"))
-    [held] = e.out("bet_delays")
+    e, held = held_in_play_bet()
     e.feed("market_status", r.status("e1", "suspended", seq=3, in_play=True))
     e.feed("bet_delays", held, now_ms=NOW + 5_000)
     assert e.decisions()["b1"]["reason"] == "MARKET_SUSPENDED"
@@ -856,10 +945,7 @@ def test_a_suspension_during_the_delay_rejects_the_held_bet():
 
 
 def test_an_in_play_price_older_than_the_view_age_limit_is_refused():
-    e = Engine(Limits(bet_delay_ms_in_play=0))
-    market_up(e)
-    e.feed("market_status", r.status("e1", "open", seq=2, in_play=True))
-    e.feed("deposits", r.deposit("a1", 100_00))
+    e = in_play_engine(bet_delay_ms=0)
     late = NOW + VIEW_AGE_MS_MAX_IN_PLAY + 1  # the view's entry is older than the limit
     e.feed("bet_requests", r.bet("b1", "a1", 10_00, [r.leg("e1", "home", "2.00")]), now_ms=late)
     assert e.decisions()["b1"]["reason"] == "MARKET_SUSPENDED"

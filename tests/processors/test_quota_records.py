@@ -33,11 +33,31 @@ def _json(rec: dict[str, object]) -> dict[str, object]:
     return orjson.loads(orjson.dumps(rec, default=str))  # type: ignore[no-any-return]
 
 
-@given(st.integers(0, 63), st.dictionaries(st.tuples(mids, sels), st.integers(1, 10**9)))
-def test_quotas_round_trip(partition: int, amounts: dict[tuple[str, str], int]) -> None:
+@given(st.integers(0, 63), mids, st.dictionaries(st.tuples(mids, sels), st.integers(1, 10**9)))
+def test_quotas_round_trip_one_market(
+    partition: int, mid: str, amounts: dict[tuple[str, str], int]
+) -> None:
+    # A record holds one market's amounts: the other markets' are in their own records.
     q = Quotas(partition, amounts)
-    assert qr.quotas_from_record(_json(qr.quotas_record(q)), partition) == q
-    assert qr.quotas_from_record(None, partition) == Quotas(partition)
+    mine = Quotas(partition, {k: v for k, v in amounts.items() if k[0] == mid})
+    assert qr.quotas_from_record(_json(qr.quotas_record(q, mid)), partition, mid) == mine
+    assert qr.quotas_from_record(None, partition, mid) == Quotas(partition)
+
+
+@given(st.integers(0, 63), st.dictionaries(st.tuples(mids, sels), st.integers(1, 10**9)))
+def test_a_legacy_whole_partition_record_splits_into_its_markets(
+    partition: int, amounts: dict[tuple[str, str], int]
+) -> None:
+    legacy = {
+        "partition": partition,
+        "amounts": {f"{m}\x1f{s}": v for (m, s), v in amounts.items()},
+    }
+    split = qr.split_legacy_record(_json(legacy))
+    assert set(split) == {m for m, _ in amounts}
+    back: dict[tuple[str, str], int] = {}
+    for mid, rec in split.items():
+        back.update(qr.quotas_from_record(_json(rec), partition, mid).amounts)
+    assert back == amounts
 
 
 auth_st = st.builds(
