@@ -57,6 +57,18 @@ checked at start where possible), so an upgrade breaks loudly here and nowhere e
    checks its own offsets against one (see ``WorkerConsumer.highwaters``).
 6. **Producer and consumer settings** Faust does not expose: the transaction timeout, the
    producer's linger and the worker consumer's fetch wait (Faust hard-codes 1.5 s).
+7. **Fair polls across topics.** Faust's drain loop hands a poll's records to the agents'
+   stream buffers one by one and waits whenever a buffer is full, so the next poll starts
+   only once the whole poll is handed over. With no ``max_poll_records`` a poll is
+   everything fetched (up to a fetch size per partition: thousands of bet requests); with
+   it, aiokafka drains the fetched partitions in fetch order, so a topic fetched last waits
+   behind all the others. In a burst the wallet's full buffer paced every poll and the
+   accepted legs of the event side, fetched behind the bet requests, trailed the decisions
+   by seconds (measured, 10,000 bets on one market: one poll of 9,138 records, 8,871 bet
+   requests and 798 legs; the next, once those were handed over, 7,729 legs). Each poll
+   here takes at most ``poll_records_per_topic_max`` records of each topic (shared by the
+   topic's fetched partitions), so every agent gets its share of each poll (see
+   ``WorkerConsumerThread._fetch_records``).
 """
 
 from __future__ import annotations
@@ -74,6 +86,7 @@ import faust
 import faust.transport.drivers as drivers
 from aiokafka import errors as kafka_errors
 from aiokafka.client import ConnectionGroup, CoordinationType
+from aiokafka.consumer.fetcher import FetchResult
 from aiokafka.protocol.group import HeartbeatRequest
 from faust.transport.consumer import TransactionManager as FaustTransactionManager
 from faust.transport.drivers import aiokafka as faust_aiokafka
@@ -104,6 +117,10 @@ class TransportSettings:
     retry_backoff_ms: int = 100
     # A sportsbook wants an idle partition's next bet picked up in milliseconds.
     fetch_max_wait_ms: int = 10
+    # Records of one topic handed to Faust per poll (7. above); 0: Faust's own poll. As
+    # many as an agent batch takes (Settings.agent_batch_max): half of it halved the
+    # at_least_once closed loop (a batch waits for its delivery) in the bench.
+    poll_records_per_topic_max: int = 1_000
     # Below the broker's message.max.bytes (1,048,588 by default) and aiokafka's
     # max_request_size (1,048,576): a bigger record is dead-lettered before it is sent.
     max_message_bytes: int = 1_000_000
@@ -118,6 +135,7 @@ class TransportSettings:
                 float(env.get("ODDSFLOW_TRANSACTION_TIMEOUT_S", "10")) * 1000
             ),
             fetch_max_wait_ms=int(env.get("ODDSFLOW_FETCH_MAX_WAIT_MS", "10")),
+            poll_records_per_topic_max=int(env.get("ODDSFLOW_POLL_RECORDS_PER_TOPIC_MAX", "1000")),
             retry_backoff_ms=int(env.get("ODDSFLOW_RETRY_BACKOFF_MS", "100")),
             max_message_bytes=int(env.get("ODDSFLOW_MAX_MESSAGE_BYTES", "1000000")),
             recovery_timeout_s=float(env.get("ODDSFLOW_RECOVERY_TIMEOUT_S", "60")),
@@ -206,6 +224,36 @@ class WorkerConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
             raise RuntimeError("aiokafka's consumer no longer has _fetch_max_wait_ms")
         consumer._fetch_max_wait_ms = transport_settings(self.app).fetch_max_wait_ms
         return consumer
+
+    async def _fetch_records(
+        self,
+        consumer: Any,
+        active_partitions: set[Any],
+        timeout: float | None = None,
+        max_records: int | None = None,
+    ) -> Mapping[Any, list[Any]]:
+        # Faust's getmany calls this (in the consumer thread) for each poll (see 7. above).
+        cap = transport_settings(self.app).poll_records_per_topic_max
+        if cap <= 0:
+            return cast(
+                Mapping[Any, list[Any]],
+                await super()._fetch_records(consumer, active_partitions, timeout, max_records),
+            )
+        if not self.consumer.flow_active:
+            return {}
+        fetcher = consumer._fetcher
+        if consumer._closed or fetcher._closed:
+            raise kafka_errors.ConsumerStoppedError()
+        with fetcher._subscriptions.fetch_context():
+            drained = await fair_share(fetcher, active_partitions, cap)
+            if drained:
+                return drained
+            # Nothing fetched yet, or a fetch error to raise: aiokafka's own call waits for
+            # the next fetch (and raises an error only with no records drained before it).
+            return cast(
+                Mapping[Any, list[Any]],
+                await fetcher.fetched_records(active_partitions, timeout=timeout, max_records=cap),
+            )
 
     async def seek_to_committed(self) -> Mapping[Any, int]:
         # Faust rewinds every partition to its committed offset after a rebalance
@@ -498,6 +546,26 @@ class WorkerTransactionManager(FaustTransactionManager):
         return await self.producer.send(
             topic, key, value, p, timestamp, headers, transactional_id=self.transactional_id
         )
+
+
+async def fair_share(fetcher: Any, partitions: set[Any], cap: int) -> dict[Any, list[Any]]:
+    """Up to ``cap`` fetched records of each topic, split evenly over the topic's partitions
+    with fetched records (a partition's rest stays for the next poll, in order).
+
+    Only partitions holding records are drained: a fetch error is left for aiokafka's own
+    ``fetched_records`` call, which raises it only when it has drained nothing before it
+    (raising here would lose the records drained from other partitions)."""
+    by_topic: dict[str, list[Any]] = {}
+    for tp, result in list(fetcher._records.items()):
+        if tp in partitions and isinstance(result, FetchResult):
+            by_topic.setdefault(tp.topic, []).append(tp)
+    drained: dict[Any, list[Any]] = {}
+    for tps in by_topic.values():
+        share = max(1, cap // len(tps))
+        for tp in tps:
+            records = await fetcher.fetched_records({tp}, timeout=0, max_records=share)
+            drained.update(records)
+    return drained
 
 
 async def confirm_membership(
