@@ -772,21 +772,26 @@ def test_the_authoritative_path_refuses_a_market_closed_on_the_event_partition()
     assert (v["bet_id"], v["reason"]) == ("b1", "MARKET_SUSPENDED")
 
 
+def _recall_of(market_id: str, partition: int = 0) -> dict[str, Any]:
+    """The event side's recall of a market's quota from ``partition`` (GBP)."""
+    return {
+        "kind": "recall",
+        "event_id": market_id.split("/")[0],
+        "market_id": market_id,
+        "selection": None,
+        "partition": partition,
+        "currency": "GBP",
+        "amount_minor": 0,
+        "sent_at": NOW,
+    }
+
+
 def test_a_recall_returns_the_unspent_quota_after_the_spends():
     e = Engine(Limits(bet_delay_ms_in_play=0, liability_minor_max_selection=100_00))
     market_up(e)
     assert _quota(e, "home") == 50_00
     fx = Effects()
-    recall = {
-        "kind": "recall",
-        "event_id": "e1",
-        "market_id": MR_E1,
-        "selection": None,
-        "partition": 0,
-        "currency": "GBP",
-        "amount_minor": 0,
-        "sent_at": NOW,
-    }
+    recall = _recall_of(MR_E1)
     e.w.on_quota_message(_roundtrip("quota_grants", recall), fx, NOW)
     returns = [_roundtrip(o.topic, o.value) for o in fx.out]
     assert {(x["kind"], x["selection"]) for x in returns} == {
@@ -824,16 +829,7 @@ def test_a_quota_record_of_the_whole_partition_is_split_per_market_and_nothing_l
     assert {s: _quota(e, s) for s in held} == {**held, "home": 50_00 - added}
     assert _quota(e, "home", market=other) == 7_00
     fx = Effects()
-    recall = {
-        "kind": "recall",
-        "event_id": "e1",
-        "market_id": MR_E1,
-        "selection": None,
-        "partition": 0,
-        "currency": "GBP",
-        "amount_minor": 0,
-        "sent_at": NOW,
-    }
+    recall = _recall_of(MR_E1)
     e.w.on_quota_message(_roundtrip("quota_grants", recall), fx, NOW)
     returns = {o.value["selection"]: o.value["amount_minor"] for o in fx.out}
     assert returns == {**held, "home": 50_00 - added}
