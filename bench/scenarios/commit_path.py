@@ -120,27 +120,34 @@ def _open_reps(
 def _passthrough_reps(
     ctx: Ctx,
     s: Settings,
-    pt: subprocess.Popen[bytes],
+    start: Callable[[], subprocess.Popen[bytes]],
     what: str,
     seconds: float,
     reps: int,
     rate_per_s: int,
 ) -> dict[str, Any]:
-    col = h.Collector(s, [passthrough.copy_topic(s, "bet_requests")])
-    prod, codec = h.LoadProducer(s), Codec("bet_request")
-    t_in = tname(s, "bet_requests")
-
-    def measure(items: list[h.Stamped], rate: float | None, timeout_s: float) -> dict[str, Any]:
-        alive = lambda: pt.poll() is None  # noqa: E731
-        return measure_open(
-            prod, t_in, items, rate, col, codec, "placed_at", alive, timeout_s, pt.pid
-        )
-
+    """``reps`` open-loop runs through the passthrough ``start`` launches on ``s``'s topics,
+    which are deleted afterwards."""
+    pt = start()
     try:
-        bets = Bets(s, ACCOUNTS, EVENTS)
-        return _open_reps(ctx, what, measure, bets, seconds, reps, rate_per_s)
+        col = h.Collector(s, [passthrough.copy_topic(s, "bet_requests")])
+        prod, codec = h.LoadProducer(s), Codec("bet_request")
+        t_in = tname(s, "bet_requests")
+
+        def measure(items: list[h.Stamped], rate: float | None, timeout_s: float) -> dict[str, Any]:
+            alive = lambda: pt.poll() is None  # noqa: E731
+            return measure_open(
+                prod, t_in, items, rate, col, codec, "placed_at", alive, timeout_s, pt.pid
+            )
+
+        try:
+            bets = Bets(s, ACCOUNTS, EVENTS)
+            return _open_reps(ctx, what, measure, bets, seconds, reps, rate_per_s)
+        finally:
+            col.stop()
     finally:
-        col.stop()
+        passthrough.stop(pt)
+        h.delete_topics(s)
 
 
 def librdkafka_p99(
@@ -148,13 +155,14 @@ def librdkafka_p99(
 ) -> dict[str, Any]:
     """The librdkafka transactional passthrough at ``commit_interval_s``."""
     s = h.fresh_settings(ctx.base, "c", commit_interval_s=commit_interval_s)
-    pt = passthrough.start(s, ctx.log_dir, transactional=True, commit_interval_s=commit_interval_s)
-    try:
-        what = f"librdkafka passthrough @{commit_interval_s:g} s"
-        return _passthrough_reps(ctx, s, pt, what, seconds, reps, rate_per_s)
-    finally:
-        passthrough.stop(pt)
-        h.delete_topics(s)
+
+    def start() -> subprocess.Popen[bytes]:
+        return passthrough.start(
+            s, ctx.log_dir, transactional=True, commit_interval_s=commit_interval_s
+        )
+
+    what = f"librdkafka passthrough @{commit_interval_s:g} s"
+    return _passthrough_reps(ctx, s, start, what, seconds, reps, rate_per_s)
 
 
 def faust_p99(
@@ -169,13 +177,9 @@ def faust_p99(
     s = h.fresh_settings(
         ctx.base, "f", processing_guarantee="exactly_once", commit_interval_s=commit_interval_s
     )
-    pt = passthrough_faust.start(s, ctx.log_dir, env)
-    try:
-        what = f"faust passthrough @{commit_interval_s:g} s {dict(env)}"
-        return _passthrough_reps(ctx, s, pt, what, seconds, reps, rate_per_s)
-    finally:
-        passthrough.stop(pt)
-        h.delete_topics(s)
+    what = f"faust passthrough @{commit_interval_s:g} s {dict(env)}"
+    start = lambda: passthrough_faust.start(s, ctx.log_dir, env)  # noqa: E731
+    return _passthrough_reps(ctx, s, start, what, seconds, reps, rate_per_s)
 
 
 def worker_decisions(
