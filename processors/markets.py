@@ -396,9 +396,7 @@ class MarketsHandler:
     def _open(self, mid: str) -> dict[str, Any] | None:
         """The market if bets on it still count towards its liability (not settled)."""
         m = self.markets.get(mid)
-        if m is None or m["status"] in ("settled", "cancelled"):
-            return None
-        return dict(m)
+        return dict(m) if m is not None and _counts_liability(m) else None
 
     def _emit_grant(self, event_id: str, ccy: str, g: Grant, fx: Effects, now_ms: int) -> None:
         fx.emit(
