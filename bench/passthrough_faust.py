@@ -86,8 +86,12 @@ def main(argv: list[str] | None = None) -> None:
         pass
     import faust
 
+    from oddsflow.processors.app import tune_gc
+
     s = Settings(topic_prefix=a.prefix)
-    faust.Worker(build(s), loglevel="warn", quiet=True).execute_from_commandline()
+    worker = faust.Worker(build(s), loglevel="warn", quiet=True)
+    tune_gc(s.gc_gen0_threshold)  # as the worker does
+    worker.execute_from_commandline()
 
 
 if __name__ == "__main__":

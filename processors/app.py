@@ -14,6 +14,7 @@ section; the handler for each is in ``processors.routes``.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import sys
@@ -507,13 +508,26 @@ def run_worker(settings: Settings, loglevel: str = "warn") -> None:
         pass
     topology.apply(topology.load(settings=settings), settings.kafka_bootstrap)
     metrics.serve(settings.metrics_port)
+    metrics.watch_gc()
     engine = build_app(settings)
     worker = faust.Worker(engine.app, loglevel=loglevel, quiet=True)
+    tune_gc(settings.gc_gen0_threshold)
     try:
         worker.execute_from_commandline()
     except SystemExit as exc:
         _exit_past_stuck_threads(exc)
         raise
+
+
+def tune_gc(gen0_threshold: int) -> None:
+    """Keep what is alive now out of every later collection, and collect the youngest
+    generation less often (``Settings.gc_gen0_threshold`` says why); 0 changes nothing."""
+    if gen0_threshold <= 0:
+        return
+    gc.collect()  # what start-up left as garbage is freed, not frozen
+    gc.freeze()
+    _, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(gen0_threshold, gen1, gen2)
 
 
 def _exit_past_stuck_threads(exc: SystemExit) -> None:

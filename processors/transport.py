@@ -111,6 +111,13 @@ class TransportSettings:
     # aborts it: keep that short, and no longer than the session timeout (see 3. above).
     transaction_timeout_ms: int = 10_000
     linger_ms: int = 5  # batches the many small sends of one commit
+    # The producer's record batch per partition. aiokafka queues one batch per partition and
+    # appends the next only once that one is drained into a request, so a flush of N bytes
+    # to a partition takes N / batch size round trips. Measured (10,000 records of a
+    # settlement burst's flush to 8 partitions, this broker): 220 batches of aiokafka's
+    # default 16 KiB sent in 180-390 ms, 8 batches of 1 MB in 12-44 ms. Kept at the size of
+    # the largest record the worker sends (below the broker's message.max.bytes).
+    batch_bytes_max: int = 1_000_000
     # How long the producer waits before retrying a refused request: in a transaction, the
     # AddOffsetsToTxn/AddPartitionsToTxn the broker answers CONCURRENT_TRANSACTIONS while the
     # previous EndTxn's markers are written (KAFKA-5477). aiokafka's default is 100 ms.
@@ -138,6 +145,7 @@ class TransportSettings:
             poll_records_per_topic_max=int(env.get("ODDSFLOW_POLL_RECORDS_PER_TOPIC_MAX", "1000")),
             retry_backoff_ms=int(env.get("ODDSFLOW_RETRY_BACKOFF_MS", "100")),
             max_message_bytes=int(env.get("ODDSFLOW_MAX_MESSAGE_BYTES", "1000000")),
+            batch_bytes_max=int(env.get("ODDSFLOW_PRODUCER_BATCH_BYTES_MAX", "1000000")),
             recovery_timeout_s=float(env.get("ODDSFLOW_RECOVERY_TIMEOUT_S", "60")),
             recovery_attempts=int(env.get("ODDSFLOW_RECOVERY_ATTEMPTS", "3")),
         )
@@ -188,6 +196,7 @@ class WorkerProducer(faust_aiokafka.Producer):
         settings["transaction_timeout_ms"] = ts.transaction_timeout_ms
         settings["linger_ms"] = ts.linger_ms
         settings["retry_backoff_ms"] = ts.retry_backoff_ms
+        settings["max_batch_size"] = ts.batch_bytes_max
         return settings
 
     def transaction_producer(self, transactional_id: str) -> Any:

@@ -103,3 +103,36 @@ def test_batcher_refuses_a_record_without_key_or_partition():
 
     with pytest.raises(ValueError, match="needs a key or a partition"):
         asyncio.run(b.send(NoMetadataProducer()))
+
+
+def test_a_flush_to_one_partition_goes_out_in_batches_of_the_workers_size(kafka_settings):
+    """aiokafka appends a partition's next batch only once the previous one is drained into a
+    request, so a flush costs a round trip per batch: the worker's batches are 1 MB, not
+    aiokafka's 16 KiB (``TransportSettings.batch_bytes_max``)."""
+    from oddsflow.processors.app import faust_app_for
+    from oddsflow.processors.transport import TransportSettings
+
+    s = kafka_settings
+    app = faust_app_for(s, "emit-batch-size-test", 4)
+    size = app.producer._settings_default()["max_batch_size"]
+    assert size == TransportSettings().batch_bytes_max == 1_000_000
+    name = topology.load(settings=s).topic("deposits").name
+    records = [(f"k{i}".encode(), b"v" * 500) for i in range(5_000)]  # ~2.6 MB to partition 0
+
+    async def flush(batch_bytes: int) -> int:
+        producer = aiokafka.AIOKafkaProducer(
+            bootstrap_servers=s.kafka_bootstrap, max_batch_size=batch_bytes
+        )
+        await producer.start()
+        try:
+            b = PartitionBatcher()
+            for key, value in records:
+                b.add(name, key, value, 0)
+            futures = await b.send(producer)
+            await asyncio.gather(*futures)
+            return len(futures)
+        finally:
+            await producer.stop()
+
+    assert asyncio.run(flush(size)) == 3
+    assert asyncio.run(flush(16_384)) > 150
