@@ -41,7 +41,10 @@ class _View:
 class InProcessEngine:
     def __init__(self, s: Settings) -> None:
         topo = topology.load(settings=s)
-        self.codecs = {k: Codec(spec.value_schema) for k, spec in topo.topics.items()}
+        # a handler is fed, and emits, one item of a topic of batches at a time
+        self.codecs = {
+            k: Codec(spec.item_schema or spec.value_schema) for k, spec in topo.topics.items()
+        }
         limits = Limits(bet_delay_ms_in_play=0)
         self.markets = MarketsHandler(
             Store({}),

@@ -18,7 +18,7 @@ import io
 import json
 import re
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from importlib import resources
@@ -27,7 +27,13 @@ from typing import Any
 import fastavro
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
-from oddsflow.codec_compiled import Fallback, Unsupported, compile_reader, compile_writer
+from oddsflow.codec_compiled import (
+    Fallback,
+    Unsupported,
+    compile_reader,
+    compile_writer,
+)
+from oddsflow.codec_compiled import _long as avro_long
 
 SINGLE_OBJECT_MAGIC = b"\xc3\x01"
 CONFLUENT_MAGIC = b"\x00"
@@ -237,6 +243,15 @@ class Codec:
         except (ValueError, TypeError, KeyError, AttributeError, ArithmeticError) as exc:
             raise CodecError(f"{self.name}: cannot encode record: {exc}") from exc
 
+    def encode_batch(self, items: Sequence[bytes], item: Codec) -> bytes:
+        """This codec's record of one array (see :func:`batch_items_problem`), framed, from
+        its ``items`` as ``item`` framed them: Avro writes an array as a block count, the
+        items' bodies and a zero, so the items are encoded (and checked) once, by ``item``."""
+        cut = len(item._header)
+        if not items:
+            return self._header + b"\x00"
+        return self._header + avro_long(len(items)) + b"".join(x[cut:] for x in items) + b"\x00"
+
     def decode(self, data: bytes | None) -> dict[str, Any]:
         writer = self.writer_of(data)
         if writer.name != self.name:
@@ -270,6 +285,24 @@ class Codec:
         if data[:1] == CONFLUENT_MAGIC and self._registry is not None and len(data) >= 5:
             return self._registry.schema_for(struct.unpack(">I", data[1:5])[0])
         raise CodecError("not an Avro single-object or Confluent-framed message (bad magic bytes)")
+
+
+def _canonical(raw: Any) -> str:
+    return str(to_parsing_canonical_form(fastavro.parse_schema(copy.deepcopy(raw))))
+
+
+def batch_items_problem(batch_name: str, item_name: str) -> str | None:
+    """Why the newest ``batch_name`` is not a record of exactly one array of the newest
+    ``item_name`` (same canonical form: the same bytes per item), or None if it is: what
+    :meth:`Codec.encode_batch` needs."""
+    raw = schemas().latest(batch_name).raw
+    fields = raw.get("fields") if raw.get("type") == "record" else None
+    kind = fields[0]["type"] if fields and len(fields) == 1 else None
+    if not isinstance(kind, dict) or kind.get("type") != "array":
+        return f"schema {batch_name!r} is not a record of one array"
+    if _canonical(kind["items"]) != _canonical(schemas().latest(item_name).raw):
+        return f"the items of schema {batch_name!r} are not the newest {item_name!r}"
+    return None
 
 
 def _fastavro_writer(parsed: Any) -> Callable[[dict[str, Any]], bytes]:

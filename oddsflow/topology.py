@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from oddsflow.codec import schemas
+from oddsflow.codec import batch_items_problem, schemas
 from oddsflow.settings import REPO_ROOT, Settings, get_settings
 
 TOPOLOGY_FILE = REPO_ROOT / "topology.yaml"
@@ -32,6 +32,9 @@ class TopicSpec:
     value_schema: str
     internal: bool
     prefix: str = ""
+    # A topic of batches: each message is a record of one array of ``item_schema`` records,
+    # and consumers handle every item as its own event (processors.batched).
+    item_schema: str | None = None
 
     @property
     def name(self) -> str:
@@ -70,6 +73,8 @@ class Topology:
                 problems.append(
                     f"topic {t.key}: value schema {t.value_schema!r} has no schemas/{t.value_schema}.vN.avsc"
                 )
+            if t.item_schema is not None:
+                problems += _check_items(t, known)
             if t.cleanup not in ("delete", "compact", "compact,delete"):
                 problems.append(f"topic {t.key}: bad cleanup policy {t.cleanup!r}")
             if t.partitions < 1 or t.replication < 1:
@@ -116,6 +121,18 @@ class Topology:
         return self.topics[self.copartition_groups[group][0]].partitions
 
 
+def _check_items(t: TopicSpec, known: dict[str, Any]) -> list[str]:
+    """A batch topic's value is a record of exactly one array, of its item schema."""
+    if t.item_schema not in known:
+        return [
+            f"topic {t.key}: item schema {t.item_schema!r} has no schemas/{t.item_schema}.vN.avsc"
+        ]
+    if t.value_schema not in known:
+        return []  # reported above
+    problem = batch_items_problem(t.value_schema, t.item_schema)
+    return [f"topic {t.key}: {problem}"] if problem else []
+
+
 def load(path: Path = TOPOLOGY_FILE, settings: Settings | None = None) -> Topology:
     settings = settings or get_settings()
     doc = yaml.safe_load(path.read_text())
@@ -134,6 +151,7 @@ def load(path: Path = TOPOLOGY_FILE, settings: Settings | None = None) -> Topolo
                 value_schema=spec["value"],
                 internal=bool(spec.get("internal", False)),
                 prefix=settings.topic_prefix,
+                item_schema=spec.get("items"),
             )
         except KeyError as exc:
             raise TopologyError(f"topic {key}: missing field {exc}") from exc

@@ -34,6 +34,7 @@ from oddsflow.domain.currency import parse_accepted
 from oddsflow.domain.pricing import Method
 from oddsflow.domain.validation import INPUT_TOPICS, ValidationError, validate_record
 from oddsflow.processors import transport as oddsflow_transport
+from oddsflow.processors.batched import ITEMS_PER_MESSAGE_MAX, batched_topics
 from oddsflow.processors.conflation import Plan
 from oddsflow.processors.conflation import plan as plan_conflation
 from oddsflow.processors.emit import PartitionBatcher, record_bytes
@@ -153,6 +154,9 @@ def build_app(
         key: Codec(spec.value_schema, settings.schema_registry_url)
         for key, spec in topo.topics.items()
     }
+    # Topics of batches: a handler emits (and is fed) one item at a time (processors.batched).
+    batched = batched_topics(topo, settings.schema_registry_url)
+    out_codecs = {key: b.item if (b := batched.get(key)) else c for key, c in codecs.items()}
 
     def table(name: str) -> Store:
         group = topo.tables[name]["group"]
@@ -239,14 +243,19 @@ def build_app(
         validate(key, record)
         return record
 
-    def dead_letter_record(event: Any, error: Exception, stage: str) -> tuple[Any, ...]:
-        """A dead letter for ``event``: its topic, partition and offset, the reason and a
-        bounded excerpt of its key and value (a dead letter is never too large to send)."""
+    def dead_letter_record(
+        event: Any, error: Exception, stage: str, item: bytes | None = None
+    ) -> tuple[Any, ...]:
+        """A dead letter for ``event`` (or ``item``, one record of its batch): its topic,
+        partition and offset, the reason and a bounded excerpt of its key and value (a dead
+        letter is never too large to send)."""
         msg = event.message
         metrics.DEAD_LETTERS.labels(stage, type(error).__name__).inc()
         log.warning("dead letter from %s[%s]@%s: %s", msg.topic, msg.partition, msg.offset, error)
         key = event.key if isinstance(event.key, bytes) else None
-        value = event.value if isinstance(event.value, bytes) else None
+        value = (
+            item if item is not None else event.value if isinstance(event.value, bytes) else None
+        )
         reason = str(error) or type(error).__name__
         if value is not None and len(value) > DEAD_LETTER_EXCERPT_BYTES:
             reason += f" (value: the first {DEAD_LETTER_EXCERPT_BYTES} of {len(value)} bytes)"
@@ -278,6 +287,7 @@ def build_app(
 
     events_in: dict[tuple[str, str], Any] = {}
     events_out: dict[tuple[str, str], Any] = {}
+    framers = {topic_names[k]: b.frame for k, b in batched.items()}
 
     async def handle_batch(
         events: list[Any],
@@ -312,7 +322,11 @@ def build_app(
             )
         else:
             conflation = Plan()
-        batcher = PartitionBatcher()
+        batcher = PartitionBatcher(
+            framers,
+            items_per_message_max=ITEMS_PER_MESSAGE_MAX,
+            message_bytes_max=max_record_bytes // 2,  # room for the key and the framing
+        )
         changelog: dict[tuple[str, str], tuple[int, bytes | None]] = {}
 
         def process(event: Any, index: int, *, fallback: bool = False) -> None:
@@ -324,40 +338,64 @@ def build_app(
                 c.inc()
                 if index in conflation.skip:
                     return
+            topic = batched.get(key)
+            if topic is None:
+                if not run(event, key, conflation.decoded.get(index)):
+                    refused(index)
+                return
+            try:
+                items = topic.items(event.value)
+            except CodecError as exc:
+                batcher.add(*dead_letter_record(event, exc, agent))
+                return
+            for item in items:  # each its own event: its own writes, outputs, dead letter
+                run(event, key, item, topic.item)
+
+        def run(
+            event: Any, key: str, record: dict[str, Any] | None, item: Codec | None = None
+        ) -> bool:
+            """Handle one record of ``event`` (``record`` if decoded already, one item of a
+            batch if ``item`` is its codec); False if it was dead-lettered."""
             journal.writes.clear()
             try:
-                record = conflation.decoded.get(index)
                 if record is None:
                     record = codecs[key].decode(event.value)
+                    validate(key, record)
+                elif item is not None:
                     validate(key, record)
                 fx = Effects()
                 handlers[key](record, fx, now_ms(), **kw)
                 outputs = [
-                    (topic_names[o.topic], o.key.encode(), codecs[o.topic].encode(o.value), o.topic)
+                    (
+                        topic_names[o.topic],
+                        o.key.encode(),
+                        out_codecs[o.topic].encode(o.value),
+                        o.topic,
+                    )
                     for o in fx.out
                 ]
                 _check_sizes(journal, outputs, max_record_bytes)
-            except (CodecError, InputError, ValidationError, OversizedOutput) as exc:
+            except Exception as exc:
                 journal.rollback()
-                batcher.add(*dead_letter_record(event, exc, agent))
-                refused(index)
-                return
-            except Exception as exc:  # a bug or an input no rule foresaw: park it, keep running
-                journal.rollback()
-                log.exception("unexpected error in %s", agent)
-                batcher.add(*dead_letter_record(event, exc, agent))
-                refused(index)
-                return
+                if not isinstance(exc, CodecError | InputError | ValidationError | OversizedOutput):
+                    # a bug or an input no rule foresaw: park it, keep running
+                    log.exception("unexpected error in %s", agent)
+                batcher.add(*dead_letter_record(event, exc, agent, _item_bytes(item, record)))
+                return False
             partition = event.message.partition
             for store, k, value, _ in journal.writes:
                 changelog[(store.table.name, k)] = (partition, value)
             journal.writes = []
             for name, k_bytes, value_bytes, topic_key in outputs:
-                batcher.add(name, k_bytes, value_bytes, None)
+                if topic_key in batched:
+                    batcher.add_item(name, k_bytes, value_bytes)
+                else:
+                    batcher.add(name, k_bytes, value_bytes, None)
                 c = events_out.get((agent, topic_key))
                 if c is None:
                     c = events_out[(agent, topic_key)] = metrics.EVENTS_OUT.labels(agent, topic_key)
                 c.inc()
+            return True
 
         async def flush(done: list[Any]) -> None:
             await transport.emit(done, batcher, changelog)
@@ -473,6 +511,16 @@ def _limits(settings: Settings) -> Limits:
         if (value := getattr(settings, name)) is not None
     }
     return Limits(**overrides)
+
+
+def _item_bytes(item: Codec | None, record: dict[str, Any] | None) -> bytes | None:
+    """A batch item for its dead letter, alone in its own schema (None: not an item)."""
+    if item is None or record is None:
+        return None
+    try:
+        return item.encode(record)
+    except CodecError:
+        return None
 
 
 def _check_sizes(

@@ -9,11 +9,16 @@ one batch of events are grouped by topic partition, appended to one aiokafka
 
 Partitions are chosen exactly as every other producer of this system chooses them (Java's
 murmur2 of the key bytes, modulo the partition count), so co-partitioning holds.
+
+Items of a topic of batches (``processors.batched``) are grouped the same way and framed, per
+partition and in order, into messages of at most ``items_per_message_max`` items and
+``message_bytes_max`` bytes, each keyed by its first item's key.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -37,11 +42,24 @@ def key_partition(key: bytes, partitions: int) -> int:
     return int(murmur2(key) & 0x7FFFFFFF) % partitions
 
 
-class PartitionBatcher:
-    """Collects ``(topic, key, value, partition)`` records and sends them per partition."""
+Framer = Callable[[Sequence[bytes]], bytes]
 
-    def __init__(self) -> None:
+
+class PartitionBatcher:
+    """Collects ``(topic, key, value, partition)`` records, and items of topics of batches,
+    and sends them per partition."""
+
+    def __init__(
+        self,
+        framers: Mapping[str, Framer] | None = None,
+        *,
+        items_per_message_max: int = 500,
+        message_bytes_max: int = 1_000_000,
+    ) -> None:
         self._by_tp: dict[tuple[str, int | None], list[tuple[bytes | None, bytes | None]]] = {}
+        self._items: dict[str, list[tuple[bytes, bytes]]] = {}
+        self._framers = framers or {}
+        self._items_max, self._bytes_max = items_per_message_max, message_bytes_max
         self.count = 0
 
     def add(
@@ -50,9 +68,40 @@ class PartitionBatcher:
         self._by_tp.setdefault((topic, partition), []).append((key, value))
         self.count += 1
 
+    def add_item(self, topic: str, key: bytes, item: bytes) -> None:
+        """An item for ``topic``, a topic of batches (one of ``framers``): it goes out in a
+        message with the items before and after it on the same partition."""
+        if topic not in self._framers:
+            raise ValueError(f"{topic} is not a topic of batches")
+        self._items.setdefault(topic, []).append((key, item))
+        self.count += 1
+
     def clear(self) -> None:
         self._by_tp.clear()
+        self._items.clear()
         self.count = 0
+
+    def _frame(
+        self,
+        topic: str,
+        items: list[tuple[bytes, bytes]],
+        groups: dict[tuple[str, int], list[tuple[bytes | None, bytes | None]]],
+        partitions: int,
+    ) -> None:
+        by_p: dict[int, list[tuple[bytes, bytes]]] = {}
+        for key, item in items:
+            by_p.setdefault(key_partition(key, partitions), []).append((key, item))
+        frame = self._framers[topic]
+        for p, entries in by_p.items():
+            out = groups.setdefault((topic, p), [])
+            start, size = 0, 0
+            for i, (_, item) in enumerate(entries):
+                full = i - start >= self._items_max or size + len(item) > self._bytes_max
+                if i > start and full:
+                    out.append((entries[start][0], frame([x for _, x in entries[start:i]])))
+                    start, size = i, 0
+                size += len(item)
+            out.append((entries[start][0], frame([x for _, x in entries[start:]])))
 
     async def send(self, producer: Any) -> list[asyncio.Future[Any]]:
         """Append every record to ``producer`` (an ``AIOKafkaProducer``) and return the
@@ -60,12 +109,19 @@ class PartitionBatcher:
         caller must check every future (a transaction commits only if all succeeded)."""
         groups: dict[tuple[str, int], list[tuple[bytes | None, bytes | None]]] = {}
         counts: dict[str, int] = {}
+
+        async def partitions(topic: str) -> int:
+            n = counts.get(topic)
+            if n is None:
+                await producer.client._wait_on_metadata(topic)
+                n = counts[topic] = len(producer.client.cluster.partitions_for_topic(topic))
+            return n
+
+        for topic, items in self._items.items():
+            self._frame(topic, items, groups, await partitions(topic))
         for (topic, partition), records in self._by_tp.items():
             if partition is None:
-                n = counts.get(topic)
-                if n is None:
-                    await producer.client._wait_on_metadata(topic)
-                    n = counts[topic] = len(producer.client.cluster.partitions_for_topic(topic))
+                n = await partitions(topic)
                 for key, value in records:
                     if key is None:
                         raise ValueError(f"a record for {topic} needs a key or a partition")

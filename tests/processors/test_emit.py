@@ -136,3 +136,64 @@ def test_a_flush_to_one_partition_goes_out_in_batches_of_the_workers_size(kafka_
 
     assert asyncio.run(flush(size)) == 3
     assert asyncio.run(flush(16_384)) > 150
+
+
+def test_items_of_a_topic_of_batches_go_out_per_partition_in_order_in_capped_messages(
+    kafka_settings,
+):
+    from oddsflow.codec import Codec
+    from oddsflow.processors.batched import batched_topics
+    from oddsflow.processors.emit import key_partition
+
+    s = kafka_settings
+    topo = topology.load(settings=s)
+    b = batched_topics(topo)["accepted_legs"]
+    name = topo.topic("accepted_legs").name
+    item = Codec("accepted_leg")
+    sent = []
+    for i in range(1_203):
+        rec = {
+            "kind": "return",
+            "bet_id": "",
+            "account_id": "",
+            "partition": i % 4,
+            "leg_index": 0,
+            "leg_count": 1,
+            "leg": None,
+            "market_id": f"e{i % 300}/match_result/FT",
+            "selection": "home",
+            "stake_minor": 0,
+            "currency": "GBP",
+            "bound_odds": None,
+            "return_minor": 0,
+            "quota_spend": False,
+            "amount_minor": i,
+            "accepted_at": 1_796_000_000_000,
+            "placed_at": 0,
+        }
+        sent.append((f"e{i % 300}".encode(), rec))
+
+    async def go() -> None:
+        producer = aiokafka.AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap)
+        await producer.start()
+        try:
+            batcher = PartitionBatcher({name: b.frame}, items_per_message_max=100)
+            for key, rec in sent:
+                batcher.add_item(name, key, item.encode(rec))
+            await asyncio.gather(*await batcher.send(producer))
+        finally:
+            await producer.stop()
+
+    asyncio.run(go())
+    partitions = topo.topic("accepted_legs").partitions
+    expected: dict[int, list[int]] = {}
+    for key, rec in sent:
+        expected.setdefault(key_partition(key, partitions), []).append(rec["amount_minor"])
+    messages = _read(s, "accepted_legs", sum(-(-len(v) // 100) for v in expected.values()))
+    got: dict[int, list[int]] = {}
+    for partition, key, value in messages:
+        items = b.items(value)
+        assert 1 <= len(items) <= 100
+        assert key_partition(key, partitions) == partition  # keyed by an item of its partition
+        got.setdefault(partition, []).extend(x["amount_minor"] for x in items)
+    assert got == expected

@@ -118,7 +118,8 @@ class Engine:
 
 @cache
 def _codec(topic: str) -> Codec:
-    return Codec(topology.load().topic(topic).value_schema)
+    spec = topology.load().topic(topic)
+    return Codec(spec.item_schema or spec.value_schema)  # a handler sees one item at a time
 
 
 def _roundtrip(topic: str, v: dict[str, Any]) -> dict[str, Any]:
