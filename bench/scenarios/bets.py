@@ -63,12 +63,14 @@ def _bets(ctx: Ctx, run: Run, bets: Bets, guarantee: str) -> dict[str, Any]:
             **reps_summary(reps),
         }
     reps = []
+    gc_before = wm.scrape(port)
     with wm.Sampler(port) as sampler:
         for i in range(plan.reps):
             r = run.measure(bets.make(plan.bet_closed_n), None, max(240, plan.bet_closed_n / 20))
             ctx.say(f"  bets {guarantee} closed loop rep {i + 1}: {r['throughput_per_s']}/s")
             reps.append(r)
     g["closed_loop"] = {"n": plan.bet_closed_n, "reps": reps, **reps_summary(reps)}
+    g["closed_loop"]["gc"] = wm.gc_pauses(gc_before, wm.scrape(port))
     # every bet after the warm-up (open and closed loop); view lag in the closed loop
     g["decision_paths"] = wm.decision_paths(before, wm.scrape(port))
     g["market_view"] = wm.view_lag(sampler.samples)

@@ -17,6 +17,7 @@ DECISION_PATHS = "oddsflow_bet_decision_paths_total"
 VIEW_LAG_SECONDS = "oddsflow_market_view_lag_seconds"
 VIEW_LAG_OFFSETS = "oddsflow_market_view_lag_offsets"
 VIEW_UPDATES = "oddsflow_market_view_updates_total"
+GC_PAUSE = "oddsflow_gc_pause_seconds"
 
 # one sample: (metric name, labels) -> value
 Sample = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -74,6 +75,30 @@ def decision_paths(before: Sample | None, after: Sample | None) -> dict[str, Any
         "authoritative": int(auth or 0),
         "fast_share_pct": round(100 * (fast or 0) / total, 2),
     }
+
+
+def gc_pauses(before: Sample | None, after: Sample | None) -> dict[str, Any]:
+    """The worker's garbage collections between two scrapes, per generation: how many, their
+    total pause (ms) and how many paused 50 ms or more (the decision p99 target)."""
+    if before is None or after is None:
+        return {"why": "the metrics endpoint did not answer"}
+
+    def delta(suffix: str, labels: tuple[tuple[str, str], ...]) -> float:
+        key = (GC_PAUSE + suffix, tuple(sorted(labels)))
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    out: dict[str, Any] = {}
+    for g in ("0", "1", "2"):
+        labels = (("generation", g),)
+        if (GC_PAUSE + "_count", labels) not in after:
+            return {"why": f"the worker does not export {GC_PAUSE}"}
+        count = delta("_count", labels)
+        out[f"gen{g}"] = {
+            "collections": int(count),
+            "pause_ms_total": round(1000 * delta("_sum", labels), 1),
+            "pauses_50ms_or_more": int(count - delta("_bucket", (*labels, ("le", "0.05")))),
+        }
+    return out
 
 
 def view_lag(samples: list[Sample]) -> dict[str, Any]:
