@@ -312,6 +312,10 @@ def build_app(
 
         ``conflate_prices``: a market's price updates superseded by a later one in the batch
         are counted, not priced (``processors.conflation``).
+
+        A message of a topic of batches (``processors.batched``) is decoded once and each of
+        its items handled as an event of its own, as above; outputs to such a topic go out
+        framed per partition by the batcher.
         """
         started = slice_started = time.perf_counter()
         if conflate_prices:
@@ -331,23 +335,25 @@ def build_app(
 
         def process(event: Any, index: int, *, fallback: bool = False) -> None:
             key = name_to_key[event.message.topic]
-            if not fallback:
-                c = events_in.get((agent, key))
-                if c is None:
-                    c = events_in[(agent, key)] = metrics.EVENTS_IN.labels(agent, key)
-                c.inc()
-                if index in conflation.skip:
-                    return
+            c = events_in.get((agent, key))
+            if c is None:
+                c = events_in[(agent, key)] = metrics.EVENTS_IN.labels(agent, key)
             topic = batched.get(key)
             if topic is None:
+                if not fallback:
+                    c.inc()
+                    if index in conflation.skip:
+                        return
                 if not run(event, key, conflation.decoded.get(index)):
                     refused(index)
                 return
             try:
                 items = topic.items(event.value)
             except CodecError as exc:
+                c.inc()
                 batcher.add(*dead_letter_record(event, exc, agent))
                 return
+            c.inc(len(items))  # a batch's events are its items
             for item in items:  # each its own event: its own writes, outputs, dead letter
                 run(event, key, item, topic.item)
 
