@@ -57,13 +57,12 @@ class Settings(BaseSettings):
     store: str = "memory://"
     standby_replicas: int = 0
     # With exactly_once, outputs become visible to read_committed consumers when the
-    # transaction commits: the commit interval bounds decision latency from below. 0.02 s with
-    # a 10 ms retry backoff (processors.transport), measured (2026-12-01, this VM, a worker at
-    # 100 bets/s, three runs each of three reps): decision p50 37-42 ms against 44-51 ms at
-    # 0.05 s / 100 ms, p99 62-107 against 72-100 ms, the same closed-loop decisions/s. (Before
-    # the 1 MB producer batches and the tuned collector the worker's commit took ~40 ms and
-    # 0.02 s ran commits back to back: p99 doubled; 0.05 s was kept then.)
-    commit_interval_s: float = 0.02
+    # transaction commits: the commit interval bounds decision latency from below. 0.05 s, not
+    # 0.1: the bench's commit_path sweep (2026-12-01, three runs at 100 bets/s) gave a lower
+    # decision p50 in every run (53/97/70 ms against 94/117/82) and a p99 as low or lower, with
+    # the same closed-loop decisions/s (635 against 607); at 0.02 s the worker's own commit
+    # (~40 ms) runs back to back and p99 doubles.
+    commit_interval_s: float = 0.05
     commit_every: int = 10_000
     # Agents take events in batches: up to this many, or whatever arrived within this time.
     # A batch's outputs go out per partition in one go (see processors.emit).
