@@ -10,17 +10,17 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from confluent_kafka import Producer, TopicPartition
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from oddsflow import topology
 from oddsflow.codec import Codec, CodecError, batch_items_problem
 from oddsflow.demo import read_changelog
-from oddsflow.kafka import EventProducer, consume_all, consumer_config, producer_config
+from oddsflow.kafka import consume_all
 from oddsflow.processors.batched import batched_topics
 from tests.conftest import wait_for
 from tests.processors import records as r
+from tests.processors.harness import InputHarness, worker_with_a_market
 
 
 def item(bet_id: str, *, kind: str = "leg", leg: Any = "default", index: int = 0) -> dict[str, Any]:
@@ -102,42 +102,19 @@ def test_batched_topic_items_are_events(kafka_settings, worker_factory) -> None:
     item is dead-lettered alone (its bytes, in the item schema); the items around it are
     recorded; a lone item in the old single-record format is recorded too."""
     s = kafka_settings
-    w = worker_factory(s).start()
-    ep = EventProducer(s)
-    ep.send("fixtures", "e1", r.fixture("e1"))
-    ep.send("price_updates", "e1", r.prices("e1"))
-    ep.flush()
-    wait_for(lambda: consume_all("priced_markets", s, expect=1, idle_s=0.5), 120, what="a price")
-
-    name = topology.load(settings=s).topic("accepted_legs").name
+    h = InputHarness(s, worker_with_a_market(s, worker_factory))
     bad = item("bad", leg=None)  # a leg item without its leg: no rule foresaw it
-    p = Producer(producer_config(s))
-    ends: dict[int, int] = {}
-
-    def done(err: Any, msg: Any) -> None:
-        assert err is None, err
-        ends[msg.partition()] = max(ends.get(msg.partition(), 0), msg.offset() + 1)
-
     batch = BATCH.encode_batch([ITEM.encode(x) for x in (item("b1"), bad, item("b2"))], ITEM)
-    p.produce(name, key=b"e1", value=batch, on_delivery=done)
-    p.produce(name, key=b"e1", value=ITEM.encode(item("b3")), on_delivery=done)
-    assert p.flush(30) == 0
-
-    from confluent_kafka import Consumer
-
-    def committed() -> bool:
-        c = Consumer(consumer_config(f"{s.topic_prefix}{s.app_id}", s))
-        try:
-            got = c.committed([TopicPartition(name, q) for q in ends], timeout=10)
-        finally:
-            c.close()
-        return all(tp.offset >= ends[tp.partition] for tp in got)
-
-    wait_for(committed, 120, interval_s=1, what="the accepted legs committed")
+    h.produce("accepted_legs", b"e1", batch, is_hostile=True)
+    h.produce("accepted_legs", b"e1", ITEM.encode(item("b3")), is_hostile=False)
+    h.flush()
+    wait_for(h.all_committed, 120, interval_s=1, what="the accepted legs committed")
+    w, name = h.worker, h.topo.topic("accepted_legs").name
     assert w.alive(), w.log_text()[-2000:]
     legs = read_changelog(s, "open_legs")
     assert {v["bet_id"] for k, v in legs.items() if "|a1|" in k} == {"b1", "b2", "b3"}
     dead = [v for _, v in consume_all("dead_letters", s, idle_s=1)]
     assert len(dead) == 1, dead
+    assert (dead[0]["topic"], dead[0]["partition"], dead[0]["offset"]) == h.hostile[0]
     assert dead[0]["topic"] == name and dead[0]["error"]
     assert ITEM.decode(dead[0]["value"])["bet_id"] == "bad"

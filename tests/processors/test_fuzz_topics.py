@@ -18,16 +18,16 @@ from typing import Any
 
 import fastavro
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from oddsflow import topology
 from oddsflow.codec import SINGLE_OBJECT_MAGIC, Codec
 from oddsflow.demo import read_changelog
-from oddsflow.kafka import EventProducer, consume_all, consumer_config, producer_config
+from oddsflow.kafka import consume_all
 from tests.conftest import wait_for
 from tests.processors import records as r
+from tests.processors.harness import InputHarness, worker_with_a_market
 
 pytestmark = pytest.mark.integration
 
@@ -99,53 +99,17 @@ hostile = st.one_of(
 )
 
 
-class Harness:
-    def __init__(self, s: Any) -> None:
-        self.s = s
-        self.topo = topology.load(settings=s)
-        self.p = Producer(producer_config(s))
-        self.hostile: list[tuple[str, int, int]] = []  # (topic name, partition, offset)
-        self.ends: dict[tuple[str, int], int] = {}
+class Harness(InputHarness):
+    def __init__(self, s: Any, worker: Any) -> None:
+        super().__init__(s, worker)
         self.deposits_minor: Counter[str] = Counter()
         self.n = 0
-
-    def produce(self, topic_key: str, key: bytes, value: bytes, is_hostile: bool) -> None:
-        name = self.topo.topic(topic_key).name
-
-        def done(err: Any, msg: Any) -> None:
-            assert err is None, err
-            tp = (msg.topic(), msg.partition())
-            self.ends[tp] = max(self.ends.get(tp, 0), msg.offset() + 1)
-            if is_hostile:
-                self.hostile.append((msg.topic(), msg.partition(), msg.offset()))
-
-        self.p.produce(name, key=key, value=value, on_delivery=done)
-
-    def flush(self) -> None:
-        assert self.p.flush(30) == 0
-
-    def all_committed(self) -> bool:
-        c = Consumer(consumer_config(f"{self.s.topic_prefix}{self.s.app_id}", self.s))
-        try:
-            tps = [TopicPartition(t, p) for t, p in self.ends]
-            got = c.committed(tps, timeout=10)
-        finally:
-            c.close()
-        return all(tp.offset >= self.ends[(tp.topic, tp.partition)] for tp in got)
 
 
 @pytest.fixture()
 def harness(kafka_settings, worker_factory):
     s = kafka_settings
-    w = worker_factory(s).start()
-    ep = EventProducer(s)
-    ep.send("fixtures", "e1", r.fixture("e1"))
-    ep.send("price_updates", "e1", r.prices("e1"))
-    ep.flush()
-    wait_for(lambda: consume_all("priced_markets", s, expect=1, idle_s=0.5), 120, what="a price")
-    h = Harness(s)
-    h.worker = w  # type: ignore[attr-defined]
-    return h
+    return Harness(s, worker_with_a_market(s, worker_factory))
 
 
 @settings(
