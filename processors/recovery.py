@@ -12,6 +12,17 @@ A recovery that does not get there in time never hands back partial tables (a wa
 missing its last writes would decide bets on a stale balance): ``read_changelogs`` raises
 ``RecoveryTimeout`` and ``recover_with_retries`` tries again, then raises
 ``RecoveryFailed``, which stops the worker (``processors.transport``).
+
+The input offsets the streams resume from must be those of the same committed transactions
+the tables were rebuilt from. aiokafka's OffsetFetch (v3) is answered with the last
+*materialised* commit: a transaction whose EndTxn has returned but whose markers the broker
+has not yet written (or one still open) leaves the older offset visible, while the changelog
+read above already waits for those markers. A worker resuming there applied the last
+transaction's inputs a second time on tables that held them (a quota grant or return counted
+twice: "more spent or returned than granted", after a rebalance). ``committed_offsets`` asks
+with librdkafka at read_committed, which sends OffsetFetch with ``require_stable`` (KIP-447):
+the broker answers UNSTABLE_OFFSET_COMMIT while such a commit is pending and librdkafka asks
+again, so the answer is never older than the tables.
 """
 
 from __future__ import annotations
@@ -22,7 +33,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 log = logging.getLogger("oddsflow.recovery")
 
@@ -37,6 +48,18 @@ class RecoveryTimeout(RuntimeError):
         super().__init__(
             f"changelog recovery timed out after {timeout_s:.0f}s: {shown}{more} did not "
             "reach their last stable offset (an open transaction, or the broker is slow)"
+        )
+
+
+class OffsetsUnstable(RuntimeError):
+    """The committed input offsets stayed pending (an open transaction) past the timeout."""
+
+    def __init__(self, timeout_s: float, partitions: list[tuple[str, int]]) -> None:
+        shown = ", ".join(f"{t}[{p}]" for t, p in partitions[:5])
+        more = f" and {len(partitions) - 5} more" if len(partitions) > 5 else ""
+        super().__init__(
+            f"the committed offsets of {shown}{more} were still pending after "
+            f"{timeout_s:.0f}s (a transaction still open, or the broker is slow)"
         )
 
 
@@ -121,4 +144,35 @@ def read_changelogs(
     finally:
         c.close()
         ends.close()
+    return out
+
+
+def committed_offsets(
+    bootstrap: str, group_id: str, partitions: list[tuple[str, int]], timeout_s: float = 60.0
+) -> dict[tuple[str, int], int | None]:
+    """``group_id``'s committed offset of each (topic, partition), None where it has none;
+    never an offset a pending transactional commit is about to replace (see above)."""
+    if not partitions:
+        return {}
+    c = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": group_id,  # only asked, never joined: no rebalance
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",  # -> OffsetFetch require_stable
+        }
+    )
+    try:
+        got = c.committed([TopicPartition(t, p) for t, p in partitions], timeout=timeout_s)
+    except KafkaException as exc:
+        if exc.args[0].code() == KafkaError._TIMED_OUT:
+            raise OffsetsUnstable(timeout_s, sorted(partitions)) from exc
+        raise
+    finally:
+        c.close()
+    out: dict[tuple[str, int], int | None] = {}
+    for tp in got:
+        if tp.error is not None:
+            raise RuntimeError(f"committed offset of {tp.topic}[{tp.partition}]: {tp.error}")
+        out[(str(tp.topic), int(tp.partition))] = tp.offset if tp.offset >= 0 else None
     return out

@@ -92,7 +92,13 @@ from faust.transport.consumer import TransactionManager as FaustTransactionManag
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from oddsflow.processors.emit import PartitionBatcher
-from oddsflow.processors.recovery import RecoveryFailed, read_changelogs, recover_with_retries
+from oddsflow.processors.recovery import (
+    OffsetsUnstable,
+    RecoveryFailed,
+    committed_offsets,
+    read_changelogs,
+    recover_with_retries,
+)
 
 log = logging.getLogger("oddsflow.transport")
 
@@ -277,9 +283,12 @@ class WorkerConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         # partition goes back to where auto_offset_reset would start it.
         return cast(Mapping[Any, int], await self.call_thread(self._seek_to_committed_or_reset))
 
-    async def _seek_to_committed_or_reset(self) -> Mapping[Any, int]:
+    async def _seek_to_committed_or_reset(self) -> Mapping[Any, int | None]:
         consumer = self._ensure_consumer()
-        committed: Mapping[Any, int] = await consumer.seek_to_committed()
+        committed = await self._stable_committed(consumer)
+        for tp, offset in committed.items():
+            if offset:  # as aiokafka's seek_to_committed: an offset of 0 is the start anyway
+                consumer.seek(tp, offset)
         uncommitted = [tp for tp, offset in committed.items() if not offset]
         if uncommitted:
             reset = str(self.app.conf.consumer_auto_offset_reset)
@@ -288,6 +297,35 @@ class WorkerConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
             elif reset == "latest":
                 await consumer.seek_to_end(*uncommitted)
         return committed
+
+    async def _stable_committed(self, consumer: Any) -> dict[Any, int | None]:
+        """The group's committed offset of every assigned partition, asked with librdkafka
+        so that a pending transactional commit is waited for, not read around (aiokafka's
+        own OffsetFetch is v3: see ``processors.recovery``). In an executor: the wait must
+        not stall this thread's loop (the consumer's heartbeats run on it)."""
+        assigned = list(consumer.assignment())
+        s = transport_settings(self.app)
+        bootstrap = cast(Transport, self.transport).bootstrap
+        loop = asyncio.get_running_loop()
+        last: OffsetsUnstable | None = None
+        for attempt in range(1, s.recovery_attempts + 1):
+            try:
+                got = await loop.run_in_executor(
+                    None,
+                    committed_offsets,
+                    bootstrap,
+                    str(consumer._group_id),
+                    [(tp.topic, tp.partition) for tp in assigned],
+                    s.recovery_timeout_s,
+                )
+                return {tp: got[(tp.topic, tp.partition)] for tp in assigned}
+            except OffsetsUnstable as exc:
+                last = exc
+                log.warning(
+                    "committed offsets, attempt %d/%d: %s", attempt, s.recovery_attempts, exc
+                )
+        # Resuming from an older offset would apply committed inputs again: stop instead.
+        raise RecoveryFailed(f"refusing to resume from unstable offsets: {last}")
 
     def membership(self) -> tuple[int, str]:
         """(generation, member id) as this consumer currently believes them."""
