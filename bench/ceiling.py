@@ -68,6 +68,7 @@ class InProcessEngine:
         self.routes = {
             "price_updates": m.on_price_update,
             "results": m.on_result,
+            "settle_continuations": m.on_settle_continuation,
             "leg_commands": m.on_leg_command,
             "accepted_legs": m.on_accepted_leg,
             "bet_requests": w.on_bet_request,

@@ -62,12 +62,13 @@ class Settings(BaseSettings):
     # decision p50 in every run (53/97/70 ms against 94/117/82) and a p99 as low or lower, with
     # the same closed-loop decisions/s (635 against 607); at 0.02 s the worker's own commit
     # (~40 ms) runs back to back and p99 doubles.
-    # 0.02 s with a 10 ms retry backoff was tried (2026-12-01 evening): p50 37-42 ms against
-    # 44-51 ms, but the two-worker failover test then failed 2 of 3 runs (a quota spend or
-    # return refused on the event side as more than granted after the rebalance; 3 of 3 passed
-    # at 0.05 s): a commit nearly always in flight at a rebalance exposes a race not yet found.
-    # Reverted until that race is fixed.
-    commit_interval_s: float = 0.05
+    # 0.02 s with a 10 ms retry backoff (ODDSFLOW_RETRY_BACKOFF_MS), once the worker's commit
+    # fit in 20 ms (2026-12-01 evening, alternated runs at 100 bets/s): decision p50 37-42 ms
+    # against 44-51 ms at 0.05 s / 100 ms, p99 62-107 against 72-100, the same closed loop.
+    # It was held back while the two-worker failover test failed at it (a quota grant or
+    # return applied twice after a rebalance); the resume offsets are now asked as stable
+    # offsets (processors.recovery.committed_offsets), and the test passes at 0.02 s.
+    commit_interval_s: float = 0.02
     commit_every: int = 10_000
     # Agents take events in batches: up to this many, or whatever arrived within this time.
     # A batch's outputs go out per partition in one go (see processors.emit).

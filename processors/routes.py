@@ -21,6 +21,7 @@ ROUTES: Mapping[str, Mapping[str, tuple[str, str]]] = {
         "market_status": ("markets", "on_market_status"),
         "scores": ("markets", "on_score"),
         "results": ("markets", "on_result"),
+        "settle_continuations": ("markets", "on_settle_continuation"),
         # Provider-settled markets (Sportradar UOF): processors.provider.
         "provider_settlements": ("provider", "on_provider_settlement"),
         "provider_cancels": ("provider", "on_provider_cancel"),

@@ -110,6 +110,11 @@ class Store:
             if raw is not None:
                 yield key, _load(raw)
 
+    def sorted_keys(self, prefix: str) -> list[str]:
+        """Every stored key that starts with ``prefix``, sorted (a cursor over them means the
+        same in any process); O(keys on the worker), as ``with_prefix``."""
+        return sorted(k for k in self._b if k.startswith(prefix))
+
     def __len__(self) -> int:
         return len(self._b)
 

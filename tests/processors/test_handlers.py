@@ -77,11 +77,15 @@ class Engine:
             st["wallets"], st["bets"], self.limits, view=self.view, quotas=st["quotas"]
         )
         self.outputs: list[tuple[str, str, dict[str, Any]]] = []
+        # Outputs not fed on by themselves: delays are fed when due, and a test may hold
+        # others back to feed them later (or never, as if the worker had crashed).
+        self.held = {"bet_delays"}
         self.routes = {
             "fixtures": self.m.on_fixture,
             "price_updates": self.m.on_price_update,
             "market_status": self.m.on_market_status,
             "results": self.m.on_result,
+            "settle_continuations": self.m.on_settle_continuation,
             "scores": self.m.on_score,
             "leg_commands": self.m.on_leg_command,
             "accepted_legs": self.m.on_accepted_leg,
@@ -106,7 +110,7 @@ class Engine:
                 self.outputs.append((o.topic, o.key, decoded))
                 if o.topic == "priced_markets":
                     self.view.apply(decoded)
-                if o.topic in self.routes and o.topic != "bet_delays":  # delays: fed when due
+                if o.topic in self.routes and o.topic not in self.held:
                     queue.append((o.topic, decoded))
 
     def out(self, topic: str) -> list[dict[str, Any]]:
@@ -1054,3 +1058,104 @@ def test_many_partitions_concurrently_never_exceed_the_limit_and_refuse_only_wha
     # Most bets were decided without a round trip.
     paths = [x for x in channels_seen if x == "leg_commands"]
     assert len(paths) < len(stakes)
+
+
+# ---- a result settles its open legs in steps -------------------------------------------------
+
+
+def _stepped_market(monkeypatch, n: int, step: int) -> tuple[Engine, Decimal]:
+    from oddsflow.processors import markets
+
+    monkeypatch.setattr(markets, "SETTLE_STEP_LEGS", step)
+    e = Engine()
+    e.held.add("settle_continuations")
+    home = market_up(e)
+    for a in ("a1", "a2", "a3"):
+        e.feed("deposits", r.deposit(a, 1_000_000_00))
+    for i in range(n):
+        leg = r.leg("e1", "home", str(home))
+        e.feed("bet_requests", r.bet(f"b{i:03}", ("a1", "a2", "a3")[i % 3], 1_00, [leg]))
+    assert sum(d["accepted"] for d in e.decisions().values()) == n
+    return e, home
+
+
+def _settled_ids(e: Engine) -> list[str]:
+    return [x["bet_id"] for x in e.out("settlements")]
+
+
+def _next_step(e: Engine) -> dict[str, Any]:
+    conts = e.out("settle_continuations")
+    e.feed("settle_continuations", conts[-1])
+    return conts[-1]
+
+
+def test_a_result_settles_its_open_legs_in_steps_each_its_own_event(monkeypatch):
+    e, home = _stepped_market(monkeypatch, 250, 100)
+    e.feed("results", r.result("e1", (2, 0)))
+    # The result settles the first 100 open legs and hands the rest on to its own partition.
+    assert len(_settled_ids(e)) == 100
+    [cont] = e.out("settle_continuations")
+    assert (cont["event_id"], cont["revision"]) == ("e1", 0)
+    _next_step(e)
+    assert len(_settled_ids(e)) == 200 and len(e.out("settle_continuations")) == 2
+    _next_step(e)
+    # The last step hands nothing on; every bet is settled once, at its bound odds.
+    assert len(e.out("settle_continuations")) == 2
+    assert sorted(_settled_ids(e)) == [f"b{i:03}" for i in range(250)]
+    assert {x["return_minor"] for x in e.out("settlements")} == {payout_minor(1_00, home)}
+    # A redelivered step (at_least_once) changes nothing.
+    e.feed("settle_continuations", e.out("settle_continuations")[0])
+    assert len(_settled_ids(e)) == 250
+
+
+def test_a_settlement_resumed_after_a_crash_between_steps_settles_the_rest_once(monkeypatch):
+    e, _ = _stepped_market(monkeypatch, 250, 100)
+    e.feed("results", r.result("e1", (2, 0)))
+    [cont] = e.out("settle_continuations")
+    # The worker stops; another takes the partition over from the tables (no memory of the
+    # keys it listed) and the continuation that committed with the first step.
+    e2 = Engine(state=e.state)
+    e2.held.add("settle_continuations")
+    e2.feed("settle_continuations", cont)
+    assert len(_settled_ids(e2)) == 100
+    _next_step(e2)
+    assert len(e2.out("settle_continuations")) == 1  # the last step hands nothing on
+    assert sorted(_settled_ids(e) + _settled_ids(e2)) == [f"b{i:03}" for i in range(250)]
+
+
+def test_a_corrected_result_mid_settlement_starts_again_and_drops_the_older_steps(monkeypatch):
+    e, _ = _stepped_market(monkeypatch, 250, 100)
+    e.feed("results", r.result("e1", (2, 0)))
+    [old] = e.out("settle_continuations")
+    e.feed("results", r.result("e1", (0, 2), revision=1))  # home lost after all
+    [_, new] = e.out("settle_continuations")
+    assert new["revision"] == 1
+    e.feed("settle_continuations", old)  # the older revision's rest: dropped
+    assert len(e.out("settle_continuations")) == 2
+    _next_step(e)
+    _next_step(e)
+    last = {x["bet_id"]: x for x in e.out("settlements")}
+    assert sorted(last) == [f"b{i:03}" for i in range(250)]
+    assert {(x["outcome"], x["return_minor"]) for x in last.values()} == {("lose", 0)}
+    # Money: every stake is lost, and the 100 bets first paid as winners were taken back.
+    assert sum(w["balance_minor"] for w in _wallets(e).values()) == 3 * 1_000_000_00 - 250 * 1_00
+
+
+def test_a_leg_accepted_after_the_result_is_settled_once_even_if_a_step_lists_it(monkeypatch):
+    e, home = _stepped_market(monkeypatch, 250, 100)
+    fx = Effects()
+    late = r.bet("z-late", "a3", 1_00, [r.leg("e1", "home", str(home))])
+    e.w.on_bet_request(_roundtrip("bet_requests", late), fx, NOW)
+    [leg] = [_roundtrip(o.topic, o.value) for o in fx.out if o.topic == "accepted_legs"]
+    e.feed("results", r.result("e1", (2, 0)))
+    e.feed("accepted_legs", leg)  # settled on arrival; its key sorts after every cursor
+    assert _settled_ids(e).count("z-late") == 1
+    # Taken over between steps: the next step lists the open legs again, the late one too,
+    # and settles it again under the same revision, which its wallet ignores.
+    e2 = Engine(state=e.state)
+    e2.held.add("settle_continuations")
+    e2.feed("settle_continuations", e.out("settle_continuations")[-1])
+    _next_step(e2)
+    assert "z-late" in {x["bet_id"] for b in e2.out("leg_settlements") for x in b["legs"]}
+    ids = _settled_ids(e) + _settled_ids(e2)
+    assert ids.count("z-late") == 1 and sorted(set(ids)) == sorted(ids) and len(ids) == 251
