@@ -44,6 +44,10 @@ class CodecError(ValueError):
     """The bytes are not a message of a known oddsflow schema, or a record does not fit one."""
 
 
+# What a writer raises for a record that does not fit its schema.
+_ENCODE_ERRORS = (ValueError, TypeError, KeyError, AttributeError, ArithmeticError)
+
+
 INT_MIN, INT_MAX = -(2**31), 2**31 - 1
 LONG_MIN, LONG_MAX = -(2**63), 2**63 - 1
 _RANGES = {
@@ -215,9 +219,11 @@ class Codec:
         self._range_check = _compile_range_check(self.writer.raw)
         self._write_fastavro = _fastavro_writer(self.writer.parsed)
         try:
-            self._write: Callable[[dict[str, Any]], bytes] = compile_writer(self.writer.raw)
+            self._compiled: Callable[[dict[str, Any]], bytes] | None = compile_writer(
+                self.writer.raw
+            )
         except Unsupported:
-            self._write = self._write_fastavro
+            self._compiled = None
         try:
             self._read: Callable[[bytes], tuple[dict[str, Any], int]] | None = compile_reader(
                 self.writer.raw
@@ -233,14 +239,21 @@ class Codec:
 
     def encode(self, record: dict[str, Any]) -> bytes:
         """The framed Avro bytes of ``record``; CodecError (with the field path) if it does not fit."""
+        if self._compiled is not None:
+            # The compiled writer refuses an int out of its Avro range itself (Fallback, or
+            # OverflowError past 64 bits), so the range check, a walk of the whole record,
+            # runs only on the way to fastavro, where it names the field.
+            try:
+                return self._header + self._compiled(record)
+            except (Fallback, OverflowError):
+                pass  # a value the compiled writer does not take: checked, then fastavro's way
+            except _ENCODE_ERRORS as exc:
+                raise CodecError(f"{self.name}: cannot encode record: {exc}") from exc
         if self._range_check is not None:
             self._range_check(record, self.name)
         try:
-            try:
-                return self._header + self._write(record)
-            except Fallback:  # a value the compiled writer does not take: fastavro's way
-                return self._header + self._write_fastavro(record)
-        except (ValueError, TypeError, KeyError, AttributeError, ArithmeticError) as exc:
+            return self._header + self._write_fastavro(record)
+        except _ENCODE_ERRORS as exc:
             raise CodecError(f"{self.name}: cannot encode record: {exc}") from exc
 
     def encode_batch(self, items: Sequence[bytes], item: Codec) -> bytes:
