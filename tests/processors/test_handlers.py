@@ -12,6 +12,8 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as hs
 
 from oddsflow import topology
 from oddsflow.codec import Codec
@@ -1159,3 +1161,62 @@ def test_a_leg_accepted_after_the_result_is_settled_once_even_if_a_step_lists_it
     assert "z-late" in {x["bet_id"] for b in e2.out("leg_settlements") for x in b["legs"]}
     ids = _settled_ids(e) + _settled_ids(e2)
     assert ids.count("z-late") == 1 and sorted(set(ids)) == sorted(ids) and len(ids) == 251
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=hs.integers(1, 40),
+    step=hs.integers(1, 15),
+    takeovers=hs.sets(hs.integers(0, 10), max_size=3),
+    corrected_at=hs.one_of(hs.none(), hs.integers(0, 10)),
+)
+def test_a_stepped_settlement_pays_every_bet_once_for_the_final_result(
+    n, step, takeovers, corrected_at
+):
+    """Whatever the step size, wherever another worker takes the partition over (tables only,
+    nothing in memory) and whenever a corrected result arrives, every bet ends settled for
+    the latest result and the money adds up: each winner paid once, nothing paid twice."""
+    from unittest import mock
+
+    from oddsflow.processors import markets
+
+    with mock.patch.object(markets, "SETTLE_STEP_LEGS", step):
+        e = Engine()
+        e.held.add("settle_continuations")
+        home = market_up(e)
+        e.feed("deposits", r.deposit("a1", 1_000_000_00))
+        e.feed("deposits", r.deposit("a2", 1_000_000_00))
+        for i in range(n):
+            e.feed(
+                "bet_requests",
+                r.bet(f"b{i}", ("a1", "a2")[i % 2], 1_00, [r.leg("e1", "home", str(home))]),
+            )
+        engines = [e]
+        e.feed("results", r.result("e1", (2, 0)))
+        corrected = False
+        for k in range(100):
+            if k == corrected_at and not corrected:
+                e.feed("results", r.result("e1", (0, 2), revision=1))
+                corrected = True
+            if k in takeovers:
+                e = Engine(state=e.state)
+                e.held.add("settle_continuations")
+                engines.append(e)
+            # The partition's continuations in the order they were committed (one FIFO).
+            conts = [c for x in engines for c in x.out("settle_continuations")]
+            if k == len(conts):
+                break  # every continuation fed: the settlement has ended
+            e.feed("settle_continuations", conts[k])
+        else:
+            raise AssertionError("the settlement never ended")
+        last: dict[str, dict[str, Any]] = {}
+        for x in engines:
+            for s in x.out("settlements"):
+                if s["bet_id"] not in last or s["revision"] > last[s["bet_id"]]["revision"]:
+                    last[s["bet_id"]] = s
+        assert sorted(last) == sorted(f"b{i}" for i in range(n))
+        won = not corrected
+        assert {x["outcome"] for x in last.values()} == {"win" if won else "lose"}
+        paid = n * payout_minor(1_00, home) if won else 0
+        total = sum(w["balance_minor"] for w in _wallets(e).values())
+        assert total == 2 * 1_000_000_00 - n * 1_00 + paid
