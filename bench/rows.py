@@ -280,6 +280,21 @@ class _Rows:
                 ("extrapolated_100k_s",),
                 "s",
             )
+        for label, src in (("", st), ("two workers: ", st.get("two_workers"))):
+            self.add(
+                "settlement_burst",
+                f"{label}first settlement after the result",
+                src,
+                ("first_settlement_ms",),
+                "ms",
+            )
+            self.add(
+                "settlement_burst",
+                f"{label}settlement p50 after the result (bet by bet)",
+                src,
+                ("settlement_p50_ms",),
+                "ms",
+            )
         self.add(
             "settlement_burst",
             f"two workers: burst of {n:,} bets",

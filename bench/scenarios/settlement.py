@@ -91,6 +91,8 @@ def _burst(ctx: Ctx, workers: int) -> dict[str, Any]:
         check(ok, "every settlement and settle transaction", ws[0])
         last = max(col_s.times[s0 + accepted - 1], col_l.times[l0 + accepted - 1])
         dur = (last - sent_ms) / 1000
+        # How long a punter waits for a bet's settlement after the result, bet by bet.
+        waits_ms = sorted(t - sent_ms for t in col_s.times[s0 : s0 + accepted])
         rep = {
             "workers": workers,
             "bets": n,
@@ -100,6 +102,7 @@ def _burst(ctx: Ctx, workers: int) -> dict[str, Any]:
             "placement_per_s": r["throughput_per_s"],
             "burst_s": round(dur, 3),
             "first_settlement_ms": round(col_s.times[s0] - sent_ms, 1),
+            "settlement_p50_ms": round(waits_ms[len(waits_ms) // 2], 1),
             "settlements_per_s": round(accepted / dur, 1),
             "extrapolated_100k_s": round(dur * 100_000 / max(1, accepted), 1),
         }
@@ -123,7 +126,14 @@ def scenario_settlement_burst(ctx: Ctx) -> dict[str, Any]:
     reps = [_burst(ctx, 1) for _ in range(plan.settle_reps)]
     out: dict[str, Any] = {
         "n": plan.settle_n,
-        **summarize(reps, "burst_s", "settlements_per_s", "extrapolated_100k_s"),
+        **summarize(
+            reps,
+            "burst_s",
+            "settlements_per_s",
+            "extrapolated_100k_s",
+            "first_settlement_ms",
+            "settlement_p50_ms",
+        ),
         "note": (
             "measured N bets on one market; 100,000-bet figure extrapolated linearly from the "
             "measured rate"
@@ -133,6 +143,12 @@ def scenario_settlement_burst(ctx: Ctx) -> dict[str, Any]:
     }
     reps2 = [_burst(ctx, 2) for _ in range(plan.settle_reps)]
     out["two_workers"] = summarize(
-        reps2, "burst_s", "settlements_per_s", "extrapolated_100k_s", "placement_per_s"
+        reps2,
+        "burst_s",
+        "settlements_per_s",
+        "extrapolated_100k_s",
+        "placement_per_s",
+        "first_settlement_ms",
+        "settlement_p50_ms",
     )
     return out

@@ -193,3 +193,24 @@ def test_view_lag_from_the_workers_gauges():
         "lag_ms_max": "n/a",
         "lag_offsets_max": "n/a",
     }
+
+
+def test_the_settlement_burst_reports_when_its_settlements_came_for_one_and_two_workers():
+    d = doc(FAST)
+    d["scenarios"]["settlement_burst"] = {
+        "n": 100_000,
+        "burst_s": fig(5.5),
+        "settlements_per_s": fig(18_000.0),
+        "first_settlement_ms": fig(480.0),
+        "settlement_p50_ms": fig(2_900.0),
+        "two_workers": {
+            "burst_s": fig(5.0),
+            "first_settlement_ms": fig(520.0),
+            "settlement_p50_ms": fig(2_600.0),
+        },
+    }
+    d["table"] = report.table_rows(d)
+    assert row(d, "first settlement after the result")["median"] == 480.0
+    assert row(d, "settlement p50 after the result (bet by bet)")["median"] == 2_900.0
+    assert row(d, "two workers: first settlement after the result")["median"] == 520.0
+    assert row(d, "two workers: settlement p50 after the result (bet by bet)")["median"] == 2_600.0
