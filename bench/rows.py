@@ -244,6 +244,14 @@ class _Rows:
         for guarantee, g in (sc.get("bets") or {}).items():
             self._open_sorted("bets", "bets", guarantee, g, "decision")
             self._closed("bets", "bets", guarantee, g, "max decisions/s (closed loop)")
+            if "closed_loop_two_workers" in g:
+                self._closed(
+                    "bets",
+                    "bets",
+                    guarantee,
+                    {"closed_loop": g["closed_loop_two_workers"]},
+                    "max decisions/s (closed loop), two workers",
+                )
             if "decision_paths" in g:
                 self.add(
                     "bets",

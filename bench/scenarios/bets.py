@@ -15,7 +15,9 @@ from oddsflow.bench.scenarios.common import (
     accepted_count,
     check,
     measure_open,
+    recoveries,
     reps_summary,
+    wait_recovered,
     worker_run,
 )
 from oddsflow.bench.scenarios.records import Bets
@@ -86,7 +88,29 @@ def _bets(ctx: Ctx, run: Run, bets: Bets, guarantee: str) -> dict[str, Any]:
         g["profile"] = _profile_bets(
             ctx, w, run.prod, run.t_in, bets, run.col, run.codec, g["closed_loop"]
         )
+    if guarantee == "exactly_once" and w.alive():
+        g["closed_loop_two_workers"] = _two_workers(ctx, run, bets)
     return g
+
+
+def _two_workers(ctx: Ctx, run: Run, bets: Bets) -> dict[str, Any]:
+    """The same closed loop with a second worker process sharing the partitions (scale-out
+    on the same two cores; on more machines, one worker per core or host joins the group)."""
+    plan = ctx.plan
+    since = recoveries(run.w)
+    w2 = h.Worker(run.s.model_copy(update={"metrics_port": 0}), ctx.log_dir, "bets-w2").start()
+    try:
+        wait_recovered([run.w, w2], [since, 0])
+        reps = []
+        for i in range(plan.reps):
+            r = run.measure(bets.make(plan.bet_closed_n), None, max(240, plan.bet_closed_n / 20))
+            ctx.say(
+                f"  bets exactly_once closed loop, two workers, rep {i + 1}: {r['throughput_per_s']}/s"
+            )
+            reps.append(r)
+    finally:
+        w2.stop()
+    return {"n": plan.bet_closed_n, "workers": 2, "reps": reps, **reps_summary(reps)}
 
 
 def _profile_bets(

@@ -249,6 +249,29 @@ def worker_run(
         h.delete_topics(s)
 
 
+def recoveries(w: h.Worker) -> int:
+    """How many times ``w`` has rebuilt its tables (once per assignment it was given)."""
+    return w.log_tail(10_000_000).count("recovered {")
+
+
+def wait_recovered(
+    workers: list[h.Worker], since: list[int] | None = None, timeout_s: float = 120
+) -> None:
+    """Until every worker has rebuilt its tables more often than ``since`` (its count before a
+    worker joined or left), then a little longer: a worker that joined last triggers one more
+    round of the group."""
+    counts = since or [0] * len(workers)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if all(recoveries(w) > n for w, n in zip(workers, counts, strict=True)):
+            time.sleep(3)
+            return
+        if not all(w.alive() for w in workers):
+            break
+        time.sleep(0.5)
+    check(False, "workers to recover their tables", workers[0])
+
+
 def summarize(reps: list[dict[str, Any]], *keys: str) -> dict[str, Any]:
     """A scenario's repetitions with the median and spread of each of ``keys`` across them."""
     return {"reps": reps, **{k: spread(r[k] for r in reps) for k in keys}}

@@ -15,23 +15,10 @@ from oddsflow.bench.scenarios.common import (
     preload,
     summarize,
     tname,
+    wait_recovered,
 )
 from oddsflow.bench.scenarios.records import Bets, result
 from oddsflow.codec import Codec
-
-
-def _wait_recovered(workers: list[h.Worker], timeout_s: float = 120) -> None:
-    """Until every worker has rebuilt its tables after the group's last rebalance."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if all("recovered" in w.log_tail(100_000) for w in workers):
-            time.sleep(3)  # a worker that joined last triggers one more round: let it finish
-            if all("recovered" in w.log_tail(100_000) for w in workers):
-                return
-        if not all(w.alive() for w in workers):
-            break
-        time.sleep(0.5)
-    check(False, "workers to recover their tables", workers[0])
 
 
 def _burst(ctx: Ctx, workers: int) -> dict[str, Any]:
@@ -49,7 +36,7 @@ def _burst(ctx: Ctx, workers: int) -> dict[str, Any]:
     cols: list[h.Collector] = []
     try:
         if workers > 1:
-            _wait_recovered(ws)
+            wait_recovered(ws)
         preload(ctx, s, ws[0], prod, [ev], accounts, 10_000_000_00)
         col_d = h.Collector(s, [tname(s, "bet_decisions")])
         col_s = h.Collector(s, [tname(s, "settlements")])

@@ -214,3 +214,20 @@ def test_the_settlement_burst_reports_when_its_settlements_came_for_one_and_two_
     assert row(d, "settlement p50 after the result (bet by bet)")["median"] == 2_900.0
     assert row(d, "two workers: first settlement after the result")["median"] == 520.0
     assert row(d, "two workers: settlement p50 after the result (bet by bet)")["median"] == 2_600.0
+
+
+def test_two_workers_closed_loop_gets_its_row_and_the_target_takes_the_better_of_the_two():
+    d = doc(FAST)
+    d["scenarios"]["bets"]["exactly_once"]["closed_loop_two_workers"] = {
+        "throughput_per_s": fig(2_000.0)
+    }
+    d["table"] = report.table_rows(d)
+    r = row(d, "exactly_once: max decisions/s (closed loop), two workers")
+    assert (r["median"], r["ratio"], r["faust_ratio"]) == (2_000.0, 0.04, 0.5)
+    [target] = [
+        t
+        for t in report.targets(d["scenarios"], d["ratios"])
+        if t["target"] == "bet decisions/s sustained, exactly_once"
+    ]
+    assert target["value"] == 2_000.0
+    assert "one worker: 1,000 dec/s, two workers: 2,000 dec/s" in target["note"]
