@@ -126,9 +126,9 @@ class TransportSettings:
     batch_bytes_max: int = 1_000_000
     # How long the producer waits before retrying a refused request: in a transaction, the
     # AddOffsetsToTxn/AddPartitionsToTxn the broker answers CONCURRENT_TRANSACTIONS while the
-    # previous EndTxn's markers are written (KAFKA-5477). aiokafka's default is 100 ms; at a
-    # 0.02 s commit interval that wait would span five intervals (see Settings.commit_interval_s).
-    retry_backoff_ms: int = 10
+    # previous EndTxn's markers are written (KAFKA-5477). aiokafka's default is 100 ms; 10 ms
+    # goes with a 0.02 s commit interval (see Settings.commit_interval_s: held back for now).
+    retry_backoff_ms: int = 100
     # A sportsbook wants an idle partition's next bet picked up in milliseconds.
     fetch_max_wait_ms: int = 10
     # Records of one topic handed to Faust per poll (7. above); 0: Faust's own poll. As
@@ -150,7 +150,7 @@ class TransportSettings:
             ),
             fetch_max_wait_ms=int(env.get("ODDSFLOW_FETCH_MAX_WAIT_MS", "10")),
             poll_records_per_topic_max=int(env.get("ODDSFLOW_POLL_RECORDS_PER_TOPIC_MAX", "1000")),
-            retry_backoff_ms=int(env.get("ODDSFLOW_RETRY_BACKOFF_MS", "10")),
+            retry_backoff_ms=int(env.get("ODDSFLOW_RETRY_BACKOFF_MS", "100")),
             max_message_bytes=int(env.get("ODDSFLOW_MAX_MESSAGE_BYTES", "1000000")),
             batch_bytes_max=int(env.get("ODDSFLOW_PRODUCER_BATCH_BYTES_MAX", "1000000")),
             recovery_timeout_s=float(env.get("ODDSFLOW_RECOVERY_TIMEOUT_S", "60")),

@@ -221,6 +221,10 @@ def test_sigkill_mid_stream_loses_and_doubles_nothing(kafka_settings, worker_fac
     assert "Traceback" not in w.log_text()
 
 
+# The rerun stays (2026-12-01 late evening): with the resume offsets asked as stable offsets
+# the test passed 8 of 8 runs alone at a 0.02 s commit interval, but the first attempt failed in
+# a CI rehearsal under the full suite's load (its message was not kept; it now names the dead
+# letters), so the default interval went back to 0.05 s.
 @pytest.mark.flaky(reruns=1)
 def test_scale_out_two_workers_and_failover(kafka_settings, worker_factory):
     """Was flaky on a loaded machine (2 of 4 full runs): after a rebalance the surviving
@@ -254,10 +258,21 @@ def test_scale_out_two_workers_and_failover(kafka_settings, worker_factory):
     w2.kill()  # its partitions and table state move to w1 (changelog recovery)
     assert count(s, "bet_decisions") < n_bets
     feeder.join()
-    wait_for(lambda: count(s, "bet_decisions") >= n_bets, 240, 2, "all decisions after failover")
-    produce(s, results())
-    accepted = {v["bet_id"] for _, v in consume_all("bet_decisions", s, idle_s=1) if v["accepted"]}
-    wait_for(lambda: count(s, "settlements") >= len(accepted), 240, 2, "all settlements")
+    try:
+        wait_for(
+            lambda: count(s, "bet_decisions") >= n_bets, 240, 2, "all decisions after failover"
+        )
+        produce(s, results())
+        accepted = {
+            v["bet_id"] for _, v in consume_all("bet_decisions", s, idle_s=1) if v["accepted"]
+        }
+        wait_for(lambda: count(s, "settlements") >= len(accepted), 240, 2, "all settlements")
+    except AssertionError as exc:
+        # The topics go with the test: what the failure needs to be diagnosed goes with it.
+        dls = [v.get("error", "")[:200] for _, v in consume_all("dead_letters", s, idle_s=1)]
+        raise AssertionError(
+            f"{exc}; {count(s, 'bet_decisions')} of {n_bets} decided; dead letters {dls[:5]}"
+        ) from exc
     wait_for(steady(s), 120, 3, "outputs steady")
     check_books(s, n_bets)
     assert w1.alive()
