@@ -30,7 +30,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
@@ -38,15 +38,19 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 log = logging.getLogger("oddsflow.recovery")
 
 
+def _named(partitions: list[tuple[str, int]]) -> str:
+    """``topic[p], ...`` for the first five partitions, and how many more."""
+    shown = ", ".join(f"{t}[{p}]" for t, p in partitions[:5])
+    return shown + (f" and {len(partitions) - 5} more" if len(partitions) > 5 else "")
+
+
 class RecoveryTimeout(RuntimeError):
     """The changelogs did not reach a stable end in time: the tables would be partial."""
 
     def __init__(self, timeout_s: float, pending: list[tuple[str, int]]) -> None:
         self.pending = pending
-        shown = ", ".join(f"{t}[{p}]" for t, p in pending[:5])
-        more = f" and {len(pending) - 5} more" if len(pending) > 5 else ""
         super().__init__(
-            f"changelog recovery timed out after {timeout_s:.0f}s: {shown}{more} did not "
+            f"changelog recovery timed out after {timeout_s:.0f}s: {_named(pending)} did not "
             "reach their last stable offset (an open transaction, or the broker is slow)"
         )
 
@@ -55,10 +59,8 @@ class OffsetsUnstable(RuntimeError):
     """The committed input offsets stayed pending (an open transaction) past the timeout."""
 
     def __init__(self, timeout_s: float, partitions: list[tuple[str, int]]) -> None:
-        shown = ", ".join(f"{t}[{p}]" for t, p in partitions[:5])
-        more = f" and {len(partitions) - 5} more" if len(partitions) > 5 else ""
         super().__init__(
-            f"the committed offsets of {shown}{more} were still pending after "
+            f"the committed offsets of {_named(partitions)} were still pending after "
             f"{timeout_s:.0f}s (a transaction still open, or the broker is slow)"
         )
 
@@ -68,6 +70,26 @@ class RecoveryFailed(RuntimeError):
 
 
 ReadChangelogs = Callable[..., dict[str, dict[str, Any]]]
+T = TypeVar("T")
+
+
+def _retried(
+    attempt_once: Callable[[], T],
+    attempts: int,
+    retry_on: type[Exception],
+    what: str,
+    refusal: str,
+) -> T:
+    """``attempt_once()``, again on ``retry_on`` (each attempt from scratch); RecoveryFailed
+    (``refusal``) after ``attempts`` of them."""
+    last: Exception | None = None
+    for attempt in range(1, attempts + 1):
+        try:
+            return attempt_once()
+        except retry_on as exc:
+            last = exc
+            log.warning("%s attempt %d/%d: %s", what, attempt, attempts, exc)
+    raise RecoveryFailed(f"{refusal}: {last}")
 
 
 def recover_with_retries(
@@ -80,15 +102,31 @@ def recover_with_retries(
 ) -> dict[str, dict[str, Any]]:
     """``read(bootstrap, wanted, timeout_s)``, retried on RecoveryTimeout; RecoveryFailed
     after ``attempts`` timeouts. Each attempt starts from scratch (nothing partial kept)."""
-    last: RecoveryTimeout | None = None
-    for attempt in range(1, attempts + 1):
-        try:
-            return read(bootstrap, wanted, timeout_s)
-        except RecoveryTimeout as exc:
-            last = exc
-            log.warning("changelog recovery attempt %d/%d: %s", attempt, attempts, exc)
-    raise RecoveryFailed(
-        f"table recovery failed {attempts} times, refusing to resume on partial tables: {last}"
+    return _retried(
+        lambda: read(bootstrap, wanted, timeout_s),
+        attempts,
+        RecoveryTimeout,
+        "changelog recovery",
+        f"table recovery failed {attempts} times, refusing to resume on partial tables",
+    )
+
+
+def stable_committed_with_retries(
+    bootstrap: str,
+    group_id: str,
+    partitions: list[tuple[str, int]],
+    *,
+    timeout_s: float,
+    attempts: int,
+) -> dict[tuple[str, int], int | None]:
+    """:func:`committed_offsets`, retried while they stay pending; RecoveryFailed after
+    ``attempts``: resuming from an older offset would apply committed inputs again."""
+    return _retried(
+        lambda: committed_offsets(bootstrap, group_id, partitions, timeout_s),
+        attempts,
+        OffsetsUnstable,
+        "committed offsets",
+        "refusing to resume from unstable offsets",
     )
 
 

@@ -93,11 +93,10 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from oddsflow.processors.emit import PartitionBatcher
 from oddsflow.processors.recovery import (
-    OffsetsUnstable,
     RecoveryFailed,
-    committed_offsets,
     read_changelogs,
     recover_with_retries,
+    stable_committed_with_retries,
 )
 
 log = logging.getLogger("oddsflow.transport")
@@ -307,26 +306,17 @@ class WorkerConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         assigned = list(consumer.assignment())
         s = transport_settings(self.app)
         bootstrap = cast(Transport, self.transport).bootstrap
-        loop = asyncio.get_running_loop()
-        last: OffsetsUnstable | None = None
-        for attempt in range(1, s.recovery_attempts + 1):
-            try:
-                got = await loop.run_in_executor(
-                    None,
-                    committed_offsets,
-                    bootstrap,
-                    str(consumer._group_id),
-                    [(tp.topic, tp.partition) for tp in assigned],
-                    s.recovery_timeout_s,
-                )
-                return {tp: got[(tp.topic, tp.partition)] for tp in assigned}
-            except OffsetsUnstable as exc:
-                last = exc
-                log.warning(
-                    "committed offsets, attempt %d/%d: %s", attempt, s.recovery_attempts, exc
-                )
-        # Resuming from an older offset would apply committed inputs again: stop instead.
-        raise RecoveryFailed(f"refusing to resume from unstable offsets: {last}")
+        got = await asyncio.get_running_loop().run_in_executor(
+            None,
+            lambda: stable_committed_with_retries(
+                bootstrap,
+                str(consumer._group_id),
+                [(tp.topic, tp.partition) for tp in assigned],
+                timeout_s=s.recovery_timeout_s,
+                attempts=s.recovery_attempts,
+            ),
+        )
+        return {tp: got[(tp.topic, tp.partition)] for tp in assigned}
 
     def membership(self) -> tuple[int, str]:
         """(generation, member id) as this consumer currently believes them."""

@@ -17,6 +17,7 @@ from oddsflow.processors.recovery import (
     committed_offsets,
     read_changelogs,
     recover_with_retries,
+    stable_committed_with_retries,
 )
 
 pytestmark = pytest.mark.integration
@@ -113,6 +114,9 @@ def test_committed_offsets_wait_for_a_pending_transactional_commit(kafka_setting
             plain.close()
         with pytest.raises(OffsetsUnstable, match=rf"{topic}\[0\].*still pending"):
             committed_offsets(s.kafka_bootstrap, group, parts, 2)
+        # Retried, then refused: the worker stops rather than resume from the older offset.
+        with pytest.raises(RecoveryFailed, match="refusing to resume from unstable offsets"):
+            stable_committed_with_retries(s.kafka_bootstrap, group, parts, timeout_s=1, attempts=2)
         worker.commit_transaction(30)
         assert committed_offsets(s.kafka_bootstrap, group, parts, 30) == {
             (topic, 0): 7,
