@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from oddsflow.kafka import producer_config
@@ -19,6 +19,7 @@ from oddsflow.processors.recovery import (
     recover_with_retries,
     stable_committed_with_retries,
 )
+from tests.conftest import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -76,6 +77,16 @@ def test_recovery_behind_an_open_transaction_times_out_retries_and_fails(changel
         zombie.flush(1)
 
 
+def _committed_plainly(member: Consumer, topic: str, offset: int) -> bool:
+    try:
+        member.commit(offsets=[TopicPartition(topic, 0, offset)], asynchronous=False)
+    except KafkaException as exc:
+        if exc.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+            return False
+        raise
+    return True
+
+
 def test_committed_offsets_wait_for_a_pending_transactional_commit(kafka_settings):
     """A worker's last transaction carried input offsets (TxnOffsetCommit) and has not yet
     completed: the committed offset to resume from is the transaction's, once it lands, never
@@ -87,7 +98,9 @@ def test_committed_offsets_wait_for_a_pending_transactional_commit(kafka_setting
     admin = AdminClient({"bootstrap.servers": s.kafka_bootstrap})
     admin.create_topics([NewTopic(topic, 2, 1)])[topic].result(30)
     member = Consumer({"bootstrap.servers": s.kafka_bootstrap, "group.id": group})
-    member.commit(offsets=[TopicPartition(topic, 0, 3)], asynchronous=False)
+    # create_topics returns before the group coordinator knows the topic: a commit right after
+    # it was refused UNKNOWN_TOPIC_OR_PART once under the full suite's load.
+    wait_for(lambda: _committed_plainly(member, topic, 3), 30, 0.2, "the plain commit of 3")
     parts = [(topic, 0), (topic, 1)]
     assert committed_offsets(s.kafka_bootstrap, group, parts, 30) == {
         (topic, 0): 3,
