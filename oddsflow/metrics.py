@@ -57,6 +57,20 @@ PRICE_PUBLISH_LAG_SECONDS = Histogram(
     "Provider timestamp -> priced market produced",
     buckets=LATENCY_BUCKETS_S,
 )
+# What bounds exactly_once latency: a commit holds the worker's emit lock through each of these
+# round trips (pending sends acknowledged, AddOffsetsToTxn + TxnOffsetCommit, the membership
+# Heartbeat, EndTxn); an agent whose batch is ready meanwhile waits (EMIT_WAIT_SECONDS).
+TRANSACTION_PHASE_SECONDS = Histogram(
+    "oddsflow_transaction_phase_seconds",
+    "Time of one phase of a transaction commit",
+    ["phase"],
+    buckets=LATENCY_BUCKETS_S,
+)
+EMIT_WAIT_SECONDS = Histogram(
+    "oddsflow_emit_wait_seconds",
+    "Time an agent's batch waited for the emit lock before its outputs were sent",
+    buckets=LATENCY_BUCKETS_S,
+)
 # The interpreter stops every thread of the process while it collects: a worker's pause is a
 # decision's latency. Buckets to a quarter second: a full collection of a worker with large
 # tables was measured at ~120 ms (2026-12-01).

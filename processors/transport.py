@@ -91,6 +91,7 @@ from aiokafka.protocol.group import HeartbeatRequest
 from faust.transport.consumer import TransactionManager as FaustTransactionManager
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
+from oddsflow import metrics
 from oddsflow.processors.emit import PartitionBatcher
 from oddsflow.processors.recovery import (
     RecoveryFailed,
@@ -412,6 +413,13 @@ class WorkerConsumer(faust_aiokafka.Consumer):
                 tm.commit_holds_lock = False
 
 
+_EMIT_WAIT = metrics.EMIT_WAIT_SECONDS
+_PHASES = tuple(
+    metrics.TRANSACTION_PHASE_SECONDS.labels(p)
+    for p in ("sends_acked", "offsets_added", "membership_checked", "end_txn")
+)
+
+
 class WorkerTransactionManager(FaustTransactionManager):
     """One transactional producer per worker; commits only what fully succeeded (see the
     module docstring, points 1-4). Also used, without transactions, under at_least_once,
@@ -471,7 +479,9 @@ class WorkerTransactionManager(FaustTransactionManager):
     async def emit(self, events: Iterable[Any], batch: PartitionBatcher) -> None:
         """Send a batch's outputs and changelog writes, then ack its events, under the lock
         the commit takes: they land in the same transaction as the events' offsets."""
+        waited = time.perf_counter()
         async with self.emit_lock:
+            _EMIT_WAIT.observe(time.perf_counter() - waited)
             if self.rewinding:
                 batch.clear()  # re-processed from the committed offsets after the rebalance
                 return
@@ -506,13 +516,20 @@ class WorkerTransactionManager(FaustTransactionManager):
         producer = self.producer.transaction_producer(self.transactional_id)
         if producer is None:
             return False
+        t0 = time.perf_counter()
         try:
             failed = _failures(await self._settle_pending())
             if failed:
                 raise SendFailed(failed[0])
+            t1 = time.perf_counter()
             await producer.send_offsets_to_transaction(dict(offsets), self.app.conf.id)
+            t2 = time.perf_counter()
             await self._check_membership(producer)
+            t3 = time.perf_counter()
             await producer.commit_transaction()
+            t4 = time.perf_counter()
+            for phase, seconds in zip(_PHASES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
+                phase.observe(seconds)
         except (TransactionAborted, kafka_errors.KafkaError) as exc:
             await self._abort_and_rewind(exc)
             return False

@@ -49,6 +49,8 @@ def test_worker_metrics_are_served_and_move(kafka_settings, worker_factory):
         "oddsflow_processing_seconds",
         "oddsflow_consumer_lag_messages",
         "oddsflow_table_keys",
+        "oddsflow_transaction_phase_seconds",
+        "oddsflow_emit_wait_seconds",
     ):
         assert f"# HELP {name}" in text, name
     p = EventProducer(s)
@@ -71,3 +73,20 @@ def test_worker_metrics_are_served_and_move(kafka_settings, worker_factory):
         what="dead letter counter",
     )
     assert _value(text, "oddsflow_dead_letters_total", stage="wallet", error_type="CodecError") == 1
+    # exactly_once: every commit times each of its four phases
+    text = wait_for(
+        lambda: (
+            (t := _scrape(port))
+            and _value(t, "oddsflow_transaction_phase_seconds_count", phase="end_txn") >= 1
+            and t
+        ),
+        30,
+        what="commit phase histogram",
+    )
+    counts = {
+        phase: _value(text, "oddsflow_transaction_phase_seconds_count", phase=phase)
+        for phase in ("sends_acked", "offsets_added", "membership_checked", "end_txn")
+    }
+    # (a scrape from the server's thread may fall between two phases of one commit)
+    assert min(counts.values()) >= 1 and max(counts.values()) - min(counts.values()) <= 1, counts
+    assert _value(text, "oddsflow_emit_wait_seconds_count") >= 1
