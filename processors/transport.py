@@ -673,6 +673,7 @@ class Transport(faust_aiokafka.Transport):
         super().__init__(*args, **kwargs)
         self.settings = TransportSettings.from_env()
         self._tables: dict[str, RecoveredTable] = {}
+        self._changelog_topics: dict[str, str] = {}
         self._recover_connected = False
         self.read_changelogs: Callable[..., dict[str, dict[str, Any]]] = read_changelogs
 
@@ -687,7 +688,12 @@ class Transport(faust_aiokafka.Transport):
         return tm
 
     def changelog_topic(self, table_name: str) -> str:
-        return str(self._tables[table_name].table.changelog_topic.get_topic_name())
+        name = self._changelog_topics.get(table_name)
+        if name is None:  # Faust builds the name on every ask: once per changelog write
+            name = self._changelog_topics[table_name] = str(
+                self._tables[table_name].table.changelog_topic.get_topic_name()
+            )
+        return name
 
     def recover_tables(self, tables: Mapping[str, RecoveredTable]) -> None:
         """Rebuild ``tables`` from their changelogs whenever partitions are assigned,
