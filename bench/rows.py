@@ -261,6 +261,39 @@ class _Rows:
                     "%",
                 )
             self._view("bets", guarantee, g, "closed loop")
+            self._commit_phases(guarantee, g)
+
+    def _commit_phases(self, guarantee: str, g: dict[str, Any]) -> None:
+        """What a commit spends, phase by phase, at the lowest offered rate (what bounds a
+        decision's latency there) and in the closed loop (what a commit costs under load)."""
+        opens = _open_keys(g)
+        if opens and isinstance(dig(g, opens[0], "commit_phases", "commit_ms_mean"), float):
+            rt = int(opens[0][5:])
+            src = g[opens[0]]["commit_phases"]
+            self.add("bets", f"{guarantee}: commits/s @{rt:,}/s", src, ("commits_per_s",), "/s")
+            for phase, label in (
+                ("sends_acked", "pending sends acknowledged"),
+                ("offsets_added", "AddOffsetsToTxn + TxnOffsetCommit"),
+                ("membership_checked", "membership Heartbeat"),
+                ("end_txn", "EndTxn"),
+            ):
+                self.add(
+                    "bets",
+                    f"{guarantee}: commit phase @{rt:,}/s: {label}",
+                    src,
+                    (f"{phase}_ms_mean",),
+                    "ms",
+                )
+        closed = dig(g, "closed_loop", "commit_phases")
+        if isinstance(dig(closed, "commit_ms_mean"), float):
+            self.add("bets", f"{guarantee}: commit, closed loop", closed, ("commit_ms_mean",), "ms")
+            self.add(
+                "bets",
+                f"{guarantee}: agents' wait for the commit's lock, closed loop",
+                closed,
+                ("emit_wait_ms_mean",),
+                "ms",
+            )
 
     def settlement(self, sc: dict[str, Any]) -> None:
         st = sc.get("settlement_burst")

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from oddsflow.bench import harness as h
@@ -50,6 +51,7 @@ def _bets(ctx: Ctx, run: Run, bets: Bets, guarantee: str) -> dict[str, Any]:
     g: dict[str, Any] = {}
     for rt in plan.bet_rates:
         reps = []
+        at_rate, t_rate = wm.scrape(port), time.monotonic()
         for i in range(plan.reps):
             n = int(rt * plan.open_s)
             r = run.measure(bets.make(n), rt, max(120, n / 20))
@@ -64,15 +66,24 @@ def _bets(ctx: Ctx, run: Run, bets: Bets, guarantee: str) -> dict[str, Any]:
             "reps": reps,
             **reps_summary(reps),
         }
+        if guarantee == "exactly_once":
+            g[f"open_{rt}"]["commit_phases"] = wm.commit_phases(
+                at_rate, wm.scrape(port), time.monotonic() - t_rate
+            )
     reps = []
-    gc_before = wm.scrape(port)
+    gc_before, t_closed = wm.scrape(port), time.monotonic()
     with wm.Sampler(port) as sampler:
         for i in range(plan.reps):
             r = run.measure(bets.make(plan.bet_closed_n), None, max(240, plan.bet_closed_n / 20))
             ctx.say(f"  bets {guarantee} closed loop rep {i + 1}: {r['throughput_per_s']}/s")
             reps.append(r)
     g["closed_loop"] = {"n": plan.bet_closed_n, "reps": reps, **reps_summary(reps)}
-    g["closed_loop"]["gc"] = wm.gc_pauses(gc_before, wm.scrape(port))
+    after_closed = wm.scrape(port)
+    g["closed_loop"]["gc"] = wm.gc_pauses(gc_before, after_closed)
+    if guarantee == "exactly_once":
+        g["closed_loop"]["commit_phases"] = wm.commit_phases(
+            gc_before, after_closed, time.monotonic() - t_closed
+        )
     # every bet after the warm-up (open and closed loop); view lag in the closed loop
     g["decision_paths"] = wm.decision_paths(before, wm.scrape(port))
     g["market_view"] = wm.view_lag(sampler.samples)

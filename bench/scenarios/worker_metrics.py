@@ -18,6 +18,10 @@ VIEW_LAG_SECONDS = "oddsflow_market_view_lag_seconds"
 VIEW_LAG_OFFSETS = "oddsflow_market_view_lag_offsets"
 VIEW_UPDATES = "oddsflow_market_view_updates_total"
 GC_PAUSE = "oddsflow_gc_pause_seconds"
+TXN_PHASE = "oddsflow_transaction_phase_seconds"
+EMIT_WAIT = "oddsflow_emit_wait_seconds"
+# A commit's phases in the order it runs them (processors.transport, _commit_locked).
+TXN_PHASES = ("sends_acked", "offsets_added", "membership_checked", "end_txn")
 
 # one sample: (metric name, labels) -> value
 Sample = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -98,6 +102,36 @@ def gc_pauses(before: Sample | None, after: Sample | None) -> dict[str, Any]:
             "pause_ms_total": round(1000 * delta("_sum", labels), 1),
             "pauses_50ms_or_more": int(count - delta("_bucket", (*labels, ("le", "0.05")))),
         }
+    return out
+
+
+def commit_phases(before: Sample | None, after: Sample | None, seconds: float) -> dict[str, Any]:
+    """The worker's exactly_once commits between two scrapes: how many per second, the mean
+    time of each phase and of the whole commit (ms), and agents' mean wait for the emit lock
+    the commit holds: the latency budget a decision spends between its batch and its commit."""
+    if before is None or after is None:
+        return {"why": "the metrics endpoint did not answer"}
+
+    def delta(name: str, labels: tuple[tuple[str, str], ...] = ()) -> float | None:
+        if (name, labels) not in after:
+            return None
+        return after[(name, labels)] - before.get((name, labels), 0.0)
+
+    commits = delta(TXN_PHASE + "_count", (("phase", "end_txn"),))
+    if commits is None:
+        return {"why": f"the worker does not export {TXN_PHASE}"}
+    out: dict[str, Any] = {
+        "commits": int(commits),
+        "commits_per_s": round(commits / seconds, 1) if seconds > 0 else None,
+    }
+    total = 0.0
+    for phase in TXN_PHASES:
+        s = delta(TXN_PHASE + "_sum", (("phase", phase),)) or 0.0
+        total += s
+        out[f"{phase}_ms_mean"] = round(1000 * s / commits, 2) if commits else None
+    out["commit_ms_mean"] = round(1000 * total / commits, 2) if commits else None
+    waits, waited = delta(EMIT_WAIT + "_count"), delta(EMIT_WAIT + "_sum")
+    out["emit_wait_ms_mean"] = round(1000 * waited / waits, 2) if waits and waited else None
     return out
 
 
