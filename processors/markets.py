@@ -48,7 +48,13 @@ from oddsflow.domain.quota import (
 from oddsflow.domain.settlement import EventStatus, LegSettlement, Result, settle_leg
 from oddsflow.metrics import PRICE_PUBLISH_LAG_SECONDS, STALE_UPDATES
 from oddsflow.processors.emit import key_partition
-from oddsflow.processors.quota_records import book_from_record, book_record, partition_key
+from oddsflow.processors.quota_records import (
+    book_from_record,
+    book_record,
+    event_seq_key,
+    is_fresh,
+    partition_key,
+)
 from oddsflow.processors.state import Effects, Store
 
 ODDS_Q = Decimal("0.0001")
@@ -453,6 +459,17 @@ class MarketsHandler:
         m = self.markets.get(mid)
         return dict(m) if m is not None and _counts_liability(m) else None
 
+    def _quota_seqs(self, mid: str, ccy: str) -> dict[str, Any]:
+        return self.liabilities.get(event_seq_key(mid, ccy)) or {"sent": {}, "applied": {}}
+
+    def _next_seq(self, mid: str, ccy: str, partition: int) -> int:
+        """The number of the next grant or recall of (market, currency) to ``partition``."""
+        seqs = self._quota_seqs(mid, ccy)
+        n: int = seqs["sent"].get(str(partition), 0) + 1
+        seqs["sent"][str(partition)] = n
+        self.liabilities.put(event_seq_key(mid, ccy), seqs)
+        return n
+
     def _emit_grant(self, event_id: str, ccy: str, g: Grant, fx: Effects, now_ms: int) -> None:
         fx.emit(
             "quota_grants",
@@ -466,6 +483,7 @@ class MarketsHandler:
                 "currency": ccy,
                 "amount_minor": g.amount_minor,
                 "sent_at": now_ms,
+                "seq": self._next_seq(g.market_id, ccy, g.partition),
             },
         )
 
@@ -482,6 +500,7 @@ class MarketsHandler:
                 "currency": ccy,
                 "amount_minor": 0,
                 "sent_at": now_ms,
+                "seq": self._next_seq(r.market_id, ccy, r.partition),
             },
         )
 
@@ -666,6 +685,14 @@ class MarketsHandler:
         mid, ccy = rec["market_id"], rec["currency"]
         if not self._counts_liability(mid):
             return  # a settled market's book is gone: nothing is outstanding any more
+        seq, partition = rec.get("seq"), str(rec["partition"])
+        if seq is not None:
+            seqs = self._quota_seqs(mid, ccy)
+            if not is_fresh(seq, seqs["applied"].get(partition, 0)):
+                STALE_UPDATES.labels("quota_return").inc()
+                return  # redelivered: learned already
+            seqs["applied"][partition] = seq
+            self.liabilities.put(event_seq_key(mid, ccy), seqs)
         r = Return(mid, rec["selection"], rec["partition"], rec["amount_minor"])
         read = self._read_book(mid, ccy)
         try:

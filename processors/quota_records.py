@@ -38,6 +38,35 @@ def quotas_key(partition: int, currency: str, market_id: str) -> str:
     return f"quota:{partition}|{currency}|{market_id}"
 
 
+# Sequence numbers of the quota messages, so that a redelivered one is harmless. Grants and
+# recalls go event -> account partition, returns account -> event partition, each channel in
+# order (one partition of one topic). The sender numbers its messages per channel from 1 and
+# the receiver applies one only if its number is above the last it applied: a message read
+# again after a crash whose state it had already changed (the input offset behind the
+# committed table) is dropped instead of granting or returning the same quota twice. Exactly
+# once makes that replay impossible by itself; this keeps a flaw there from moving liability.
+# The numbers live in records of their own, kept when a market is settled or its quota spent
+# (numbering restarting at 1 would make the receiver drop every later message).
+
+
+def event_seq_key(market_id: str, currency: str) -> str:
+    """Event side (liabilities table): {"sent": {partition: n}, "applied": {partition: n}},
+    grants and recalls sent to each account partition, returns learned from it."""
+    return f"qseq|{market_id}|{currency}"
+
+
+def account_seq_key(partition: int, currency: str, market_id: str) -> str:
+    """Account side (quotas table): {"applied": n, "sent": n}, the grants and recalls it
+    applied, the returns it sent."""
+    return f"qseq:{partition}|{currency}|{market_id}"
+
+
+def is_fresh(seq: int | None, applied: int) -> bool:
+    """Whether a message numbered ``seq`` is still to be applied after ``applied``; a message
+    without a number (written before they were sent) always is."""
+    return seq is None or seq > applied
+
+
 def legacy_quotas_key(partition: int, currency: str) -> str:
     """The key of the record that held every market of (partition, currency) before the
     per-market records: read once, split by :func:`split_legacy_record`, then deleted."""

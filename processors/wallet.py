@@ -53,10 +53,18 @@ from oddsflow.domain.ledger import ID_SEPARATOR, scoped_id
 from oddsflow.domain.quota import Grant, Quotas, Recall, on_recall, receive_grant
 from oddsflow.domain.settlement import LegSettlement, combine, resettlement_delta
 from oddsflow.domain.settlement import Outcome as LegOutcome
-from oddsflow.metrics import DECISION_LATENCY_SECONDS, DECISION_PATHS, DECISIONS, SETTLEMENTS
+from oddsflow.metrics import (
+    DECISION_LATENCY_SECONDS,
+    DECISION_PATHS,
+    DECISIONS,
+    SETTLEMENTS,
+    STALE_UPDATES,
+)
 from oddsflow.processors.emit import key_partition
 from oddsflow.processors.markets import ODDS_Q, InputError, leg_from_record, leg_json
 from oddsflow.processors.quota_records import (
+    account_seq_key,
+    is_fresh,
     legacy_quotas_key,
     quotas_from_record,
     quotas_key,
@@ -405,8 +413,18 @@ class WalletHandler:
             self._maybe_settle(key, bet, fx, now_ms)
 
     def on_quota_message(self, rec: dict[str, Any], fx: Effects, now_ms: int) -> None:
-        """A grant adds to this partition's quota; a recall gives back all of a market's."""
+        """A grant adds to this partition's quota; a recall gives back all of a market's.
+        Each applies once: a redelivered message (its seq not above the last applied, see
+        ``quota_records``) is dropped and counted."""
         ccy, mid = rec["currency"], rec["market_id"]
+        seq_key = account_seq_key(rec["partition"], ccy, mid)
+        seqs = self.quotas.get(seq_key) or {"applied": 0, "sent": 0}
+        if not is_fresh(rec.get("seq"), seqs["applied"]):
+            STALE_UPDATES.labels("quota_message").inc()
+            return
+        if rec.get("seq") is not None:
+            seqs["applied"] = rec["seq"]
+            self.quotas.put(seq_key, seqs)
         quotas = self._quotas(rec["partition"], ccy, mid)
         try:
             if rec["kind"] == "grant":
@@ -428,7 +446,10 @@ class WalletHandler:
         except DomainError as exc:
             raise InputError(f"quota message for {rec['market_id']!r} refused: {exc}") from exc
         self._put_quotas(ccy, mid, quotas)
-        for r in returns:
+        if returns:
+            seqs["sent"] += len(returns)
+            self.quotas.put(seq_key, seqs)
+        for seq, r in enumerate(returns, start=seqs["sent"] - len(returns) + 1):
             fx.emit(
                 "accepted_legs",
                 rec["event_id"],
@@ -450,6 +471,7 @@ class WalletHandler:
                     "amount_minor": r.amount_minor,
                     "accepted_at": now_ms,
                     "placed_at": 0,
+                    "seq": seq,
                 },
             )
 

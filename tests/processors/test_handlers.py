@@ -659,7 +659,7 @@ def test_liability_is_kept_per_currency():
     d = e.decisions()
     assert d["b1"]["accepted"] and d["b2"]["accepted"]
     assert d["b3"]["reason"] in {"LIABILITY_SELECTION", "LIABILITY_MARKET"}
-    [liab] = [orjson.loads(v) for v in e.state["liab"].values()]
+    [liab] = [orjson.loads(v) for k, v in e.state["liab"].items() if k == MR_E1]
     assert {c: p["liability"]["stakes_minor"] for c, p in liab["by_currency"].items()} == {
         "GBP": 40_00,
         "USD": 40_00,
