@@ -9,12 +9,20 @@ from __future__ import annotations
 from typing import Any
 
 from oddsflow.bench.stats import ratio
+from oddsflow.metrics import TRANSACTION_PHASES
 
 GUARANTEE_BASELINE = {
     "exactly_once": "passthrough_transactional",
     "at_least_once": "passthrough_plain",
 }
 FAUST_BASELINE = "passthrough_faust"
+# TRANSACTION_PHASES as the table names them
+PHASE_LABELS = (
+    "pending sends acknowledged",
+    "AddOffsetsToTxn + TxnOffsetCommit",
+    "membership Heartbeat",
+    "EndTxn",
+)
 NA = "n/a"  # a figure the run could not read (e.g. a metric the worker does not export)
 
 
@@ -271,12 +279,7 @@ class _Rows:
             rt = int(opens[0][5:])
             src = g[opens[0]]["commit_phases"]
             self.add("bets", f"{guarantee}: commits/s @{rt:,}/s", src, ("commits_per_s",), "/s")
-            for phase, label in (
-                ("sends_acked", "pending sends acknowledged"),
-                ("offsets_added", "AddOffsetsToTxn + TxnOffsetCommit"),
-                ("membership_checked", "membership Heartbeat"),
-                ("end_txn", "EndTxn"),
-            ):
+            for phase, label in zip(TRANSACTION_PHASES, PHASE_LABELS, strict=True):
                 self.add(
                     "bets",
                     f"{guarantee}: commit phase @{rt:,}/s: {label}",

@@ -60,6 +60,7 @@ PRICE_PUBLISH_LAG_SECONDS = Histogram(
 # What bounds exactly_once latency: a commit holds the worker's emit lock through each of these
 # round trips (pending sends acknowledged, AddOffsetsToTxn + TxnOffsetCommit, the membership
 # Heartbeat, EndTxn); an agent whose batch is ready meanwhile waits (EMIT_WAIT_SECONDS).
+TRANSACTION_PHASES = ("sends_acked", "offsets_added", "membership_checked", "end_txn")
 TRANSACTION_PHASE_SECONDS = Histogram(
     "oddsflow_transaction_phase_seconds",
     "Time of one phase of a transaction commit",

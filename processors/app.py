@@ -288,20 +288,17 @@ def build_app(
     # Counted per batch, then added to the labelled counters once per batch: each
     # prometheus_client increment takes a lock, which cost ~6 % of a settlement burst's time
     # counted per leg (py-spy, 2026-12-02).
-    counters_in: dict[str, Any] = {}
-    counters_out: dict[str, Any] = {}
+    counters: dict[tuple[Any, str, str], Any] = {}
 
     def count_batch(agent: str, n_in: dict[str, int], n_out: dict[str, int]) -> None:
-        for key, n in n_in.items():
-            c = counters_in.get(f"{agent}|{key}")
-            if c is None:
-                c = counters_in[f"{agent}|{key}"] = metrics.EVENTS_IN.labels(agent, key)
-            c.inc(n)
-        for key, n in n_out.items():
-            c = counters_out.get(f"{agent}|{key}")
-            if c is None:
-                c = counters_out[f"{agent}|{key}"] = metrics.EVENTS_OUT.labels(agent, key)
-            c.inc(n)
+        """Add (and clear) a batch's counts of events in and out per topic."""
+        for family, counts in ((metrics.EVENTS_IN, n_in), (metrics.EVENTS_OUT, n_out)):
+            for key, n in counts.items():
+                c = counters.get((family, agent, key))
+                if c is None:
+                    c = counters[(family, agent, key)] = family.labels(agent, key)
+                c.inc(n)
+            counts.clear()
 
     framers = {topic_names[k]: b.frame for k, b in batched.items()}
 
@@ -419,8 +416,6 @@ def build_app(
             await transport.emit(done, batcher, changelog)
             changelog.clear()
             count_batch(agent, n_in, n_out)
-            n_in.clear()
-            n_out.clear()
 
         fell_back: list[int] = []
 

@@ -414,10 +414,7 @@ class WorkerConsumer(faust_aiokafka.Consumer):
 
 
 _EMIT_WAIT = metrics.EMIT_WAIT_SECONDS
-_PHASES = tuple(
-    metrics.TRANSACTION_PHASE_SECONDS.labels(p)
-    for p in ("sends_acked", "offsets_added", "membership_checked", "end_txn")
-)
+_PHASES = tuple(metrics.TRANSACTION_PHASE_SECONDS.labels(p) for p in metrics.TRANSACTION_PHASES)
 
 
 class WorkerTransactionManager(FaustTransactionManager):

@@ -419,12 +419,13 @@ class WalletHandler:
         ccy, mid = rec["currency"], rec["market_id"]
         seq_key = account_seq_key(rec["partition"], ccy, mid)
         seqs = self.quotas.get(seq_key) or {"applied": 0, "sent": 0}
-        if not is_fresh(rec.get("seq"), seqs["applied"]):
+        seq = rec.get("seq")
+        if not is_fresh(seq, seqs["applied"]):
             STALE_UPDATES.labels("quota_message").inc()
             return
-        if rec.get("seq") is not None:
-            seqs["applied"] = rec["seq"]
-            self.quotas.put(seq_key, seqs)
+        if seq is not None:
+            seqs["applied"] = seq
+            self.quotas.put(seq_key, seqs)  # a refused message rolls this back with the rest
         quotas = self._quotas(rec["partition"], ccy, mid)
         try:
             if rec["kind"] == "grant":
@@ -446,10 +447,11 @@ class WalletHandler:
         except DomainError as exc:
             raise InputError(f"quota message for {rec['market_id']!r} refused: {exc}") from exc
         self._put_quotas(ccy, mid, quotas)
+        first = seqs["sent"] + 1
         if returns:
             seqs["sent"] += len(returns)
             self.quotas.put(seq_key, seqs)
-        for seq, r in enumerate(returns, start=seqs["sent"] - len(returns) + 1):
+        for return_seq, r in enumerate(returns, start=first):
             fx.emit(
                 "accepted_legs",
                 rec["event_id"],
@@ -471,7 +473,7 @@ class WalletHandler:
                     "amount_minor": r.amount_minor,
                     "accepted_at": now_ms,
                     "placed_at": 0,
-                    "seq": seq,
+                    "seq": return_seq,
                 },
             )
 

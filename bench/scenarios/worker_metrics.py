@@ -12,6 +12,8 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from oddsflow.metrics import TRANSACTION_PHASES
+
 NA = "n/a"
 DECISION_PATHS = "oddsflow_bet_decision_paths_total"
 VIEW_LAG_SECONDS = "oddsflow_market_view_lag_seconds"
@@ -20,8 +22,7 @@ VIEW_UPDATES = "oddsflow_market_view_updates_total"
 GC_PAUSE = "oddsflow_gc_pause_seconds"
 TXN_PHASE = "oddsflow_transaction_phase_seconds"
 EMIT_WAIT = "oddsflow_emit_wait_seconds"
-# A commit's phases in the order it runs them (processors.transport, _commit_locked).
-TXN_PHASES = ("sends_acked", "offsets_added", "membership_checked", "end_txn")
+TXN_PHASES = TRANSACTION_PHASES  # in the order a commit runs them
 
 # one sample: (metric name, labels) -> value
 Sample = dict[tuple[str, tuple[tuple[str, str], ...]], float]
