@@ -413,9 +413,12 @@ def build_app(
             return True
 
         async def flush(done: list[Any]) -> None:
+            # Counted before the emit's wait for the commit's lock, as when each event was
+            # counted as it was handled: another agent's event that ran meanwhile (a decision
+            # counted by its handler) is never seen counted before this batch's events.
+            count_batch(agent, n_in, n_out)
             await transport.emit(done, batcher, changelog)
             changelog.clear()
-            count_batch(agent, n_in, n_out)
 
         fell_back: list[int] = []
 
