@@ -18,7 +18,7 @@ partition and in order, into messages of at most ``items_per_message_max`` items
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -103,20 +103,12 @@ class PartitionBatcher:
                 size += len(item)
             out.append((entries[start][0], frame([x for _, x in entries[start:]])))
 
-    async def send(self, producer: Any) -> list[asyncio.Future[Any]]:
-        """Append every record to ``producer`` (an ``AIOKafkaProducer``) and return the
-        delivery futures, one per batch or lone record. Delivery is not awaited here: the
-        caller must check every future (a transaction commits only if all succeeded)."""
+    async def grouped(
+        self, partitions: Callable[[str], Awaitable[int]]
+    ) -> dict[tuple[str, int], list[tuple[bytes | None, bytes | None]]]:
+        """Every record by topic partition, in order (``partitions(topic)``: its partition
+        count), items of topics of batches framed; the batcher is cleared."""
         groups: dict[tuple[str, int], list[tuple[bytes | None, bytes | None]]] = {}
-        counts: dict[str, int] = {}
-
-        async def partitions(topic: str) -> int:
-            n = counts.get(topic)
-            if n is None:
-                await producer.client._wait_on_metadata(topic)
-                n = counts[topic] = len(producer.client.cluster.partitions_for_topic(topic))
-            return n
-
         for topic, items in self._items.items():
             self._frame(topic, items, groups, await partitions(topic))
         for (topic, partition), records in self._by_tp.items():
@@ -130,6 +122,34 @@ class PartitionBatcher:
             else:
                 groups.setdefault((topic, partition), []).extend(records)
         self.clear()
+        return groups
+
+    async def produce(self, producer: Any) -> int:
+        """Append every record to ``producer`` (a ``processors.txn_producer.TxnProducer``),
+        in the order of each partition; the count. Delivery is checked by the commit."""
+        groups = await self.grouped(producer.partitions)
+        return int(
+            await producer.produce(
+                (topic, p, key, value)
+                for (topic, p), records in groups.items()
+                for key, value in records
+            )
+        )
+
+    async def send(self, producer: Any) -> list[asyncio.Future[Any]]:
+        """Append every record to ``producer`` (an ``AIOKafkaProducer``) and return the
+        delivery futures, one per batch or lone record. Delivery is not awaited here: the
+        caller must check every future (a transaction commits only if all succeeded)."""
+        counts: dict[str, int] = {}
+
+        async def partitions(topic: str) -> int:
+            n = counts.get(topic)
+            if n is None:
+                await producer.client._wait_on_metadata(topic)
+                n = counts[topic] = len(producer.client.cluster.partitions_for_topic(topic))
+            return n
+
+        groups = await self.grouped(partitions)
         futures: list[asyncio.Future[Any]] = []
         for (topic, partition), records in groups.items():
             batch = producer.create_batch()

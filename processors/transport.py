@@ -15,12 +15,20 @@ checked at start where possible), so an upgrade breaks loudly here and nowhere e
    every input offset of the worker commit or abort together, in one commit round trip per
    interval. ``emit`` and ``commit`` are serialised by one lock, so an event's writes are
    never split over two transactions.
+   The producer is librdkafka's by default (``processors.txn_producer``: produce requests
+   built on its own threads, off the GIL); ``ODDSFLOW_TXN_PRODUCER=aiokafka`` keeps Faust's
+   own aiokafka producer, which 2. and 3. below describe where they differ.
 2. **A transaction commits only if every one of its sends succeeded.** aiokafka reports a
    failed produce (say MESSAGE_TOO_LARGE) on the send's future only; its transaction state
    stays committable, so the input offset committed and the output was gone. ``commit``
    awaits every future of the transaction first; any failure aborts the transaction and
-   its inputs are re-processed from the committed offsets (see 4.).
-3. **Fencing an older incarnation (a zombie).** Each process has its own transactional id
+   its inputs are re-processed from the committed offsets (see 4.). librdkafka fails the
+   commit itself when a record of the transaction failed, which aborts it the same way.
+3. **Fencing an older incarnation (a zombie).** With librdkafka the offsets go to the
+   broker with the consumer's generation and member id (TxnOffsetCommit v3, KIP-447) and
+   the broker refuses them from a member it has expelled (ILLEGAL_GENERATION,
+   UNKNOWN_MEMBER_ID), so the transaction aborts; what follows describes the aiokafka
+   producer, whose TxnOffsetCommit carries no generation, and the windows both share. Each process has its own transactional id
    (``INCARNATION``; reused ids made aiokafka's read_committed fetcher skip committed
    records after a restart), so a new worker does not fence an old one through
    InitProducerId. KIP-447 would have the broker fence it through the consumer group
@@ -88,22 +96,27 @@ from aiokafka import errors as kafka_errors
 from aiokafka.client import ConnectionGroup, CoordinationType
 from aiokafka.consumer.fetcher import FetchResult
 from aiokafka.protocol.group import HeartbeatRequest
+from confluent_kafka import KafkaException
 from faust.transport.consumer import TransactionManager as FaustTransactionManager
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP, RecordMetadata
 
 from oddsflow import metrics
-from oddsflow.processors.emit import PartitionBatcher
+from oddsflow.processors.emit import PartitionBatcher, key_partition
 from oddsflow.processors.recovery import (
     RecoveryFailed,
     read_changelogs,
     recover_with_retries,
     stable_committed_with_retries,
 )
+from oddsflow.processors.txn_producer import TxnProducer, check_group_metadata_layout
 
 log = logging.getLogger("oddsflow.transport")
 
 SCHEME = "oddsflow-kafka"
 ENTRY_POINT = "oddsflow.processors.transport:Transport"
+
+TXN_PRODUCERS = ("librdkafka", "aiokafka")
 
 # One id per worker process: transactional ids never repeat across restarts (see 3. above).
 INCARNATION = uuid.uuid4().hex[:8]
@@ -140,6 +153,16 @@ class TransportSettings:
     max_message_bytes: int = 1_000_000
     recovery_timeout_s: float = 60.0
     recovery_attempts: int = 3
+    # The exactly_once producer: "librdkafka" (processors.txn_producer: produce requests
+    # built off the GIL, KIP-447 offsets) or "aiokafka" (Faust's own client).
+    txn_producer: str = "librdkafka"
+
+    def __post_init__(self) -> None:
+        if self.txn_producer not in TXN_PRODUCERS:
+            raise ValueError(
+                f"ODDSFLOW_TXN_PRODUCER must be one of {', '.join(TXN_PRODUCERS)}, "
+                f"not {self.txn_producer!r}"
+            )
 
     @classmethod
     def from_env(cls) -> TransportSettings:
@@ -155,6 +178,7 @@ class TransportSettings:
             batch_bytes_max=int(env.get("ODDSFLOW_PRODUCER_BATCH_BYTES_MAX", "1000000")),
             recovery_timeout_s=float(env.get("ODDSFLOW_RECOVERY_TIMEOUT_S", "60")),
             recovery_attempts=int(env.get("ODDSFLOW_RECOVERY_ATTEMPTS", "3")),
+            txn_producer=env.get("ODDSFLOW_TXN_PRODUCER", "librdkafka"),
         )
 
 
@@ -206,15 +230,63 @@ class WorkerProducer(faust_aiokafka.Producer):
         settings["max_batch_size"] = ts.batch_bytes_max
         return settings
 
+    rdkafka: TxnProducer | None = None
+
     def transaction_producer(self, transactional_id: str) -> Any:
-        """The running aiokafka producer for ``transactional_id``, or None."""
+        """The running transactional producer for ``transactional_id`` (a TxnProducer on
+        librdkafka, an AIOKafkaProducer otherwise), or None."""
+        if transport_settings(self.app).txn_producer == "librdkafka":
+            return self.rdkafka
         return self._transaction_producers.get(transactional_id)
+
+    async def _restart_rdkafka(self, transactional_id: str) -> TxnProducer:
+        old, self.rdkafka = self.rdkafka, None
+        if old is not None:
+            await _close_quietly(old)
+        ts = transport_settings(self.app)
+        bootstrap = cast(Transport, self.transport).bootstrap
+        await asyncio.get_running_loop().run_in_executor(
+            None, check_group_metadata_layout, bootstrap
+        )
+        new = TxnProducer(
+            {
+                "bootstrap.servers": bootstrap,
+                "client.id": f"{self.app.conf.broker_client_id}-{transactional_id}",
+                "transactional.id": transactional_id,
+                "transaction.timeout.ms": ts.transaction_timeout_ms,
+                "enable.idempotence": True,
+                "acks": "all",
+                "partitioner": "murmur2_random",  # as every producer here (oddsflow.kafka)
+                "linger.ms": ts.linger_ms,
+                "batch.size": ts.batch_bytes_max,
+                "retry.backoff.ms": ts.retry_backoff_ms,
+                # a settlement burst queues a record per open bet between two commits
+                "queue.buffering.max.messages": 2_000_000,
+                "delivery.report.only.error": True,
+            },
+            timeout_s=ts.transaction_timeout_ms / 1000,
+        )
+        try:
+            await new.start()
+        except BaseException:
+            await _close_quietly(new)
+            raise
+        self.rdkafka = new
+        return new
+
+    async def on_stop(self) -> None:
+        if self.rdkafka is not None:
+            old, self.rdkafka = self.rdkafka, None
+            await _close_quietly(old)
+        await super().on_stop()
 
     async def restart_transaction_producer(self, transactional_id: str) -> Any:
         """Stop the producer of ``transactional_id`` (if any), start a new one and begin a
         transaction. InitProducerId of the new one bumps the epoch: the broker aborts
         whatever the old one left open, and the old one can no longer commit. Unlike
         Faust's begin_transaction this raises instead of logging."""
+        if transport_settings(self.app).txn_producer == "librdkafka":
+            return await self._restart_rdkafka(transactional_id)
         old = self._transaction_producers.pop(transactional_id, None)
         if old is not None:
             try:
@@ -444,7 +516,7 @@ class WorkerTransactionManager(FaustTransactionManager):
     def _tps_to_transactional_ids(self, tps: Any) -> set[str]:
         return {self.transactional_id} if self._tps_to_active_tpgs(tps) else set()
 
-    def _aiokafka_producer(self) -> Any:
+    def _txn_producer(self) -> Any:
         if self.app.in_transaction:
             return self.producer.transaction_producer(self.transactional_id)
         return self.producer._ensure_producer()
@@ -455,11 +527,11 @@ class WorkerTransactionManager(FaustTransactionManager):
         # it is re-processed from the committed offsets, on rebuilt tables.
         async with self.emit_lock:
             self.rewinding = True  # until the tables are rebuilt after the assignment
-            producer = self._aiokafka_producer() if self.app.in_transaction else None
+            producer = self._txn_producer() if self.app.in_transaction else None
             await self._settle_pending()
             if producer is not None:
                 try:
-                    await producer.abort_transaction()
+                    await _abort(producer)
                 except Exception as exc:  # fenced/broken: the restart below fences it anyway
                     log.info("abort on revoke: %r", exc)
 
@@ -482,12 +554,16 @@ class WorkerTransactionManager(FaustTransactionManager):
             if self.rewinding:
                 batch.clear()  # re-processed from the committed offsets after the rebalance
                 return
-            producer = self._aiokafka_producer()
+            producer = self._txn_producer()
             if producer is None:
                 batch.clear()
                 return
             try:
-                futures = await batch.send(producer)
+                if isinstance(producer, TxnProducer):
+                    await batch.produce(producer)  # delivery is checked by the commit's flush
+                    futures = []
+                else:
+                    futures = await batch.send(producer)
             except Exception as exc:  # refused before it was queued (size, metadata, state)
                 await self._abort_and_rewind(SendFailed(f"send refused: {exc!r}"))
                 return
@@ -515,24 +591,50 @@ class WorkerTransactionManager(FaustTransactionManager):
             return False
         t0 = time.perf_counter()
         try:
-            failed = _failures(await self._settle_pending())
-            if failed:
-                raise SendFailed(failed[0])
-            t1 = time.perf_counter()
-            await producer.send_offsets_to_transaction(dict(offsets), self.app.conf.id)
-            t2 = time.perf_counter()
-            await self._check_membership(producer)
-            t3 = time.perf_counter()
-            await producer.commit_transaction()
+            if isinstance(producer, TxnProducer):
+                t1, t2, t3 = await self._commit_rdkafka(producer, offsets)
+            else:
+                failed = _failures(await self._settle_pending())
+                if failed:
+                    raise SendFailed(failed[0])
+                t1 = time.perf_counter()
+                await producer.send_offsets_to_transaction(dict(offsets), self.app.conf.id)
+                t2 = time.perf_counter()
+                await self._check_membership(producer)
+                t3 = time.perf_counter()
+                await producer.commit_transaction()
             t4 = time.perf_counter()
             for phase, seconds in zip(_PHASES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
                 phase.observe(seconds)
-        except (TransactionAborted, kafka_errors.KafkaError) as exc:
+        except (TransactionAborted, kafka_errors.KafkaError, KafkaException) as exc:
             await self._abort_and_rewind(exc)
             return False
         if start_new_transaction:
-            await producer.begin_transaction()
+            if isinstance(producer, TxnProducer):
+                producer.begin()
+            else:
+                await producer.begin_transaction()
         return True
+
+    async def _commit_rdkafka(
+        self, producer: TxnProducer, offsets: Mapping[Any, int]
+    ) -> tuple[float, float, float]:
+        """Flush, add the offsets with the group generation (KIP-447: the broker refuses
+        them from an expelled member), commit; the times each phase ended but the last."""
+        await producer.flush()
+        t1 = time.perf_counter()
+        generation, member_id = self.consumer.membership()
+        if generation != self._generation or generation < 0 or not member_id:
+            raise MembershipLost(
+                f"generation {generation} (member {member_id or '-'}) is not the "
+                f"generation {self._generation} this transaction began in"
+            )
+        await producer.send_offsets(offsets, self.app.conf.id, generation, member_id)
+        t2 = time.perf_counter()
+        # The broker checked the generation and member with the offsets: no Heartbeat.
+        t3 = time.perf_counter()
+        await producer.commit()
+        return t1, t2, t3
 
     async def _settle_pending(self) -> list[Any]:
         pending, self._pending = self._pending, []
@@ -577,7 +679,7 @@ class WorkerTransactionManager(FaustTransactionManager):
         producer = self.producer.transaction_producer(self.transactional_id)
         if self.app.in_transaction and producer is not None:
             try:
-                await producer.abort_transaction()
+                await _abort(producer)
             except Exception as abort_exc:  # fenced/broken: the next owner's epoch wins
                 log.info("abort after failure: %r", abort_exc)
         await self.app.crash(TransactionAborted(f"{type(exc).__name__}: {exc}"))
@@ -595,6 +697,19 @@ class WorkerTransactionManager(FaustTransactionManager):
     ) -> Any:
         # Anything Faust itself sends under exactly_once goes into the worker's transaction.
         p = self.consumer.key_partition(topic, key, partition)
+        producer = self._txn_producer()
+        if isinstance(producer, TxnProducer):
+            if p is None:
+                if key is None:
+                    raise ValueError(f"a record for {topic} needs a key or a partition")
+                p = key_partition(key, await producer.partitions(topic))
+            async with self.emit_lock:  # never while a commit runs (librdkafka refuses)
+                await producer.produce([(topic, p, key, value)])
+            # Its offset is known only once the transaction commits; the commit fails (and
+            # is aborted) if this record failed.
+            done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            done.set_result(RecordMetadata(topic, p, TP(topic, p), -1, -1, -1))
+            return done
         return await self.producer.send(
             topic, key, value, p, timestamp, headers, transactional_id=self.transactional_id
         )
@@ -640,6 +755,24 @@ async def confirm_membership(
             f"the group coordinator answers {err.__name__} for generation {generation}"
         )
     return node
+
+
+async def _abort(producer: Any) -> None:
+    if isinstance(producer, TxnProducer):
+        await producer.abort()
+    else:
+        await producer.abort_transaction()
+
+
+async def _close_quietly(producer: TxnProducer) -> None:
+    try:
+        await producer.abort()
+    except Exception as exc:  # fenced or broken: the next producer's epoch wins anyway
+        log.info("aborting the old transactional producer: %r", exc)
+    try:
+        await producer.close()
+    except Exception as exc:
+        log.warning("closing the old transactional producer: %r", exc)
 
 
 def _failures(results: Iterable[Any]) -> list[str]:

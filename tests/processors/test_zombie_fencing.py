@@ -1,10 +1,11 @@
 """Zombie fencing: a worker paused past the session timeout must not commit when it wakes.
 
 Every worker process has its own random transactional id, so a worker that takes over the
-partitions of a paused one does not fence it through InitProducerId, and aiokafka sends
-the offsets without the group generation (TxnOffsetCommit v0), so the broker cannot fence it
-through the group either (KIP-447). ``processors.transport`` checks the group membership
-right before each commit instead. Here: two real ``oddsflow worker`` processes; one is
+partitions of a paused one does not fence it through InitProducerId. With librdkafka's
+producer (the default) the offsets carry the group generation (KIP-447) and the broker
+refuses the zombie's; aiokafka sends them without it (TxnOffsetCommit v0), so with that
+producer ``processors.transport`` checks the group membership right before each commit
+instead. Both are run here: two real ``oddsflow worker`` processes; one is
 SIGSTOPped while idle (its transaction empty, so the broker has nothing to time out), the
 other takes over, bets keep coming, the first gets SIGCONT with stale tables and its old
 partitions' records still to fetch. No decision, settlement or posting may be doubled.
@@ -74,7 +75,11 @@ def _unsettled(s, accepted: set[str]) -> str:
 # 6 runs alone, two of them with a core kept busy. The failure message now names the unsettled
 # bets and their events.
 @pytest.mark.flaky(reruns=1)
-def test_paused_worker_woken_after_takeover_doubles_nothing(kafka_settings, worker_factory):
+@pytest.mark.parametrize("txn_producer", ["librdkafka", "aiokafka"])
+def test_paused_worker_woken_after_takeover_doubles_nothing(
+    kafka_settings, worker_factory, monkeypatch, txn_producer
+):
+    monkeypatch.setenv("ODDSFLOW_TXN_PRODUCER", txn_producer)
     s = kafka_settings
     n_bets = 3000
     ports = [_free_port(), _free_port()]
