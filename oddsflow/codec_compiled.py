@@ -78,9 +78,19 @@ def _long(n: int) -> bytes:
     z = (n << 1) ^ (n >> 63)
     if 0 <= z < _TABLE_LIMIT:
         return _VARINT[z]
+    last = _LAST_LONG[0]
+    if last[0] == n:
+        return last[1]
     if not _LONG_MIN <= n <= _LONG_MAX:
         raise OverflowError(f"{n} does not fit an Avro long")
-    return _varint_slow(z)
+    out = _varint_slow(z)
+    _LAST_LONG[0] = (n, out)  # swapped whole: a reader on another thread never mixes two
+    return out
+
+
+# The last large value written and its bytes. Large values are mostly epoch-ms timestamps,
+# and the records of one batch carry the same one (a settlement's created_at and settled_at).
+_LAST_LONG: list[tuple[int, bytes]] = [(0, b"\x00")]
 
 
 def decimal_bytes(d: Any, scale: int, precision: int) -> Any:

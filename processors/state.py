@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import orjson
 
@@ -123,9 +123,10 @@ class Store:
         return key in self._b
 
 
-@dataclass(frozen=True)
-class Out:
-    """A message a handler wants produced: topology topic key, message key, record."""
+class Out(NamedTuple):
+    """A message a handler wants produced: topology topic key, message key, record. (A
+    tuple, not a frozen dataclass: a settlement emits two per bet, and a frozen dataclass's
+    constructor costs several times a tuple's.)"""
 
     topic: str
     key: str

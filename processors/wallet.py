@@ -32,7 +32,7 @@ a crash is harmless whether or not the transaction that produced it was committe
 from __future__ import annotations
 
 from decimal import Decimal
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 from oddsflow.domain import ledger
@@ -557,25 +557,21 @@ class WalletHandler:
         legs_in = bet["legs_settled"]
         if len(legs_in) < n:
             return False
-        sig = [legs_in[str(i)]["revision"] for i in range(n)]
+        entries = [legs_in[str(i)] for i in range(n)]
+        sig = [e["revision"] for e in entries]
         if bet["settle_sig"] == sig:
             return False
         acct, stake, ccy = req["account_id"], req["stake_minor"], req["currency"]
         previous = bet["settled_return"]
         revision = bet["settle_revision"] + 1
         tx: ledger.Transaction | None
-        if any(legs_in[str(i)]["outcome"] == REOPENED for i in range(n)):
+        if any(e["outcome"] == REOPENED for e in entries):
             if previous is None:
                 return False  # not settled (yet, or already reopened): nothing to reverse
             tx = ledger.reopen(req["bet_id"], acct, stake, previous, revision, ccy)
             outcome, return_minor, delta = REOPENED, 0, resettlement_delta(previous, 0)
         else:
-            legs = [
-                LegSettlement(
-                    LegOutcome(legs_in[str(i)]["outcome"]), Decimal(legs_in[str(i)]["factor"])
-                )
-                for i in range(n)
-            ]
+            legs = [LegSettlement(LegOutcome(e["outcome"]), _factor(e["factor"])) for e in entries]
             settled = combine(stake, legs)
             outcome, return_minor = settled.outcome.value, settled.return_minor
             if previous is None and revision == 0:
@@ -615,6 +611,13 @@ class WalletHandler:
         )
         _settlements_counter(outcome, revision == 0).inc()
         return True
+
+
+@lru_cache(maxsize=1024)
+def _factor(text: str) -> Decimal:
+    # A result settles every leg of a market with one of a handful of factors (the odds, 0,
+    # 1, a half): each text is parsed once. Decimals are immutable, so sharing one is safe.
+    return Decimal(text)
 
 
 @cache

@@ -146,7 +146,7 @@ def reserve(wallet: Wallet, stake_minor: int) -> Wallet:
     if stake_minor > wallet.available_minor:
         raise MoneyError(f"cannot reserve {stake_minor}: {wallet.available_minor} available")
     reserved = bounded(wallet.reserved_minor + stake_minor, "reserved balance")
-    return replace(wallet, reserved_minor=reserved)
+    return Wallet(wallet.balance_minor, reserved)
 
 
 def release(wallet: Wallet, stake_minor: int) -> Wallet:
@@ -154,14 +154,14 @@ def release(wallet: Wallet, stake_minor: int) -> Wallet:
     _check_amount(stake_minor)
     if stake_minor > wallet.reserved_minor:
         raise MoneyError(f"cannot release {stake_minor}: {wallet.reserved_minor} reserved")
-    return replace(wallet, reserved_minor=wallet.reserved_minor - stake_minor)
+    return Wallet(wallet.balance_minor, wallet.reserved_minor - stake_minor)
 
 
 def commit(wallet: Wallet, stake_minor: int) -> Wallet:
     """The bet was accepted: the stake leaves both the reserve and the balance."""
     released = release(wallet, stake_minor)
     balance = bounded(released.balance_minor - stake_minor, "balance")
-    return replace(released, balance_minor=balance)
+    return Wallet(balance, released.reserved_minor)
 
 
 def credit(wallet: Wallet, amount_minor: int) -> Wallet:
@@ -173,7 +173,7 @@ def credit(wallet: Wallet, amount_minor: int) -> Wallet:
     """
     if isinstance(amount_minor, bool) or not isinstance(amount_minor, int):
         raise MoneyError(f"amount must be an int of minor units: {amount_minor!r}")
-    return replace(wallet, balance_minor=bounded(wallet.balance_minor + amount_minor, "balance"))
+    return Wallet(bounded(wallet.balance_minor + amount_minor, "balance"), wallet.reserved_minor)
 
 
 @dataclass(frozen=True)

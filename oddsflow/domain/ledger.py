@@ -75,10 +75,25 @@ class Posting:
     def __post_init__(self) -> None:
         if not self.posting_id or not self.tx_id or not self.account:
             raise LedgerError("a posting needs a posting_id, tx_id and account")
-        if isinstance(self.amount_minor, bool) or not isinstance(self.amount_minor, int):
+        if type(self.amount_minor) is not int and (
+            isinstance(self.amount_minor, bool) or not isinstance(self.amount_minor, int)
+        ):
             raise LedgerError(f"amount must be an int of minor units: {self.amount_minor!r}")
-        if not isinstance(self.currency, str) or not _CURRENCY_RE.fullmatch(self.currency):
-            raise LedgerError(f"currency must be a 3-letter code: {self.currency!r}")
+        _check_currency(self.currency)
+
+
+# Currency codes that passed the check: a settlement posts three postings per bet, and a set
+# lookup is what the regex cost per posting. At most 26**3 entries.
+_CURRENCIES_OK: set[str] = set()
+
+
+def _check_currency(currency: object) -> None:
+    if type(currency) is str and currency in _CURRENCIES_OK:
+        return
+    if not isinstance(currency, str) or not _CURRENCY_RE.fullmatch(currency):
+        raise LedgerError(f"currency must be a 3-letter code: {currency!r}")
+    if type(currency) is str:
+        _CURRENCIES_OK.add(currency)
 
 
 @dataclass(frozen=True)
