@@ -20,7 +20,7 @@ FAUST_BASELINE = "passthrough_faust"
 PHASE_LABELS = (
     "pending sends acknowledged",
     "AddOffsetsToTxn + TxnOffsetCommit",
-    "membership Heartbeat",
+    "membership Heartbeat (aiokafka only; librdkafka: none, KIP-447)",
     "EndTxn",
 )
 NA = "n/a"  # a figure the run could not read (e.g. a metric the worker does not export)

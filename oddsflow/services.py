@@ -13,6 +13,7 @@ Every step is idempotent: ``up`` twice is fine, and a failure names the missing 
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import grp
 import os
@@ -79,7 +80,25 @@ def _pid_alive(pid_file: Path) -> int | None:
         return None
     except PermissionError:
         return pid
-    return pid
+    return None if _is_zombie(pid) else pid
+
+
+def _is_zombie(pid: int) -> bool:
+    """A process that has exited but not been reaped: signal 0 still reaches it, so without this
+    a broker SIGKILLed by the process that started it (a crash test's second kill) would look
+    alive until its parent waits on it."""
+    try:
+        stat_line = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False  # no procfs (macOS): signal 0 is all there is
+    # "pid (comm) state ...": comm may hold spaces and parentheses; the state follows the last ")"
+    return stat_line.rpartition(")")[2].split()[:1] == ["Z"]
+
+
+def _reap(pid: int) -> None:
+    """Collect a dead child's exit status, if it is ours, so it leaves the process table."""
+    with contextlib.suppress(ChildProcessError):  # not our child: its parent (or init) reaps it
+        os.waitpid(pid, os.WNOHANG)
 
 
 def _wait(
@@ -309,8 +328,13 @@ class Kafka:
         if pid is None:
             return
         os.killpg(pid, signal.SIGKILL) if _is_group_leader(pid) else os.kill(pid, signal.SIGKILL)
+
+        def gone() -> bool:
+            _reap(pid)
+            return _pid_alive(self.pid_file) is None and not _port_open(self.host, self.port)
+
         _wait(
-            lambda: _pid_alive(self.pid_file) is None and not _port_open(self.host, self.port),
+            gone,
             timeout_s,
             "Kafka to die",
         )

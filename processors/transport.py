@@ -28,9 +28,9 @@ checked at start where possible), so an upgrade breaks loudly here and nowhere e
    broker with the consumer's generation and member id (TxnOffsetCommit v3, KIP-447) and
    the broker refuses them from a member it has expelled (ILLEGAL_GENERATION,
    UNKNOWN_MEMBER_ID), so the transaction aborts; what follows describes the aiokafka
-   producer, whose TxnOffsetCommit carries no generation, and the windows both share. Each process has its own transactional id
-   (``INCARNATION``; reused ids made aiokafka's read_committed fetcher skip committed
-   records after a restart), so a new worker does not fence an old one through
+   producer, whose TxnOffsetCommit carries no generation, and the windows both share.
+   Each process has its own transactional id (``INCARNATION``; reused ids made aiokafka's
+   read_committed fetcher skip committed records after a restart), so a new worker does not fence an old one through
    InitProducerId. KIP-447 would have the broker fence it through the consumer group
    generation sent with the offsets, but aiokafka 0.14 only speaks TxnOffsetCommit v0
    (group id, no generation or member id). So, under the emit lock, after the offsets are
@@ -623,12 +623,7 @@ class WorkerTransactionManager(FaustTransactionManager):
         them from an expelled member), commit; the times each phase ended but the last."""
         await producer.flush()
         t1 = time.perf_counter()
-        generation, member_id = self.consumer.membership()
-        if generation != self._generation or generation < 0 or not member_id:
-            raise MembershipLost(
-                f"generation {generation} (member {member_id or '-'}) is not the "
-                f"generation {self._generation} this transaction began in"
-            )
+        generation, member_id = self._current_membership()
         await producer.send_offsets(offsets, self.app.conf.id, generation, member_id)
         t2 = time.perf_counter()
         # The broker checked the generation and member with the offsets: no Heartbeat.
@@ -640,13 +635,19 @@ class WorkerTransactionManager(FaustTransactionManager):
         pending, self._pending = self._pending, []
         return list(await asyncio.gather(*pending, return_exceptions=True)) if pending else []
 
-    async def _check_membership(self, producer: Any) -> None:
+    def _current_membership(self) -> tuple[int, str]:
+        """The consumer's generation and member id, if still those this transaction began in
+        (a local check, before anything asks the broker); MembershipLost otherwise."""
         generation, member_id = self.consumer.membership()
         if generation != self._generation or generation < 0 or not member_id:
             raise MembershipLost(
                 f"generation {generation} (member {member_id or '-'}) is not the "
                 f"generation {self._generation} this transaction began in"
             )
+        return generation, member_id
+
+    async def _check_membership(self, producer: Any) -> None:
+        generation, member_id = self._current_membership()
         group = self.app.conf.id
         try:
             self._group_node = await confirm_membership(

@@ -23,6 +23,14 @@ and the calls keep their order. ``produce`` is called on the loop's thread: it o
 librdkafka's queue. Produce and commit never overlap (the transport's emit lock), which is what
 librdkafka's transaction API requires.
 
+Each of those calls is also bounded here, a little past librdkafka's own timeout: measured
+(the broker SIGKILL test, 2026-12-02) ``send_offsets_to_transaction`` still blocked minutes
+after its 10 s timeout once the restarted broker came back, a known librdkafka defect (its
+coordinator request timeout is never checked: confluentinc/librdkafka#5456, #5511, open in
+2.16). A call that overstays marks the producer wedged: every later call on it fails at once
+(its thread is still inside librdkafka), the transaction is aborted by the broker's timeout,
+and the worker stops for its supervisor to restart, as for any failed commit.
+
 No delivery callback is registered (``delivery.report.only.error``, and none per message): in
 a transaction a failed delivery makes ``commit_transaction`` fail, which aborts the transaction
 (see ``WorkerTransactionManager._commit_locked``), so a callback per record would only cost.
@@ -44,6 +52,10 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 _CGMD_MAGIC = b"CGMDv2:"
 
 _layout_checked = False
+
+# How long past its own timeout a librdkafka call may take before the producer is given up
+# (the call returns its timeout error itself, normally, within a few hundred ms of it).
+_CALL_GRACE_S = 5.0
 
 
 def group_metadata(group_id: str, generation: int, member_id: str) -> bytes:
@@ -91,9 +103,22 @@ class TxnProducer:
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="txn-producer")
         self._partitions: dict[str, int] = {}
         self.in_transaction = False
+        self.wedged: str | None = None  # why this producer can no longer be used
+        self.call_timeout_s = timeout_s + _CALL_GRACE_S
 
     async def _call(self, fn: Any, *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
+        if self.wedged is not None:
+            raise KafkaException(self.wedged)
+        name = getattr(fn, "__name__", repr(fn))
+        future = asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
+        try:
+            return await asyncio.wait_for(future, self.call_timeout_s)
+        except TimeoutError:
+            self.wedged = (
+                f"librdkafka's {name} did not return within {self.call_timeout_s:g} s (its own "
+                f"timeout: {self.timeout_s:g} s; confluentinc/librdkafka#5456): producer abandoned"
+            )
+            raise KafkaException(self.wedged) from None
 
     async def start(self) -> None:
         """InitProducerId (fencing every older producer of the id) and begin a transaction."""

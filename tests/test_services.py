@@ -48,6 +48,43 @@ def test_missing_java_is_named(monkeypatch, tmp_path):
         svc.Kafka(Settings(run_dir=tmp_path, kafka_libs_dir=tmp_path / "libs")).ensure_jars()
 
 
+def test_kill_returns_for_a_broker_this_process_started(tmp_path):
+    # A crash test that restarts the broker becomes its parent; SIGKILLed later, the broker is
+    # a zombie until reaped, and signal 0 still reaches a zombie. kill() must see it gone
+    # (CI 2026-12-02: the rerun of the broker crash test waited 30 s on "Kafka to die").
+    import subprocess
+    import time
+
+    k = svc.Kafka(Settings(run_dir=tmp_path, kafka_bootstrap="127.0.0.1:1"))
+    k.pid_file.parent.mkdir(parents=True, exist_ok=True)
+    child = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    k.pid_file.write_text(str(child.pid))
+    assert svc._pid_alive(k.pid_file) == child.pid
+    started = time.monotonic()
+    k.kill(timeout_s=5)
+    assert time.monotonic() - started < 5
+    assert svc._pid_alive(k.pid_file) is None
+    assert not k.status().running
+
+
+def test_a_zombie_is_not_alive(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import time
+
+    child = subprocess.Popen(["sleep", "60"])
+    os.kill(child.pid, signal.SIGKILL)
+    pid_file = tmp_path / "pid"
+    pid_file.write_text(str(child.pid))
+    deadline = time.monotonic() + 5
+    while not svc._is_zombie(child.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert svc._is_zombie(child.pid), "the unreaped child should be a zombie"
+    assert svc._pid_alive(pid_file) is None
+    child.wait()
+
+
 def test_transactions_work_on_this_broker(services):
     topic = f"t{uuid.uuid4().hex[:8]}.txn"
     admin = AdminClient({"bootstrap.servers": services.kafka_bootstrap})

@@ -282,6 +282,12 @@ def test_scale_out_two_workers_and_failover(kafka_settings, worker_factory):
 # broker came back, crashed by design but its process never exited (Faust's consumer thread did
 # not stop and the interpreter waited on it), so the supervisor never restarted it. Fixed in
 # processors.app._exit_past_stuck_threads; the rerun stays until runs show the fix holds.
+# 2026-12-02 (CI, then 2 of 6 runs here): librdkafka's send_offsets_to_transaction blocked for
+# good after the broker came back (librdkafka#5456) and the worker decided nothing more; its
+# calls are now bounded (processors.txn_producer), and a wedged one stops the worker for its
+# supervisor, seen in 1 of 6 runs after the fix, all 6 green. The rerun of that CI run then
+# failed at once on "Kafka to die": the broker, restarted by this test, was a zombie child of
+# pytest (services._is_zombie).
 @pytest.mark.flaky(reruns=1)
 def test_broker_sigkilled_mid_stream_and_restarted_loses_and_doubles_nothing(
     kafka_settings, worker_factory
@@ -306,9 +312,13 @@ def test_broker_sigkilled_mid_stream_and_restarted_loses_and_doubles_nothing(
     wait_for(lambda: count(s, "priced_markets") >= len(EVENTS), 120, 0.5, "markets priced")
     feeder = produce_in_background(s, inputs[n_setup:], rate_per_s=200)
     wait_for(lambda: written(s, "bet_decisions") >= 200, 120, 0.2, "decisions flowing")
-    broker.kill()  # SIGKILL, with the worker's transactions open
-    assert not broker.status().running
-    broker.up()  # the same data directory: what was acknowledged (acks=all, fsync'd) is kept
+    try:
+        broker.kill()  # SIGKILL, with the worker's transactions open
+        assert not broker.status().running
+    finally:
+        # the same data directory: what was acknowledged (acks=all, fsync'd) is kept. Also on a
+        # failed kill: the rest of the suite shares this broker.
+        broker.up()
     wait_for(lambda: broker.status().running, 120, 1, "broker back")
     restarts = [0]
 

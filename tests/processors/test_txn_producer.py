@@ -33,6 +33,54 @@ def test_an_unknown_txn_producer_is_refused_with_its_setting_named(monkeypatch):
         TransportSettings.from_env()
 
 
+def test_a_call_that_overstays_its_timeout_wedges_the_producer():
+    """librdkafka's send_offsets_to_transaction can block past its own timeout (#5456, seen
+    here after a broker restart). The call fails a little after the timeout instead, and the
+    producer refuses every later call at once, abort and close included, so the worker can
+    abort and stop instead of waiting on a thread that never comes back."""
+    import threading
+    import time
+
+    released = threading.Event()
+    p = TxnProducer({"bootstrap.servers": "127.0.0.1:1", "transactional.id": "t"}, timeout_s=1)
+    assert p.call_timeout_s > p.timeout_s
+    p.call_timeout_s = 0.2
+    p.in_transaction = True
+
+    async def scenario() -> None:
+        started = time.monotonic()
+        with pytest.raises(KafkaException, match="did not return within 0.2 s"):
+            await p._call(released.wait)  # stands in for the hung librdkafka call
+        assert time.monotonic() - started < 2
+        assert p.wedged is not None
+        started = time.monotonic()
+        with pytest.raises(KafkaException, match="producer abandoned"):
+            await p.abort()
+        with pytest.raises(KafkaException, match="producer abandoned"):
+            await p.flush()
+        with pytest.raises(KafkaException, match="producer abandoned"):
+            await p.close()
+        assert time.monotonic() - started < 0.5  # none of them queued behind the hung call
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        released.set()
+
+
+def test_a_call_within_its_timeout_returns_its_result():
+    p = TxnProducer({"bootstrap.servers": "127.0.0.1:1", "transactional.id": "t"}, timeout_s=1)
+
+    async def scenario() -> object:
+        try:
+            return await p._call(lambda x: x * 2, 21)
+        finally:
+            p._thread.shutdown(wait=False)
+
+    assert asyncio.run(scenario()) == 42
+    assert p.wedged is None
+
+
 @pytest.mark.integration
 def test_layout_matches_a_joined_librdkafka_member(kafka_settings):
     """A librdkafka consumer that joined a group: its metadata, rebuilt from its generation
