@@ -109,11 +109,11 @@ class TxnProducer:
     async def _call(self, fn: Any, *args: Any) -> Any:
         if self.wedged is not None:
             raise KafkaException(self.wedged)
-        name = getattr(fn, "__name__", repr(fn))
         future = asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
         try:
             return await asyncio.wait_for(future, self.call_timeout_s)
         except TimeoutError:
+            name = getattr(fn, "__name__", repr(fn))
             self.wedged = (
                 f"librdkafka's {name} did not return within {self.call_timeout_s:g} s (its own "
                 f"timeout: {self.timeout_s:g} s; confluentinc/librdkafka#5456): producer abandoned"
