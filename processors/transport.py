@@ -33,10 +33,11 @@ checked at start where possible), so an upgrade breaks loudly here and nowhere e
    read_committed fetcher skip committed records after a restart), so a new worker does not
    fence an old one through InitProducerId. KIP-447 would have the broker fence it through
    the consumer group generation sent with the offsets, but aiokafka 0.14 only speaks
-   TxnOffsetCommit v0 (group id, no generation or member id). So, under the emit lock, after the offsets are
-   added to the transaction and right before EndTxn, ``commit`` checks that the consumer's
-   generation is the one the transaction began in and asks the group coordinator (a
-   Heartbeat with that generation and member id) whether it still is; otherwise it aborts.
+   TxnOffsetCommit v0 (group id, no generation or member id). So, under the emit lock, after
+   the offsets are added to the transaction and right before EndTxn, ``commit`` checks that
+   the consumer's generation is the one the transaction began in and asks the group
+   coordinator (a Heartbeat with that generation and member id) whether it still is;
+   otherwise it aborts.
    What holds: a worker paused (SIGSTOP, a long GC, a VM freeze) past the session timeout
    has been expelled, and its next commit sees UNKNOWN_MEMBER_ID / ILLEGAL_GENERATION and
    aborts instead of committing outputs another worker also produced. A pause that falls
