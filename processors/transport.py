@@ -78,6 +78,12 @@ checked at start where possible), so an upgrade breaks loudly here and nowhere e
    here takes at most ``poll_records_per_topic_max`` records of each topic (shared by the
    topic's fetched partitions), so every agent gets its share of each poll (see
    ``WorkerConsumerThread._fetch_records``).
+8. **Commit pacing** (``processors.commit_pacing``). Faust's commit timer needs several
+   loop iterations to reach the emit lock, and an agent busy with a long batch yields one
+   iteration per slice, so in a burst a commit landed every 4-7 slices and settlements
+   became visible in lumps 0.6-0.9 s apart. Between slices an agent now starts the due
+   commit itself and goes on while it flushes (measured, 30,000 settlements on one worker:
+   first settlement visible ~2x sooner, burst time unchanged within the VM's spread).
 """
 
 from __future__ import annotations
@@ -103,6 +109,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, RecordMetadata
 
 from oddsflow import metrics
+from oddsflow.processors.commit_pacing import CommitPacer
 from oddsflow.processors.emit import PartitionBatcher, key_partition
 from oddsflow.processors.recovery import (
     RecoveryFailed,
@@ -479,6 +486,7 @@ class WorkerConsumer(faust_aiokafka.Consumer):
             return bool(await super()._commit_tps(tps, start_new_transaction))
         async with tm.emit_lock:
             tm.commit_holds_lock = True
+            tm.pacer.commit_took_lock()
             try:
                 pending = set(tps) | set(self._filter_tps_with_pending_acks())
                 return bool(await super()._commit_tps(pending, start_new_transaction))
@@ -508,6 +516,11 @@ class WorkerTransactionManager(FaustTransactionManager):
         self.rewinding = False
         # True while WorkerConsumer._commit_tps holds emit_lock around a commit.
         self.commit_holds_lock = False
+        self.pacer = CommitPacer(
+            lambda: self.consumer.commit(),
+            float(self.app.conf.broker_commit_interval),
+            self._commit_failed,
+        )
         self.aborts = 0
 
     @property
@@ -577,6 +590,19 @@ class WorkerTransactionManager(FaustTransactionManager):
                     return
             for event in events:
                 event.ack()
+
+    async def make_way_for_commit(self) -> None:
+        """Between two slices of an agent's long batch: let the commit run now if it is due
+        (``processors.commit_pacing``); under at_least_once each emit waited for delivery."""
+        if not self.app.in_transaction:
+            await asyncio.sleep(0)
+            return
+        await self.pacer.make_way(self.commit_holds_lock)
+
+    def _commit_failed(self, exc: BaseException) -> None:
+        # What an exception in Faust's commit timer does: the worker stops for its supervisor.
+        log.error("commit failed: %r", exc)
+        self._crashing = asyncio.ensure_future(self.app.crash(exc))
 
     async def commit(self, offsets: Mapping[Any, int], start_new_transaction: bool = True) -> bool:
         if self.commit_holds_lock:  # the consumer picked the offsets under the lock already
@@ -849,6 +875,10 @@ class Transport(faust_aiokafka.Transport):
             for (table_name, k), (partition, value) in changelog.items():
                 batch.add(self.changelog_topic(table_name), orjson.dumps(k), value, partition)
         await self.transactions.emit(events, batch)
+
+    async def make_way_for_commit(self) -> None:
+        """Let the commit run between two slices of a long batch (``WorkerTransactionManager``)."""
+        await self.transactions.make_way_for_commit()
 
     async def _on_rebalance_complete(self, sender: Any = None, **kwargs: Any) -> None:
         app = self.app

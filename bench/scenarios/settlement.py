@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from oddsflow.bench import harness as h
+from oddsflow.bench import profile as prof
 from oddsflow.bench.scenarios.common import (
     Ctx,
     accepted_count,
@@ -21,8 +22,9 @@ from oddsflow.bench.scenarios.records import Bets, result
 from oddsflow.codec import Codec
 
 
-def _burst(ctx: Ctx, workers: int) -> dict[str, Any]:
-    """Place ``plan.settle_n`` bets on one market, then time one result settling them all."""
+def _burst(ctx: Ctx, workers: int, profile: bool = False) -> dict[str, Any]:
+    """Place ``plan.settle_n`` bets on one market, then time one result settling them all
+    (``profile``: py-spy the first worker from the result on, for ``plan.profile_s``)."""
     plan = ctx.plan
     s = h.fresh_settings(ctx.base, "s", processing_guarantee="exactly_once")
     ctx.say(f"  starting {workers} worker(s) (exactly_once, prefix {s.topic_prefix})")
@@ -70,11 +72,15 @@ def _burst(ctx: Ctx, workers: int) -> dict[str, Any]:
         )
         legs_open_s = time.monotonic() - t_open
         s0, l0 = col_s.count(), col_l.count()
+        rec = prof.PySpy(ws[0].pid, ctx.log_dir / "profile-settle.txt", ctx.plan.profile_s)
+        profiling = profile and rec.start()
         sent_ms = h.now_ms()
         prod.send_records(Codec("result"), tname(s, "results"), [(ev, result(ev))])
         ok = col_s.wait_count(s0 + accepted, max(600, n / 20), alive) and col_l.wait_count(
             l0 + accepted, 120, alive
         )
+        if profiling:
+            rec.wait()
         check(ok, "every settlement and settle transaction", ws[0])
         last = max(col_s.times[s0 + accepted - 1], col_l.times[l0 + accepted - 1])
         dur = (last - sent_ms) / 1000
@@ -93,6 +99,8 @@ def _burst(ctx: Ctx, workers: int) -> dict[str, Any]:
             "settlements_per_s": round(accepted / dur, 1),
             "extrapolated_100k_s": round(dur * 100_000 / max(1, accepted), 1),
         }
+        if profile:
+            rep["profile"] = rec.summary() if profiling else {"error": rec.error}
         ctx.say(
             f"  settlement burst, {workers} worker(s): {accepted} bets settled in "
             f"{rep['burst_s']} s (placed at {rep['placement_per_s']}/s)"
@@ -110,7 +118,8 @@ def scenario_settlement_burst(ctx: Ctx) -> dict[str, Any]:
     """One worker (as every other scenario), then the same burst on two workers sharing the
     partitions (scale-out on the same two cores)."""
     plan = ctx.plan
-    reps = [_burst(ctx, 1) for _ in range(plan.settle_reps)]
+    # The first one-worker burst is profiled in the full run: where the settle phase's time goes.
+    reps = [_burst(ctx, 1, profile=plan.profile and i == 0) for i in range(plan.settle_reps)]
     out: dict[str, Any] = {
         "n": plan.settle_n,
         **summarize(
