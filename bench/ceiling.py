@@ -10,6 +10,7 @@ baseline (Kafka with no logic).
 from __future__ import annotations
 
 import time
+from collections import deque
 from decimal import Decimal
 from typing import Any
 
@@ -80,9 +81,12 @@ class InProcessEngine:
         self.outputs: dict[str, int] = {}
 
     def feed(self, topic: str, record: dict[str, Any], now_ms: int) -> None:
-        queue = [(topic, self.codecs[topic].encode(record))]
+        # First in, first out, as a partition delivers: a stack handed a market's three quota
+        # grants to the wallet newest first, which dropped the older two as redeliveries
+        # (their seq below the applied one), so every bet took the authoritative path.
+        queue = deque([(topic, self.codecs[topic].encode(record))])
         while queue:
-            t, raw = queue.pop()
+            t, raw = queue.popleft()
             fx = Effects()
             self.routes[t](self.codecs[t].decode(raw), fx, now_ms)
             for o in fx.out:
@@ -113,6 +117,9 @@ def measure(s: Settings, n: int) -> dict[str, Any]:
         eng.feed("bet_requests", {**b, "placed_at": now}, now)
     bet_s = time.perf_counter() - t0
     decided = eng.outputs.get("bet_decisions", 0)
+    # Every single sent the authoritative way is one leg command: the share that was not is
+    # the fast path's, as the bets scenario reports it for the workers (100 % there).
+    authoritative = eng.outputs.get("leg_commands", 0)
     updates = [{**price_update(events[i % 50], 2 + i), "provider_ts": now} for i in range(n)]
     t0 = time.perf_counter()
     for u in updates:
@@ -123,6 +130,7 @@ def measure(s: Settings, n: int) -> dict[str, Any]:
         "bets_decided": decided,
         "bets_per_s": round(decided / bet_s, 1),
         "us_per_bet": round(1e6 * bet_s / n, 1),
+        "fast_share_pct": round(100 * (n - authoritative) / max(1, n), 1),
         "prices_per_s": round(n / price_s, 1),
         "us_per_price": round(1e6 * price_s / n, 1),
     }
