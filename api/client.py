@@ -30,7 +30,7 @@ class Answer:
     retries: int
     engine_ms: float | None = None  # the server's Server-Timing "engine" part
     sent_at: float = 0.0  # perf_counter when the answered attempt was sent
-    queued_s: float = 0.0  # submitted -> a connection slot free: the client's own backlog
+    queued_s: float = 0.0  # the answered attempt's wait for a connection slot: the client's backlog
 
 
 def body_from_record(rec: dict[str, Any]) -> dict[str, Any]:
@@ -123,8 +123,8 @@ class ApiClient:
             headers["Prefer"] = f"wait={self.wait_s:g}"
         content = _dumps(body)
         retries = 0
-        submitted = time.perf_counter()
         while True:
+            asked = time.perf_counter()
             async with self._slots:
                 t0 = time.perf_counter()
                 resp = await self.client.post("/v1/bets", content=content, headers=headers)
@@ -140,7 +140,7 @@ class ApiClient:
             timing = re.search(r"engine;dur=([0-9.]+)", resp.headers.get("Server-Timing", ""))
             engine_ms = float(timing[1]) if timing else None
             return Answer(
-                resp.status_code, bet_id, code, latency, retries, engine_ms, t0, t0 - submitted
+                resp.status_code, bet_id, code, latency, retries, engine_ms, t0, t0 - asked
             )
 
     def results(self, timeout_s: float = 300) -> list[Answer]:

@@ -578,8 +578,9 @@ class DemoApi:
             "retries": sum(a.retries for a in self.answers),
             "latency_ms_p50": round(percentile_ms(lat, 0.50), 1),
             "latency_ms_p99": round(percentile_ms(lat, 0.99), 1),
-            # The client's wait for one of its 32 connections, not in the figure above: the
-            # simulator offers bursts faster than 32 connections carry them.
+            # The client's wait for one of its connections, not in the figure above: the
+            # simulator offers bursts faster than they carry them.
+            "connections": self.client.connections,
             "queued_ms_p50": round(percentile_ms(queued, 0.50), 1),
             "queued_ms_p99": round(percentile_ms(queued, 0.99), 1),
             # How long the API waited on Kafka and the engine per answer (Server-Timing).
@@ -614,8 +615,8 @@ def _api_lines(a: dict[str, Any] | None) -> list[str]:
         "(request sent to answer, incl. the engine's decision); "
         f"the API's wait on the engine (Server-Timing) p50 {a['server_ms_p50']} ms, "
         f"p99 {a['server_ms_p99']} ms",
-        f"API client backlog     p50 {a.get('queued_ms_p50', 0)} ms, "
-        f"p99 {a.get('queued_ms_p99', 0)} ms (submitted to sent: waiting for one of 32 connections)",
+        f"API client backlog     p50 {a['queued_ms_p50']} ms, p99 {a['queued_ms_p99']} ms "
+        f"(submitted to sent: waiting for one of {a['connections']} connections)",
         f"API stream             event {a['stream_event']}: snapshot {sc.get('snapshot', 0)}, "
         f"price/status updates {sc.get('market', 0)} (versions in order: {a['stream_versions_in_order']}), "
         f"decisions {sc.get('decision', 0)}, settlements {sc.get('settlement', 0)}, heartbeats {sc.get('heartbeat', 0)}",

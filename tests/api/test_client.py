@@ -1,4 +1,4 @@
-"""The demo's and bench's API client: it bounds its requests in flight and times them honestly."""
+"""The demo's API client: it bounds its requests in flight and times them honestly."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ def test_in_flight_is_bounded_and_latency_excludes_the_client_backlog() -> None:
 
     client = ApiClient("http://api.test", lambda acct: f"token-{acct}", connections=4)
     try:
+        client._run(client.client.aclose())  # replaced by one whose transport answers here
         client.client = client._run(_mock_client(answer))
         for i in range(40):
             client.submit("acct-1", f"bet-{i}", BODY)
