@@ -97,21 +97,40 @@ def targets(
             f"at_least_once: {_fmt(med(bets, 'at_least_once', 'open_1000', 'p99_ms'))} ms",
         )
     if prices:
+        # The feed as the ingestors write it (batched, conflation on) where it was measured;
+        # one update per message beside it.
+        fed = (
+            dig(prices, "batched", "on")
+            if dig(prices, "batched", "guarantee") == "exactly_once"
+            else None
+        )
+        one = med(prices, "exactly_once", "closed_loop", "throughput_per_s")
+        one_lag = med(prices, "exactly_once", "open_5000", "p99_ms")
         t(
             "price updates/s priced (exactly_once)",
-            med(prices, "exactly_once", "closed_loop", "throughput_per_s"),
+            med(fed, "closed_loop", "throughput_per_s") if fed else one,
             ">=",
             20000,
             "upd/s",
-            f"one core's in-process ceiling: {_fmt(med(b, 'ceiling', 'prices_per_s'))} upd/s",
+            (
+                f"batched feed, conflation on; one update per message: {_fmt(one)} upd/s; "
+                if fed
+                else ""
+            )
+            + f"one core's in-process ceiling: {_fmt(med(b, 'ceiling', 'prices_per_s'))} upd/s",
         )
         t(
             "publish lag p99 @5,000/s (exactly_once)",
-            med(prices, "exactly_once", "open_5000", "p99_ms"),
+            med(fed, "open_5000", "p99_ms") if fed else one_lag,
             "<=",
             20,
             "ms",
-            f"at_least_once: {_fmt(med(prices, 'at_least_once', 'open_5000', 'p99_ms'))} ms",
+            (
+                f"batched feed, conflation on; one update per message: {_fmt(one_lag)} ms; "
+                if fed
+                else ""
+            )
+            + f"at_least_once: {_fmt(med(prices, 'at_least_once', 'open_5000', 'p99_ms'))} ms",
         )
     st = sc.get("settlement_burst")
     if st:

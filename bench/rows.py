@@ -207,14 +207,18 @@ class _Rows:
             self._closed("prices", "prices", guarantee, g, "updates/s (closed loop)")
             self._open_sorted("prices", "prices", guarantee, g, "publish lag")
             self._view("prices", guarantee, g, "open loop")
-        cf = p.get("conflation") or {}
+        self._price_variants(p.get("conflation") or {}, "")
+        self._price_variants(p.get("batched") or {}, "batched feed, ")
+
+    def _price_variants(self, cf: dict[str, Any], feed: str) -> None:
+        """Rows of conflation off and on (under ``cf["guarantee"]``), for one kind of feed."""
         guarantee = cf.get("guarantee")
         bk = GUARANTEE_BASELINE.get(guarantee or "")
         for state in ("off", "on"):
             g = cf.get(state)
             if not g or bk is None:
                 continue
-            label = f"{guarantee}, conflation {state}"
+            label = f"{guarantee}, {feed}conflation {state}"
             self.add(
                 "prices",
                 f"{label}: updates/s (closed loop)",

@@ -9,13 +9,26 @@ what co-partitioned tables rely on.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
+from aiokafka.partitioner import murmur2
 from confluent_kafka import Consumer, KafkaException, Producer
 
 from oddsflow import topology
 from oddsflow.codec import Codec, CodecError
 from oddsflow.settings import Settings, get_settings
+
+# A batch message's items at most (bytes): well inside the broker's 1 MB message limit.
+BATCH_BYTES_MAX = 500_000
+
+
+@lru_cache(maxsize=1 << 16)
+def key_partition(key: bytes, partitions: int) -> int:
+    """The partition of ``key`` as murmur2_random (and Java's client, and aiokafka) choose it:
+    what a batch's explicit partition must agree with for co-partitioned state."""
+    return int(murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 def producer_config(settings: Settings | None = None, **overrides: Any) -> dict[str, Any]:
@@ -55,15 +68,85 @@ class EventProducer:
         self.topology = topology.load(settings=self.settings)
         self.producer = Producer(producer_config(self.settings, **overrides))
         self._codecs: dict[str, Codec] = {}
+        self._partition_counts: dict[str, int] = {}
         self.errors: list[str] = []
 
     def codec(self, topic_key: str) -> Codec:
+        """The codec of one record of the topic: on a topic of batches, of one item (a lone
+        item is a batch of one to its consumers; :meth:`send_batched` frames many)."""
         c = self._codecs.get(topic_key)
         if c is None:
+            spec = self.topology.topic(topic_key)
             c = self._codecs[topic_key] = Codec(
-                self.topology.topic(topic_key).value_schema, self.settings.schema_registry_url
+                spec.item_schema or spec.value_schema, self.settings.schema_registry_url
             )
         return c
+
+    def send_batched(
+        self, topic_key: str, records: Sequence[tuple[str, dict[str, Any]]], *, items_max: int = 500
+    ) -> int:
+        """``(key, record)`` pairs to a topic of batches, framed per partition in the order
+        given (see :meth:`send_items_raw`); the number of messages. Every item is encoded (and
+        checked) first, so a bad record raises CodecError before anything is sent."""
+        item = self.codec(topic_key)
+        encoded = [(key, item.encode(record)) for key, record in records]
+        return self.send_items_raw(topic_key, encoded, items_max=items_max)
+
+    def send_items_raw(
+        self, topic_key: str, items: Sequence[tuple[str, bytes]], *, items_max: int = 500
+    ) -> int:
+        """Items encoded by :meth:`codec` to a topic of batches, framed per partition in the
+        order given: at most ``items_max`` items and ``BATCH_BYTES_MAX`` bytes per message,
+        each message keyed by its first item's key and sent to the partition of the items'
+        keys (co-partitioned state: an item is handled on its own key's partition); the
+        number of messages."""
+        spec = self.topology.topic(topic_key)
+        if spec.item_schema is None:
+            raise ValueError(f"{topic_key} is not a topic of batches")
+        batch = self._codecs.get(f"{topic_key}:batch")
+        if batch is None:
+            batch = self._codecs[f"{topic_key}:batch"] = Codec(
+                spec.value_schema, self.settings.schema_registry_url
+            )
+        item = self.codec(topic_key)
+        n = self._partitions(spec.name)
+        by_p: dict[int, list[tuple[bytes, bytes]]] = {}
+        for key, value in items:
+            key_b = key.encode()
+            by_p.setdefault(key_partition(key_b, n), []).append((key_b, value))
+        sent = 0
+        for p, entries in by_p.items():
+            start, size = 0, 0
+            for i, (_, value) in enumerate(entries):
+                if i > start and (i - start >= items_max or size + len(value) > BATCH_BYTES_MAX):
+                    self._send_frame(spec.name, p, entries[start:i], batch, item)
+                    sent += 1
+                    start, size = i, 0
+                size += len(value)
+            self._send_frame(spec.name, p, entries[start:], batch, item)
+            sent += 1
+        return sent
+
+    def _partitions(self, name: str) -> int:
+        """The topic's partition count on the broker (asked once per topic)."""
+        n = self._partition_counts.get(name)
+        if n is None:
+            t = self.producer.list_topics(name, timeout=10).topics.get(name)
+            if t is None or t.error is not None or not t.partitions:
+                raise KafkaException(f"no metadata for topic {name}: {t and t.error}")
+            n = self._partition_counts[name] = len(t.partitions)
+        return n
+
+    def _send_frame(
+        self,
+        name: str,
+        partition: int,
+        entries: list[tuple[bytes, bytes]],
+        batch: Codec,
+        item: Codec,
+    ) -> None:
+        value = batch.encode_batch([v for _, v in entries], item)
+        self._produce(name, entries[0][0], value, partition)
 
     def _on_delivery(self, err: Any, msg: Any) -> None:
         if err is not None:
@@ -76,10 +159,19 @@ class EventProducer:
 
     def send_raw(self, topic_key: str, key: str | bytes | None, value: bytes) -> None:
         name = self.topology.topic(topic_key).name
-        kb = key.encode() if isinstance(key, str) else key
+        self._produce(name, key.encode() if isinstance(key, str) else key, value)
+
+    def _produce(
+        self, name: str, key: bytes | None, value: bytes, partition: int | None = None
+    ) -> None:
         while True:
             try:
-                self.producer.produce(name, value=value, key=kb, on_delivery=self._on_delivery)
+                if partition is None:
+                    self.producer.produce(name, value=value, key=key, on_delivery=self._on_delivery)
+                else:
+                    self.producer.produce(
+                        name, value, key, partition, on_delivery=self._on_delivery
+                    )
                 break
             except BufferError:
                 self.producer.poll(0.05)  # local queue full: serve callbacks, then retry
@@ -108,6 +200,7 @@ def consume_all(
     topo = topology.load(settings=s)
     spec = topo.topic(topic_key)
     codec = Codec(spec.value_schema, s.schema_registry_url)
+    item = Codec(spec.item_schema, s.schema_registry_url) if spec.item_schema else None
     c = Consumer(consumer_config(f"oddsflow-read-{time.monotonic_ns()}", s))
     c.subscribe([spec.name])
     out: list[tuple[str | None, dict[str, Any]]] = []
@@ -131,9 +224,24 @@ def consume_all(
             last = time.monotonic()
             key = msg.key()
             try:
-                out.append((key.decode() if key else None, codec.decode(msg.value())))
+                if item is None:
+                    out.append((key.decode() if key else None, codec.decode(msg.value())))
+                else:  # a topic of batches: each item, keyed by its own key field
+                    for rec in _items(codec, item, msg.value()):
+                        out.append(
+                            (str(rec.get(spec.message_key, key.decode() if key else "")), rec)
+                        )
             except CodecError:
                 out.append((key.decode() if key else None, {"__undecodable__": msg.value()}))
     finally:
         c.close()
     return out
+
+
+def _items(batch: Codec, item: Codec, value: bytes | None) -> list[dict[str, Any]]:
+    """The records of a message of a topic of batches (a lone item is a batch of one)."""
+    if item.writer_of(value).name == item.name:
+        return [item.decode(value)]
+    rec = batch.decode(value)
+    items: list[dict[str, Any]] = rec[next(iter(rec))]
+    return items

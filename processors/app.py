@@ -35,7 +35,8 @@ from oddsflow.domain.pricing import Method
 from oddsflow.domain.validation import INPUT_TOPICS, ValidationError, validate_record
 from oddsflow.processors import transport as oddsflow_transport
 from oddsflow.processors.batched import ITEMS_PER_MESSAGE_MAX, batched_topics
-from oddsflow.processors.conflation import Plan
+from oddsflow.processors.conflation import UNDECODABLE, Plan, Unit
+from oddsflow.processors.conflation import expand as expand_units
 from oddsflow.processors.conflation import plan as plan_conflation
 from oddsflow.processors.emit import RECORD_OVERHEAD_BYTES, PartitionBatcher, record_bytes
 from oddsflow.processors.market_view import MarketView
@@ -331,11 +332,20 @@ def build_app(
         framed per partition by the batcher.
         """
         started = slice_started = time.perf_counter()
+        units: list[Unit] = []
+        spans: list[tuple[int, int]] = []
         if conflate_prices:
-            conflation = plan_conflation(
+            units, spans = expand_units(
                 events,
                 lambda e: name_to_key[e.message.topic],
-                lambda k, e: validate_and_return(k, codecs[k].decode(e.value)),
+                lambda k, e: batched[k].items(e.value) if k in batched else None,
+            )
+            conflation = plan_conflation(
+                units,
+                lambda u: u.topic,
+                lambda k, u: validate_and_return(
+                    k, codecs[k].decode(u.event.value) if u.record is None else u.record
+                ),
             )
         else:
             conflation = Plan()
@@ -348,38 +358,52 @@ def build_app(
         n_in: dict[str, int] = {}
         n_out: dict[str, int] = {}
 
-        def process(event: Any, index: int, *, fallback: bool = False) -> None:
+        def process(event: Any, index: int) -> None:
             key = name_to_key[event.message.topic]
             topic = batched.get(key)
+            # The event's units in the conflation plan (none without conflation).
+            first, end = spans[index] if spans else UNDECODABLE
             if topic is None:
-                if not fallback:
-                    n_in[key] = n_in.get(key, 0) + 1
-                    if index in conflation.skip:
-                        return
-                if not run(event, key, conflation.decoded.get(index)):
-                    refused(index)
-                return
-            try:
-                items = topic.items(event.value)
-            except CodecError as exc:
                 n_in[key] = n_in.get(key, 0) + 1
-                batcher.add(*dead_letter_record(event, exc, agent))
+                if first in conflation.skip:
+                    return
+                if not run(event, key, conflation.decoded.get(first)):
+                    refused(first)
                 return
+            if first >= 0:
+                items = [cast(dict[str, Any], units[u].record) for u in range(first, end)]
+            else:
+                try:
+                    items = topic.items(event.value)
+                except CodecError as exc:
+                    n_in[key] = n_in.get(key, 0) + 1
+                    batcher.add(*dead_letter_record(event, exc, agent))
+                    return
             n_in[key] = n_in.get(key, 0) + len(items)  # a batch's events are its items
-            for item in items:  # each its own event: its own writes, outputs, dead letter
-                run(event, key, item, topic.item)
+            for j, item in enumerate(items):  # each its own event: writes, outputs, dead letter
+                u = first + j if first >= 0 else -1
+                if u in conflation.skip:
+                    continue
+                planned = conflation.decoded.get(u)
+                if not run(event, key, planned or item, topic.item, planned is not None):
+                    refused(u)
 
         def run(
-            event: Any, key: str, record: dict[str, Any] | None, item: Codec | None = None
+            event: Any,
+            key: str,
+            record: dict[str, Any] | None,
+            item: Codec | None = None,
+            validated: bool = False,
         ) -> bool:
             """Handle one record of ``event`` (``record`` if decoded already, one item of a
-            batch if ``item`` is its codec); False if it was dead-lettered."""
+            batch if ``item`` is its codec; ``validated``: the conflation plan validated it);
+            False if it was dead-lettered."""
             journal.writes.clear()
             try:
                 if record is None:
                     record = codecs[key].decode(event.value)
                     validate(key, record)
-                elif item is not None:
+                elif item is not None and not validated:
                     validate(key, record)
                 fx = Effects()
                 handlers[key](record, fx, now_ms(), **kw)
@@ -427,7 +451,9 @@ def build_app(
             # in arrival order, as one by one they would have (the newest valid price wins).
             for j in conflation.superseded_by.get(index, ()):
                 fell_back.append(j)
-                process(events[j], j, fallback=True)
+                unit, topic = units[j], batched.get(units[j].topic)
+                record = conflation.decoded.get(j, unit.record)  # superseded: validated
+                run(unit.event, unit.topic, record, None if topic is None else topic.item, True)
 
         first = 0
         for i, event in enumerate(events):

@@ -13,6 +13,12 @@ events touch other state, so the handler sees, per event, what it would have see
 minus the superseded prices. An update that fails to decode or validate is never conflated: it
 goes its usual way to the dead-letter topic.
 
+Price updates arrive in batch messages (``price_updates`` is a topic of batches,
+``processors.batched``): ``expand`` lays a batch of events out as units, one per item of a batch
+message and one per other message, and the plan is made over the units, so the updates of a
+market in many messages of a batch conflate as if each had been a message of its own. An
+item's sporting event is its own ``event_id`` (a batch message is keyed by its first item's).
+
 If the kept update of a market is then refused by the handler (say its prices cannot be priced),
 the updates it superseded are handled in arrival order right after it, as handling the batch
 one by one would have: the market keeps the newest price that is valid (``Plan.superseded_by``).
@@ -27,6 +33,50 @@ from typing import Any
 from oddsflow.domain.conflate import conflate
 
 PRICE_UPDATES = "price_updates"
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One record of an agent's batch: a message, or one item of a batch message."""
+
+    event: Any  # the Faust event it arrived in
+    key: Any  # its sporting event: the message key, or (an item) its event_id as bytes
+    topic: str  # topology key of the topic it arrived on
+    record: dict[str, Any] | None = None  # an item, decoded; None: the message is decoded later
+
+
+# An event whose batch message did not decode: the normal path dead-letters it whole.
+UNDECODABLE = (-1, -1)
+
+
+def expand(
+    events: Sequence[Any],
+    topic_key: Callable[[Any], str],
+    items_of: Callable[[str, Any], list[dict[str, Any]] | None],
+) -> tuple[list[Unit], list[tuple[int, int]]]:
+    """The units of ``events`` and, per event, the range of its units (``UNDECODABLE`` if its
+    batch message does not decode). ``items_of(key, event)``: the items of a batch message,
+    None for a topic that does not carry batches; it raises on a message it cannot decode."""
+    units: list[Unit] = []
+    spans: list[tuple[int, int]] = []
+    for event in events:
+        key = topic_key(event)
+        try:
+            items = items_of(key, event)
+        except Exception:  # the normal path dead-letters it with its reason
+            spans.append(UNDECODABLE)
+            continue
+        start = len(units)
+        if items is None:
+            units.append(Unit(event, event.key, key))
+        else:
+            for item in items:
+                ev = item.get("event_id")
+                units.append(
+                    Unit(event, ev.encode() if isinstance(ev, str) else event.key, key, item)
+                )
+        spans.append((start, len(units)))
+    return units, spans
 
 
 @dataclass

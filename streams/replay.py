@@ -55,6 +55,7 @@ ODDS_STEP = Decimal("0.01")  # replayed prices are quantized to 2 dp like the so
 MIN_ODDS = Decimal("1.02")  # always > 1.01: a price at 1.00/1.01 is unpriceable/meaningless
 AVRO_Q = Decimal("0.0001")
 DEPOSIT_REF_PREFIX = "replay-dep"
+PRICE_BATCH_MAX = 500  # price updates per send_batched call (each message: one partition's)
 
 
 @dataclass(frozen=True)
@@ -425,6 +426,16 @@ def replay(
     counts: Counter[str] = Counter()
     wall0 = time.monotonic()
     ts0: int | None = None
+    # A run of price updates goes out as batch messages (price_updates is a topic of batches),
+    # as a provider's odds message carries many markets; any other record, an idle wait or
+    # PRICE_BATCH_MAX updates send the run first, so every topic keeps the replay's order.
+    prices: list[tuple[str, dict[str, Any]]] = []
+
+    def send_prices() -> None:
+        if prices:
+            prod.send_batched("price_updates", prices)
+            prices.clear()
+
     for ts, (topic_key, key, record) in replay_timed(
         csv_path,
         limit=limit,
@@ -439,11 +450,19 @@ def replay(
             due = wall0 + (ts - ts0) / 1000 / speedup
             delay = due - time.monotonic()
             if delay > 0:
+                send_prices()
                 prod.flush()  # about to idle: deliver what is queued so consumers see it on time
                 time.sleep(delay)
-        prod.send(topic_key, key, record)
+        if topic_key == "price_updates":
+            prices.append((key, record))
+            if len(prices) >= PRICE_BATCH_MAX:
+                send_prices()
+        else:
+            send_prices()
+            prod.send(topic_key, key, record)
         counts[topic_key] += 1
         if progress is not None and sum(counts.values()) % progress_every == 0:
             progress(counts)
+    send_prices()
     prod.flush()
     return counts

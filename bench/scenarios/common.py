@@ -30,6 +30,8 @@ class Plan:
     reps: int
     warmup: int
     price_closed_n: int
+    # Closed loop of the batched feed: several times faster, so more updates for the same time.
+    price_batched_closed_n: int
     price_rates: tuple[int, ...]
     open_s: float
     price_guarantees: tuple[str, ...]
@@ -55,6 +57,7 @@ class Plan:
                 reps=1,
                 warmup=300,
                 price_closed_n=2_000,
+                price_batched_closed_n=5_000,
                 price_rates=(1_000, 5_000),
                 open_s=1.5,
                 price_guarantees=("exactly_once",),
@@ -74,6 +77,7 @@ class Plan:
             reps=3,
             warmup=1_000,
             price_closed_n=5_000,
+            price_batched_closed_n=20_000,
             price_rates=(250, 1_000, 5_000),
             open_s=2.0,
             price_guarantees=("exactly_once", "at_least_once"),

@@ -1,5 +1,6 @@
 """The ``prices`` scenario: price updates in, priced markets out, per processing guarantee, and
-for the first guarantee with price conflation (``conflate_prices``) off and on.
+for the first guarantee with price conflation (``conflate_prices``) off and on, with one update
+per message and with the batched feed the ingestors write (many updates per message).
 
 With conflation a batch's superseded updates of a market are not priced, so a load of N updates
 gives fewer than N publications. A measurement is therefore complete when the worker has
@@ -22,6 +23,7 @@ from oddsflow.bench.scenarios import worker_metrics as wm
 from oddsflow.bench.scenarios.common import PRICES_IO, Ctx, Run, check, reps_summary, worker_run
 from oddsflow.bench.scenarios.records import Prices
 from oddsflow.bench.stats import latency_summary, rate, spread
+from oddsflow.codec import Codec
 
 EVENTS_IN = "oddsflow_events_in_total"
 CONFLATED = "oddsflow_price_updates_conflated_total"
@@ -55,31 +57,55 @@ def scenario_prices(ctx: Ctx) -> dict[str, Any]:
                 conflation["on" if conflate else "off"] = g
     if conflation:
         out["conflation"] = conflation
+    # The feed as the replay and UOF ingestors write it (a topic of batches: many updates per
+    # message), conflation off and on, under the first guarantee.
+    guarantee = plan.price_guarantees[0]
+    batched: dict[str, Any] = {"guarantee": guarantee}
+    for conflate in (False, True):
+        with worker_run(
+            ctx,
+            "pb",
+            "prices",
+            PRICES_IO,
+            processing_guarantee=guarantee,
+            conflate_prices=conflate,
+        ) as run:
+            label = f"{guarantee}, batched feed, conflation {'on' if conflate else 'off'}"
+            g = _prices(ctx, run, label, closed_loop=True, batched=True)
+        g["conflate_prices"] = conflate
+        batched["on" if conflate else "off"] = g
+    out["batched"] = batched
     return out
 
 
-def _prices(ctx: Ctx, run: Run, label: str, *, closed_loop: bool) -> dict[str, Any]:
+def _prices(
+    ctx: Ctx, run: Run, label: str, *, closed_loop: bool, batched: bool = False
+) -> dict[str, Any]:
+    """``batched``: the load goes out as a feed ingestor writes it, many updates per message
+    (``LoadProducer.send_batched``); otherwise one update per message."""
     plan, w = ctx.plan, run.w
     prices = Prices([f"e{i}" for i in range(200)])
+    feed = BATCHED_FEED if batched else None
     # warm-up: the first outputs also tell us the worker is up
-    r = measure_prices(run, prices.make(plan.warmup), None, 180)
+    r = measure_prices(run, prices.make(plan.warmup), None, 180, feed)
     check(r["complete"], "warm-up priced markets", w)
-    g: dict[str, Any] = {}
+    g: dict[str, Any] = {"batched_feed": batched}
     if closed_loop:
         reps = []
+        n = plan.price_batched_closed_n if batched else plan.price_closed_n
         for i in range(plan.reps):
-            r = measure_prices(run, prices.make(plan.price_closed_n), None, 120)
+            r = measure_prices(run, prices.make(n), None, 120, feed)
             ctx.say(
                 f"  prices {label} closed loop rep {i + 1}: {r['throughput_per_s']}/s "
                 f"({r['published']} published)"
             )
             reps.append(r)
-        g["closed_loop"] = {"n": plan.price_closed_n, "reps": reps, **_summary(reps)}
+        g["closed_loop"] = {"n": n, "reps": reps, **_summary(reps)}
     with wm.Sampler(run.port) as sampler:  # the view reads what this worker publishes
         for rt in plan.price_rates:
             reps = []
             for i in range(plan.reps):
-                r = measure_prices(run, prices.make(int(rt * plan.open_s)), rt, 120)
+                r = measure_prices(run, prices.make(int(rt * plan.open_s)), rt, 120, feed)
                 ctx.say(
                     f"  prices {label} @{rt}/s rep {i + 1}: lag p50 {r['p50_ms']} "
                     f"p99 {r['p99_ms']} ms, update lag p99 {r['update_lag_p99_ms']} ms "
@@ -145,16 +171,28 @@ def follow_updates(
     return lags, in_order, published
 
 
+# (batch codec, item codec) of price_updates, a topic of batches
+BATCHED_FEED = (Codec("price_update_batch"), Codec("price_update"))
+
+
 def measure_prices(
-    run: Run, items: list[h.Stamped], rate_per_s: float | None, timeout_s: float
+    run: Run,
+    items: list[h.Stamped],
+    rate_per_s: float | None,
+    timeout_s: float,
+    batched: tuple[Codec, Codec] | None = None,
 ) -> dict[str, Any]:
-    """Send ``items`` (open loop at ``rate_per_s``, closed loop when None) and wait until the
-    worker has consumed them all and published each it did not conflate."""
+    """Send ``items`` (open loop at ``rate_per_s``, closed loop when None; ``batched``: framed
+    many per message, as a feed ingestor writes them) and wait until the worker has consumed
+    them all and published each it did not conflate."""
     col, n = run.col, len(items)
     start = col.count()
     before = _pricing_counts(run.port) or (0.0, 0.0)
     cpu0, t0 = h.cpu_seconds(run.w.pid), time.monotonic()
-    sent = run.prod.send(run.t_in, items, rate_per_s)
+    if batched is None:
+        sent = run.prod.send(run.t_in, items, rate_per_s)
+    else:
+        sent = run.prod.send_batched(run.t_in, items, rate_per_s, *batched)
     deadline = time.monotonic() + timeout_s
     ok, consumed, conflated, scraped = False, 0, 0, 0.0
     while time.monotonic() < deadline and run.w.alive():

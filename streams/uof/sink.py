@@ -67,8 +67,19 @@ class UofSink:
     def _send(self, outs: tuple[Out, ...] | list[Out]) -> None:
         producer = self.producer
         encoded = [(o.topic_key, o.key, producer.codec(o.topic_key).encode(o.record)) for o in outs]
+        # An odds_change's markets go out as batch messages (price_updates is a topic of
+        # batches); every other record as its own message, in the order translated.
+        prices: list[tuple[str, bytes]] = []
         for topic_key, key, value in encoded:
+            if topic_key == "price_updates":
+                prices.append((key, value))
+                continue
+            if prices:
+                producer.send_items_raw("price_updates", prices)
+                prices = []
             producer.send_raw(topic_key, key, value)
+        if prices:
+            producer.send_items_raw("price_updates", prices)
 
     def handle(
         self, data: bytes, source: str, offset: int = -1, received_ms: int | None = None

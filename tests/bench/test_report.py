@@ -231,3 +231,41 @@ def test_two_workers_closed_loop_gets_its_row_and_the_target_takes_the_better_of
     ]
     assert target["value"] == 2_000.0
     assert "one worker: 1,000 dec/s, two workers: 2,000 dec/s" in target["note"]
+
+
+def prices_variant(closed: float, p99_5000: float) -> dict[str, Any]:
+    return {
+        "closed_loop": {"throughput_per_s": fig(closed)},
+        "open_5000": {"p99_ms": fig(p99_5000)},
+    }
+
+
+def test_the_batched_feed_gets_its_rows_and_the_price_targets_take_it_with_one_per_message_beside():
+    d = doc(FAST)
+    one = prices_variant(2_000.0, 1_500.0)
+    d["scenarios"]["prices"] = {
+        "exactly_once": one,
+        "conflation": {"guarantee": "exactly_once", "off": one, "on": one},
+        "batched": {
+            "guarantee": "exactly_once",
+            "off": prices_variant(4_000.0, 900.0),
+            "on": prices_variant(18_000.0, 600.0),
+        },
+    }
+    d["table"] = report.table_rows(d)
+    r = row(d, "exactly_once, batched feed, conflation on: updates/s (closed loop)")
+    assert (r["median"], r["ratio"], r["faust_ratio"]) == (18_000.0, 0.36, 4.5)
+    assert (
+        row(d, "exactly_once, batched feed, conflation off: updates/s (closed loop)")["median"]
+        == 4_000.0
+    )
+    targets = {t["target"]: t for t in report.targets(d["scenarios"], d["ratios"])}
+    upd = targets["price updates/s priced (exactly_once)"]
+    assert upd["value"] == 18_000.0 and upd["status"] == "missed"
+    assert "one update per message: 2,000 upd/s" in upd["note"]
+    lag = targets["publish lag p99 @5,000/s (exactly_once)"]
+    assert lag["value"] == 600.0 and "one update per message: 1,500 ms" in lag["note"]
+    # Without the batched feed measured, the targets take one update per message.
+    del d["scenarios"]["prices"]["batched"]
+    targets = {t["target"]: t for t in report.targets(d["scenarios"], d["ratios"])}
+    assert targets["price updates/s priced (exactly_once)"]["value"] == 2_000.0

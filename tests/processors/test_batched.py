@@ -6,6 +6,7 @@ batch of one) runs against a real worker and broker: ``test_batched_topic_items_
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -16,7 +17,7 @@ from hypothesis import strategies as st
 from oddsflow import topology
 from oddsflow.codec import Codec, CodecError, batch_items_problem
 from oddsflow.demo import read_changelog
-from oddsflow.kafka import consume_all
+from oddsflow.kafka import EventProducer, consume_all
 from oddsflow.processors.batched import batched_topics
 from tests.conftest import wait_for
 from tests.processors import records as r
@@ -66,11 +67,14 @@ def test_a_batch_framed_from_encoded_items_is_the_batch_encoded_whole(rows) -> N
     assert BATCH.decode(framed)["legs"] == [ITEM.decode(ITEM.encode(x)) for x in items]
 
 
-def test_the_topology_declares_accepted_legs_a_topic_of_batches() -> None:
-    topo = topology.load()
-    [(key, b)] = batched_topics(topo).items()
-    assert key == "accepted_legs" and b.item.name == "accepted_leg" and b.field == "legs"
+def test_the_topology_declares_its_topics_of_batches() -> None:
+    topo = batched_topics(topology.load())
+    assert sorted(topo) == ["accepted_legs", "price_updates"]
+    legs, prices = topo["accepted_legs"], topo["price_updates"]
+    assert legs.item.name == "accepted_leg" and legs.field == "legs"
+    assert prices.item.name == "price_update" and prices.field == "updates"
     assert batch_items_problem("accepted_leg_batch", "accepted_leg") is None
+    assert batch_items_problem("price_update_batch", "price_update") is None
 
 
 @pytest.mark.parametrize(
@@ -87,7 +91,7 @@ def test_a_batch_schema_must_be_one_array_of_its_items(batch, items, problem) ->
 
 
 def test_a_lone_item_is_read_as_a_batch_of_one_and_garbage_is_refused() -> None:
-    [b] = batched_topics(topology.load()).values()
+    b = batched_topics(topology.load())["accepted_legs"]
     one = item("old")
     assert b.items(ITEM.encode(one)) == [ITEM.decode(ITEM.encode(one))]
     two = [item("x"), item("y")]
@@ -118,3 +122,91 @@ def test_batched_topic_items_are_events(kafka_settings, worker_factory) -> None:
     assert (dead[0]["topic"], dead[0]["partition"], dead[0]["offset"]) == h.hostile[0]
     assert dead[0]["topic"] == name and dead[0]["error"]
     assert ITEM.decode(dead[0]["value"])["bet_id"] == "bad"
+
+
+PRICE_BATCH, PRICE = Codec("price_update_batch"), Codec("price_update")
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("conflate", [False, True], ids=["conflation off", "conflation on"])
+def test_price_update_batches_are_priced_item_by_item(kafka_settings, worker_factory, conflate):
+    """On a real worker, price updates framed as a feed ingestor frames them (one message of
+    many items, keyed by its first item's event): each item is priced as its own event, or,
+    with conflation, only the newest of each market in the batch; a bad item is dead-lettered
+    alone; an update sent on its own (a lone item) is priced as before."""
+    s = kafka_settings.model_copy(update={"conflate_prices": conflate})
+    w = worker_with_a_market(s, worker_factory)  # e1 priced from seq 1
+    ep = EventProducer(s)
+    bad = {**r.prices("e1", seq=9), "selections": []}  # no selections: refused by validation
+    updates = [
+        ("e1", r.prices("e1", ("2.00", "3.40", "3.80"), seq=2)),
+        ("e1", bad),
+        ("e1", r.prices("e1", ("1.90", "3.50", "4.00"), seq=3)),
+        ("e1", r.prices("e1", ("1.80", "3.60", "4.20"), seq=4)),
+    ]
+    # One partition's items in one message: e1's four updates and no other event.
+    bad_bytes = PRICE.encode(bad)
+    sent = ep.send_items_raw("price_updates", [(k, PRICE.encode(v)) for k, v in updates])
+    assert sent == 1
+    ep.send("price_updates", "e1", r.prices("e1", ("1.70", "3.70", "4.40"), seq=5))
+    ep.flush()
+    last = Decimal("1.70")
+
+    def home_odds() -> list[Decimal]:
+        pubs = consume_all("priced_markets", s, idle_s=1)
+        return [p["selections"][0]["provider_odds"] for _, p in pubs]
+
+    home = wait_for(lambda: (h := home_odds()) and h[-1] == last and h, 120, what="seq 5 priced")
+    assert w.alive(), w.log_text()[-2000:]
+    if conflate:
+        # The batch's seq 2 and 3 are always superseded (one message is in one agent batch);
+        # its seq 4 is too if the lone seq 5 arrived in the same agent batch.
+        assert home in ([Decimal("2.10"), Decimal("1.80"), last], [Decimal("2.10"), last])
+    else:
+        assert home == [Decimal(x) for x in ("2.10", "2.00", "1.90", "1.80", "1.70")]
+    dead = [v for _, v in consume_all("dead_letters", s, idle_s=1)]
+    assert len(dead) == 1, dead
+    assert dead[0]["topic"] == s.topic_prefix + "feed.prices" and dead[0]["error"]
+    assert dead[0]["value"] == bad_bytes  # the item alone, in the item schema
+    # Every item is read back as its own record by the tools that read the topic.
+    feed = consume_all("price_updates", s, idle_s=1)
+    assert [rec["seq"] for _, rec in feed] == [1, 2, 9, 3, 4, 5]
+    assert {k for k, _ in feed} == {"e1"}
+
+
+@pytest.mark.integration
+def test_send_batched_frames_each_partition_apart_in_order(kafka_settings) -> None:
+    """EventProducer.send_batched: an item goes to its own key's partition (co-partitioned
+    state), each message holds one partition's items in the order sent, keyed by its first."""
+    from confluent_kafka import Consumer
+
+    from oddsflow.kafka import consumer_config, key_partition
+
+    s = kafka_settings
+    ep = EventProducer(s)
+    events = [f"e{i}" for i in range(12)]
+    records = [(e, r.prices(e, seq=k)) for k in (1, 2) for e in events]
+    messages = ep.send_batched("price_updates", records, items_max=5)
+    ep.flush()
+    spec = topology.load(settings=s).topic("price_updates")
+    c = Consumer(consumer_config(f"{s.topic_prefix}t-frames", s))
+    c.subscribe([spec.name])
+    got: list[tuple[int, bytes, list[dict[str, Any]]]] = []
+    try:
+        deadline = time.monotonic() + 60
+        while len(got) < messages and time.monotonic() < deadline:
+            m = c.poll(0.5)
+            if m is not None and not m.error():
+                got.append((m.partition(), m.key(), PRICE_BATCH.decode(m.value())["updates"]))
+    finally:
+        c.close()
+    assert len(got) == messages
+    assert all(1 <= len(items) <= 5 for _, _, items in got)
+    for p, key, items in got:
+        assert key == items[0]["event_id"].encode()
+        assert {key_partition(x["event_id"].encode(), spec.partitions) for x in items} == {p}
+    by_event: dict[str, list[int]] = {}
+    for _, _, items in sorted(got, key=lambda g: g[0]):  # a partition's messages are in order
+        for x in items:
+            by_event.setdefault(x["event_id"], []).append(x["seq"])
+    assert by_event == {e: [1, 2] for e in events}

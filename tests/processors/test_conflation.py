@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from oddsflow.processors.conflation import plan
+from oddsflow.processors.conflation import UNDECODABLE, expand, plan
 
 
 @dataclass
@@ -115,3 +115,78 @@ def test_the_kept_updates_are_decoded_once_and_handed_on():
     p = plan(batch, lambda e: e.message.topic, decode)
     assert set(p.decoded) == {0, 1}
     assert p.decoded[1] is batch[1].value
+
+
+def batch_msg(*updates: _Event | None) -> _Event:
+    """A price_updates batch message of ``updates`` (None: a batch that does not decode),
+    keyed by its first item's event, as a feed ingestor frames them."""
+    items = None if None in updates else [u.value for u in updates if u is not None]
+    first = updates[0].key if updates and updates[0] is not None else b"?"
+    return _Event(first, _Msg("price_updates"), {"items": items})
+
+
+def items_of(key: str, e: _Event) -> list[dict[str, Any]] | None:
+    if key != "price_updates":
+        return None
+    if e.value["items"] is None:
+        raise ValueError("corrupt batch")
+    return list(e.value["items"])
+
+
+def run_units(batch: list[_Event]) -> tuple[list[tuple[int, int]], list[int], dict]:
+    units, spans = expand(batch, lambda e: e.message.topic, items_of)
+    p = plan(
+        units,
+        lambda u: u.topic,
+        lambda k, u: decode(k, _Event(u.key, _Msg(u.topic), u.record or u.event.value)),
+    )
+    return spans, sorted(p.skip), p.superseded_by
+
+
+@pytest.mark.parametrize(
+    ("batch", "spans", "skip", "superseded_by"),
+    [
+        pytest.param(
+            [batch_msg(price("e1", 1), price("e1", 2))],
+            [(0, 2)],
+            [0],
+            {1: (0,)},
+            id="one message, one market twice: the newer item is priced",
+        ),
+        pytest.param(
+            [batch_msg(price("e1", 1), price("e2", 1)), batch_msg(price("e2", 2), price("e1", 2))],
+            [(0, 2), (2, 4)],
+            [0, 1],
+            {3: (0,), 2: (1,)},
+            id="across messages, each market's newest item wins",
+        ),
+        pytest.param(
+            # the second message is keyed e2, but its e1 item is behind e1's status barrier
+            [batch_msg(price("e1", 1)), status("e1"), batch_msg(price("e2", 1), price("e1", 2))],
+            [(0, 1), (1, 2), (2, 4)],
+            [],
+            {},
+            id="an item's own event is its barrier, not the message key",
+        ),
+        pytest.param(
+            [
+                batch_msg(price("e1", 1)),
+                batch_msg(None),
+                batch_msg(price("e1", BAD), price("e1", 3)),
+            ],
+            [(0, 1), UNDECODABLE, (1, 3)],
+            [0],
+            {2: (0,)},
+            id="a corrupt message and a bad item take the normal path",
+        ),
+        pytest.param(
+            [batch_msg()],
+            [(0, 0)],
+            [],
+            {},
+            id="an empty batch message",
+        ),
+    ],
+)
+def test_items_of_batch_messages_are_conflated_as_events(batch, spans, skip, superseded_by):
+    assert run_units(batch) == (spans, skip, superseded_by)

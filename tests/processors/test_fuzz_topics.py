@@ -54,7 +54,8 @@ INPUTS = {
 def _unchecked_avro(topic_key: str, record: dict[str, Any]) -> bytes:
     """Single-object Avro written straight with fastavro: no range check, as a hostile
     producer would write it (fastavro writes a long varint into an int field)."""
-    codec = Codec(topology.load().topic(topic_key).value_schema)
+    spec = topology.load().topic(topic_key)
+    codec = Codec(spec.item_schema or spec.value_schema)
     buf = io.BytesIO()
     buf.write(SINGLE_OBJECT_MAGIC + codec.writer.fingerprint)
     fastavro.schemaless_writer(buf, codec.writer.parsed, record)
@@ -82,7 +83,8 @@ def _rule_breakers() -> list[tuple[str, dict[str, Any]]]:
 
 
 def _valid(topic_key: str) -> bytes:
-    return Codec(topology.load().topic(topic_key).value_schema).encode(INPUTS[topic_key]())
+    spec = topology.load().topic(topic_key)
+    return Codec(spec.item_schema or spec.value_schema).encode(INPUTS[topic_key]())
 
 
 hostile = st.one_of(
