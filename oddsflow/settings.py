@@ -81,11 +81,14 @@ class Settings(BaseSettings):
     # three alternated runs each): 100 ms against 500 ms, the first settlement 418-537 against
     # 904-1,421 ms after the result, the burst's duration the same within the runs' spread.
     agent_batch_budget_ms: float = 100.0
-    # Price only the newest update of a market in a batch (processors.conflation). Off: the
-    # bench's prices scenario (2026-12-01, on and off at 5,000 upd/s over 200 markets) found no
-    # win: batches hold 20-50 updates (take_events' 10 ms window closes before Faust hands on
-    # more), so 1-4 % were conflated and throughput and lag stayed within the run's noise.
-    conflate_prices: bool = False
+    # Price only the newest update of a market in an agent batch (processors.conflation). On
+    # since the feed became a topic of batches (2026-12-03, prices closed loop, one worker,
+    # exactly_once, 200 markets): with the ingestors' batched feed an agent batch holds
+    # thousands of updates and conflation priced 12,794-24,383 updates/s against 3,355-4,373
+    # without it; with one update per message batches hold ~140 updates over 200 markets, so
+    # it conflates little there (the 2026-12-01 run found no difference within its spread, and
+    # the 2026-12-02 run 4,124 upd/s on against 2,766 off).
+    conflate_prices: bool = True
     # The worker's garbage collector: objects alive at start (modules, Faust, aiokafka) are
     # frozen out of every collection, and the youngest generation is collected every this many
     # net allocations (Python's default: 700). Measured (2026-12-01, a worker deciding 15,000
