@@ -228,6 +228,17 @@ def stamped(codec: Codec, key: str, record: dict[str, Any], ts_field: str) -> St
 
 
 # -------------------------------------------------------------------------------- producing
+@dataclass(frozen=True)
+class Feed:
+    """How a front end writes a topic of batches: items framed per partition, at most
+    ``items_max`` per message, sent every ``linger_ms`` (open loop)."""
+
+    batch: Codec
+    item: Codec
+    items_max: int
+    linger_ms: float
+
+
 @dataclass
 class SendResult:
     first_ms: float
@@ -259,7 +270,24 @@ class LoadProducer:
             except BufferError:
                 self.p.poll(0.01)
 
-    def send(self, topic: str, items: Sequence[Stamped], rate: float | None = None) -> SendResult:
+    def send(
+        self,
+        topic: str,
+        items: Sequence[Stamped],
+        rate: float | None = None,
+        feed: Feed | None = None,
+    ) -> SendResult:
+        """Send ``items``, one per message, or (``feed``) framed as that front end frames them."""
+        if feed is not None:
+            return self.send_batched(
+                topic,
+                items,
+                rate,
+                feed.batch,
+                feed.item,
+                items_max=feed.items_max,
+                linger_ms=feed.linger_ms,
+            )
         n = len(items)
         if n == 0:
             t = now_ms()

@@ -274,6 +274,38 @@ class _Rows:
                 )
             self._view("bets", guarantee, g, "closed loop")
             self._commit_phases(guarantee, g)
+            if "batched" in g:
+                self._bets_batched(guarantee, g["batched"])
+
+    def _bets_batched(self, guarantee: str, bt: dict[str, Any]) -> None:
+        """The bet requests framed many per message, as the API sends them."""
+        bk = GUARANTEE_BASELINE[guarantee]
+        lb = f"{guarantee}, requests framed as the API sends them"
+        for key, workers in (("closed_loop", ""), ("closed_loop_two_workers", ", two workers")):
+            self.add(
+                "bets",
+                f"{lb}: max decisions/s (closed loop){workers}",
+                bt,
+                (key, "throughput_per_s"),
+                "dec/s",
+                (self.b.get(bk), ("bets_closed_loop", "throughput_per_s"), bk),
+                ("bets_closed_loop", "throughput_per_s") if guarantee == "exactly_once" else None,
+            )
+        bg = self.b.get(bk) or {}
+        for key in _open_keys(bt):
+            rt, pkey = int(key[5:]), f"bets_{key}"
+            for q in ("p50", "p99"):
+                self.add(
+                    "bets",
+                    f"{lb}: decision {q} @{rt:,}/s",
+                    bt,
+                    (key, f"{q}_ms"),
+                    "ms",
+                    (bg, (pkey, f"{q}_ms"), bk) if pkey in bg else None,
+                    (pkey, f"{q}_ms")
+                    if guarantee == "exactly_once" and pkey in self.faust
+                    else None,
+                )
 
     def _commit_phases(self, guarantee: str, g: dict[str, Any]) -> None:
         """What a commit spends, phase by phase, at the lowest offered rate (what bounds a

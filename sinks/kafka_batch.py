@@ -24,6 +24,7 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 from oddsflow.codec import Codec, CodecError
+from oddsflow.processors.batched import BatchedTopic, batched_topics
 from oddsflow.settings import Settings
 from oddsflow.sinks import metrics
 from oddsflow.topology import load as load_topology
@@ -107,6 +108,12 @@ class BatchConsumer:
     def __post_init__(self) -> None:
         topo = load_topology(settings=self.settings)
         self._by_topic: dict[str, tuple[str, Codec]] = {}
+        # Topics of batches (processors.batched): each item of a message is a record.
+        self._batched: dict[str, BatchedTopic] = {
+            topo.topic(k).name: b
+            for k, b in batched_topics(topo, self.settings.schema_registry_url).items()
+            if k in self.config.topic_keys
+        }
         for key in self.config.topic_keys:
             spec = topo.topic(key)
             self._by_topic[spec.name] = (
@@ -208,8 +215,9 @@ class BatchConsumer:
                 offsets[(topic, partition)] = offset + 1
                 key, codec = self._by_topic[topic]
                 raw = m.value()
+                batched = self._batched.get(topic)
                 try:
-                    value = codec.decode(raw)
+                    values = [codec.decode(raw)] if batched is None else batched.items(raw)
                 except CodecError as exc:
                     # the engine dead-letters bad input; a sink only counts, logs and moves on
                     self.undecodable += 1
@@ -223,7 +231,9 @@ class BatchConsumer:
                         exc,
                     )
                     continue
-                records.append(Record(key, topic, partition, offset, value, raw or b""))
+                records.extend(
+                    Record(key, topic, partition, offset, value, raw or b"") for value in values
+                )
             if not msgs and not records and not offsets:
                 break  # idle: return promptly so callers can check stop/idle conditions
         if not offsets:

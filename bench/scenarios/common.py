@@ -121,14 +121,16 @@ def measure_open(
     alive: Callable[[], bool],
     timeout_s: float,
     cpu_pid: int | None = None,
+    feed: h.Feed | None = None,
 ) -> dict[str, Any]:
-    """Send `items` (open loop at `rate_per_s`, or closed loop when None), wait for one output per
-    input, and return throughput and latency (output consume time - stamped produce time), and
-    the CPU time the engine process used per input (``cpu_pid``)."""
+    """Send `items` (open loop at `rate_per_s`, or closed loop when None; ``feed``: framed many
+    per message), wait for one output per input, and return throughput and latency (output
+    consume time - stamped produce time), and the CPU time the engine process used per input
+    (``cpu_pid``)."""
     start = out.count()
     n = len(items)
     cpu0, t0 = h.cpu_seconds(cpu_pid), time.monotonic()
-    sent = prod.send(topic, items, rate_per_s)
+    sent = prod.send(topic, items, rate_per_s, feed)
     ok = out.wait_count(start + n, timeout_s, alive)
     cpu1, t1 = h.cpu_seconds(cpu_pid), time.monotonic()
     got = out.count() - start
@@ -195,6 +197,7 @@ class Run:
     codec: Codec
     t_in: str
     ts_field: str
+    feed: h.Feed | None = None  # the input as a front end frames it (a topic of batches)
 
     def measure(
         self, items: list[h.Stamped], rate_per_s: float | None, timeout_s: float
@@ -210,6 +213,7 @@ class Run:
             self.w.alive,
             timeout_s,
             self.w.pid,
+            self.feed,
         )
 
 

@@ -269,3 +269,30 @@ def test_the_batched_feed_gets_its_rows_and_the_price_targets_take_it_with_one_p
     del d["scenarios"]["prices"]["batched"]
     targets = {t["target"]: t for t in report.targets(d["scenarios"], d["ratios"])}
     assert targets["price updates/s priced (exactly_once)"]["value"] == 2_000.0
+
+
+def test_api_framed_requests_get_their_rows_and_count_for_the_decisions_target():
+    d = doc(FAST)
+    d["scenarios"]["bets"]["exactly_once"]["closed_loop_two_workers"] = {
+        "throughput_per_s": fig(2_000.0)
+    }
+    d["scenarios"]["bets"]["exactly_once"]["batched"] = {
+        "open_100": {"p50_ms": fig(40.0), "p99_ms": fig(90.0)},
+        "closed_loop": {"throughput_per_s": fig(3_000.0)},
+        "closed_loop_two_workers": {"throughput_per_s": fig(4_000.0)},
+    }
+    d["table"] = report.table_rows(d)
+    lb = "exactly_once, requests framed as the API sends them"
+    r = row(d, f"{lb}: max decisions/s (closed loop), two workers")
+    assert (r["median"], r["ratio"], r["faust_ratio"]) == (4_000.0, 0.08, 1.0)
+    assert row(d, f"{lb}: decision p50 @100/s")["median"] == 40.0
+    [target] = [
+        t
+        for t in report.targets(d["scenarios"], d["ratios"])
+        if t["target"] == "bet decisions/s sustained, exactly_once"
+    ]
+    assert target["value"] == 4_000.0
+    assert (
+        "framed as the API sends them, one worker: 3,000 dec/s, two workers: 4,000"
+        in target["note"]
+    )

@@ -69,12 +69,14 @@ def test_a_batch_framed_from_encoded_items_is_the_batch_encoded_whole(rows) -> N
 
 def test_the_topology_declares_its_topics_of_batches() -> None:
     topo = batched_topics(topology.load())
-    assert sorted(topo) == ["accepted_legs", "price_updates"]
-    legs, prices = topo["accepted_legs"], topo["price_updates"]
-    assert legs.item.name == "accepted_leg" and legs.field == "legs"
-    assert prices.item.name == "price_update" and prices.field == "updates"
-    assert batch_items_problem("accepted_leg_batch", "accepted_leg") is None
-    assert batch_items_problem("price_update_batch", "price_update") is None
+    assert sorted(topo) == ["accepted_legs", "bet_requests", "price_updates"]
+    for key, item, fld in (
+        ("accepted_legs", "accepted_leg", "legs"),
+        ("price_updates", "price_update", "updates"),
+        ("bet_requests", "bet_request", "requests"),
+    ):
+        assert (topo[key].item.name, topo[key].field) == (item, fld)
+        assert batch_items_problem(f"{item}_batch", item) is None
 
 
 @pytest.mark.parametrize(
@@ -210,3 +212,35 @@ def test_send_batched_frames_each_partition_apart_in_order(kafka_settings) -> No
         for x in items:
             by_event.setdefault(x["event_id"], []).append(x["seq"])
     assert by_event == {e: [1, 2] for e in events}
+
+
+@pytest.mark.integration
+def test_bet_request_batches_are_decided_item_by_item(kafka_settings, worker_factory) -> None:
+    """On a real worker, bet requests framed as the API frames them: every item is decided
+    as its own bet, a bad item is dead-lettered alone, and a request sent on its own is decided
+    as before."""
+    s = kafka_settings
+    w = worker_with_a_market(s, worker_factory)
+    ep = EventProducer(s)
+    ep.send("deposits", "a1", r.deposit("a1", 100_00, ref="d1"))
+    ep.flush()
+    item = Codec("bet_request")
+    bad = r.bet("b|x", "a1", 1_00, [r.leg("e1")])  # a "|" in a bet id: refused by validation
+    framed = [r.bet(f"b{i}", "a1", 1_00, [r.leg("e1")]) for i in (1, 2)]
+    sent = ep.send_items_raw(
+        "bet_requests",
+        [("a1", item.encode(x)) for x in (framed[0], bad, framed[1])],
+    )
+    assert sent == 1
+    ep.send("bet_requests", "a1", r.bet("b3", "a1", 1_00, [r.leg("e1")]))
+    ep.flush()
+    decided = wait_for(
+        lambda: (got := consume_all("bet_decisions", s, idle_s=1)) and len(got) >= 3 and got,
+        120,
+        what="three decisions",
+    )
+    assert w.alive(), w.log_text()[-2000:]
+    assert sorted(d["bet_id"] for _, d in decided) == ["b1", "b2", "b3"]
+    dead = [v for _, v in consume_all("dead_letters", s, idle_s=1)]
+    assert len(dead) == 1, dead
+    assert item.decode(dead[0]["value"])["bet_id"] == "b|x"
