@@ -121,6 +121,9 @@ def _batched(ctx: Ctx, run: Run, bets: Bets) -> dict[str, Any]:
     run.feed = API_FEED
     out: dict[str, Any] = {"items_max": API_FEED.items_max, "linger_ms": API_FEED.linger_ms}
     try:
+        # warm-up: the second worker has just left, and the group's rebalance must be over
+        # before anything is timed (a first measurement without it waited ~2 s for it)
+        check(run.measure(bets.make(plan.warmup), None, 180)["complete"], "warm-up", run.w)
         for rt in (rt for rt in plan.bet_rates if rt in (100, 250, 1_000)):
             reps = []
             for i in range(plan.reps):
