@@ -178,7 +178,10 @@ def wait_market(url: str, event_id: str, version: int = 1) -> dict[str, object]:
 
 
 @pytest.fixture(scope="module")
-def stack(services: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(
+    services: Settings, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Stack]:
+    """The module's stack; a module may set ``STACK_SETTINGS`` (Settings overrides) for it."""
     os.environ["ODDSFLOW_ENV"] = "dev"
     db = f"oddsflow_api_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(_admin_dsn(services), autocommit=True) as conn:
@@ -186,7 +189,11 @@ def stack(services: Settings, tmp_path_factory: pytest.TempPathFactory) -> Itera
     from oddsflow.sinks.postgres import migrate
 
     migrate(_admin_dsn(services, db))
-    s = fresh_settings(services, postgres_dsn=_admin_dsn(services, db))
+    s = fresh_settings(
+        services,
+        postgres_dsn=_admin_dsn(services, db),
+        **getattr(request.module, "STACK_SETTINGS", {}),
+    )
     topology.apply(topology.load(settings=s), s.kafka_bootstrap)
     log_dir = tmp_path_factory.mktemp("api-stack")
     st = Stack(s, log_dir, producer=EventProducer(s))
