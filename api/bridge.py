@@ -29,7 +29,8 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, To
 
 from oddsflow import topology
 from oddsflow.codec import Codec, CodecError
-from oddsflow.kafka import consumer_config, key_partition, producer_config
+from oddsflow.kafka import consumer_config, producer_config
+from oddsflow.processors.emit import key_partition
 from oddsflow.settings import Settings
 
 log = logging.getLogger(__name__)

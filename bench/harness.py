@@ -30,7 +30,8 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from oddsflow import topology
 from oddsflow.codec import Codec
-from oddsflow.kafka import key_partition, producer_config
+from oddsflow.kafka import producer_config
+from oddsflow.processors.emit import key_partition
 from oddsflow.settings import REPO_ROOT, Settings
 
 

@@ -10,25 +10,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from functools import lru_cache
 from typing import Any
 
-from aiokafka.partitioner import murmur2
 from confluent_kafka import Consumer, KafkaException, Producer
 
 from oddsflow import topology
 from oddsflow.codec import Codec, CodecError
+from oddsflow.processors.batched import batched_topics
+from oddsflow.processors.emit import key_partition  # the partitioner every producer agrees on
 from oddsflow.settings import Settings, get_settings
 
 # A batch message's items at most (bytes): well inside the broker's 1 MB message limit.
 BATCH_BYTES_MAX = 500_000
-
-
-@lru_cache(maxsize=1 << 16)
-def key_partition(key: bytes, partitions: int) -> int:
-    """The partition of ``key`` as murmur2_random (and Java's client, and aiokafka) choose it:
-    what a batch's explicit partition must agree with for co-partitioned state."""
-    return int(murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 def producer_config(settings: Settings | None = None, **overrides: Any) -> dict[str, Any]:
@@ -200,7 +193,7 @@ def consume_all(
     topo = topology.load(settings=s)
     spec = topo.topic(topic_key)
     codec = Codec(spec.value_schema, s.schema_registry_url)
-    item = Codec(spec.item_schema, s.schema_registry_url) if spec.item_schema else None
+    batched = batched_topics(topo, s.schema_registry_url).get(topic_key)
     c = Consumer(consumer_config(f"oddsflow-read-{time.monotonic_ns()}", s))
     c.subscribe([spec.name])
     out: list[tuple[str | None, dict[str, Any]]] = []
@@ -224,10 +217,10 @@ def consume_all(
             last = time.monotonic()
             key = msg.key()
             try:
-                if item is None:
+                if batched is None:
                     out.append((key.decode() if key else None, codec.decode(msg.value())))
                 else:  # a topic of batches: each item, keyed by its own key field
-                    for rec in _items(codec, item, msg.value()):
+                    for rec in batched.items(msg.value()):
                         out.append(
                             (str(rec.get(spec.message_key, key.decode() if key else "")), rec)
                         )
@@ -236,12 +229,3 @@ def consume_all(
     finally:
         c.close()
     return out
-
-
-def _items(batch: Codec, item: Codec, value: bytes | None) -> list[dict[str, Any]]:
-    """The records of a message of a topic of batches (a lone item is a batch of one)."""
-    if item.writer_of(value).name == item.name:
-        return [item.decode(value)]
-    rec = batch.decode(value)
-    items: list[dict[str, Any]] = rec[next(iter(rec))]
-    return items

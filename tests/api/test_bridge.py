@@ -13,8 +13,9 @@ from confluent_kafka import Consumer, KafkaException
 from oddsflow import topology
 from oddsflow.api.bridge import REQUESTS_PER_MESSAGE_MAX, KafkaBridge
 from oddsflow.codec import Codec
-from oddsflow.kafka import consumer_config, key_partition
+from oddsflow.kafka import consumer_config
 from oddsflow.processors.batched import batched_topics
+from oddsflow.processors.emit import key_partition
 from tests.processors import records as r
 
 pytestmark = pytest.mark.integration

@@ -182,7 +182,8 @@ def test_send_batched_frames_each_partition_apart_in_order(kafka_settings) -> No
     state), each message holds one partition's items in the order sent, keyed by its first."""
     from confluent_kafka import Consumer
 
-    from oddsflow.kafka import consumer_config, key_partition
+    from oddsflow.kafka import consumer_config
+    from oddsflow.processors.emit import key_partition
 
     s = kafka_settings
     ep = EventProducer(s)
