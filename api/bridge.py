@@ -30,6 +30,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, To
 from oddsflow import topology
 from oddsflow.codec import Codec, CodecError
 from oddsflow.kafka import consumer_config, producer_config
+from oddsflow.processors.batched import records_reader
 from oddsflow.processors.emit import key_partition
 from oddsflow.settings import Settings
 
@@ -74,8 +75,9 @@ class KafkaBridge:
         self._requests_topic = requests.name
         self._requests_partitions = requests.partitions
         self._pending: list[tuple[bytes, bytes, asyncio.Future[None]]] = []
-        self._codecs = {
-            self.topo.topic(k).name: (k, Codec(self.topo.topic(k).value_schema)) for k in FOLLOWED
+        # bets.settlements is a topic of batches: each of its messages is read as its items
+        self._readers = {
+            self.topo.topic(k).name: (k, records_reader(self.topo, k)) for k in FOLLOWED
         }
         # Low linger: a placement waits on this hop; acks=all and idempotence come from
         # producer_config.
@@ -198,16 +200,17 @@ class KafkaBridge:
                         if not self._book_pending and not self.ready.is_set():
                             self.loop.call_soon_threadsafe(self.ready.set)
                     continue
-                key_codec = self._codecs.get(m.topic() or "")
-                if key_codec is None:
+                key_reader = self._readers.get(m.topic() or "")
+                if key_reader is None:
                     continue
                 try:
-                    value = key_codec[1].decode(m.value())
+                    values = key_reader[1](m.value())
                 except CodecError:
                     self.errors += 1
                     continue
                 k = m.key()
-                out.append(Delivered(key_codec[0], k.decode() if k else None, value))
+                key = k.decode() if k else None
+                out.extend(Delivered(key_reader[0], key, value) for value in values)
             if out:
                 self.loop.call_soon_threadsafe(self.on_records, out)
 

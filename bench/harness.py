@@ -31,6 +31,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from oddsflow import topology
 from oddsflow.codec import Codec
 from oddsflow.kafka import producer_config
+from oddsflow.processors.batched import batched_topics
 from oddsflow.processors.emit import key_partition
 from oddsflow.settings import REPO_ROOT, Settings
 
@@ -134,9 +135,16 @@ class Worker:
 # --------------------------------------------------------------------------------- collector
 class Collector:
     """Consumes whole topics (every partition, from the beginning, read_committed) in a
-    thread and keeps (consume time ms, value bytes) per message in arrival order."""
+    thread and keeps (consume time ms, value bytes) per message in arrival order.
+
+    A message of a topic of batches counts as its items: ``times`` has an entry per item
+    (each at its message's consume time) and ``values`` the message once per item, so counts
+    and arrival times mean records, as on a topic of single records."""
 
     def __init__(self, s: Settings, topic_names: Sequence[str], partitions: int = 4) -> None:
+        topo = topology.load(settings=s)
+        by_name = {topo.topic(k).name: b for k, b in batched_topics(topo).items()}
+        self._batched = {t: by_name[t] for t in topic_names if t in by_name}
         self.c = Consumer(
             {
                 "bootstrap.servers": s.kafka_bootstrap,
@@ -170,8 +178,10 @@ class Collector:
             for m in msgs:
                 value = m.value()
                 if m.error() is None and value is not None:
-                    values.append(value)
-                    times.append(t)
+                    batched = self._batched.get(m.topic() or "")
+                    n = 1 if batched is None else batched.count(value)
+                    values.extend([value] * n)
+                    times.extend([t] * n)
         self.c.close()
 
     def count(self) -> int:

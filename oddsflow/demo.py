@@ -27,9 +27,10 @@ import orjson
 from confluent_kafka import Consumer, KafkaError
 
 from oddsflow import services, topology
-from oddsflow.codec import Codec, CodecError
+from oddsflow.codec import CodecError
 from oddsflow.domain.money import format_minor
 from oddsflow.kafka import EventProducer, consumer_config
+from oddsflow.processors.batched import records_reader
 from oddsflow.settings import Settings
 
 
@@ -98,7 +99,7 @@ class Follower:
     def __init__(self, s: Settings, keys: Iterable[str]) -> None:
         topo = topology.load(settings=s)
         self.by_name = {topo.topic(k).name: k for k in keys}
-        self.codecs = {k: Codec(topo.topic(k).value_schema) for k in keys}
+        self.readers = {k: records_reader(topo, k) for k in keys}  # items of topics of batches
         self.c = Consumer(consumer_config(f"{s.topic_prefix}demo-follower", s))
         self.c.subscribe(list(self.by_name))
         self.records: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -117,7 +118,7 @@ class Follower:
                     continue
                 key = self.by_name[topic]
                 with contextlib.suppress(CodecError):  # the summary counts decodable outputs
-                    self.records[key].append(self.codecs[key].decode(m.value()))
+                    self.records[key].extend(self.readers[key](m.value()))
 
     def close(self) -> None:
         self.c.close()

@@ -26,6 +26,7 @@ from decimal import Decimal
 from typing import Any, cast
 
 import faust
+from faust.stores.memory import Store as MemoryStore
 
 from oddsflow import metrics, topology
 from oddsflow.codec import Codec, CodecError
@@ -170,7 +171,7 @@ def build_app(
             ),
         )
         stores[name] = t
-        store = Store(t.data, table=t)
+        store = Store(_backing(t.data), table=t)
         store.journal = journal
         return store
 
@@ -594,6 +595,19 @@ def _check_sizes(
                 f"table {table} value for {k[:100]!r} would be {size} bytes, over the "
                 f"{max_record_bytes}-byte maximum message size (state not changed)"
             )
+
+
+def _backing(data: Any) -> Any:
+    """The mapping a Store reads and writes for a table whose storage is ``data``: for Faust's
+    in-memory store its own dict, which that store's every operation (its mapping methods, a
+    changelog recovery, dropping a revoked partition's keys) reads and writes too, so both
+    always see the same entries. Why: the store's mapping methods are Python frames over that
+    dict (``Mapping.get`` -> ``FastUserDict.__getitem__`` -> the dict), and a settlement burst
+    reads a bet record, an open leg and a wallet per settled bet (about 7 % of the worker's
+    main thread in its profile). Any other store is used through its mapping methods."""
+    if isinstance(data, MemoryStore) and type(data.data) is dict:
+        return data.data
+    return data
 
 
 def run_worker(settings: Settings, loglevel: str = "warn") -> None:

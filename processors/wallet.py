@@ -149,11 +149,16 @@ class WalletHandler:
         self.account_partitions = account_partitions
         self.view_age_ms_max_in_play = view_age_ms_max_in_play
 
+    # A wallet is read and written by every bet and settlement of its account (a result
+    # settles an account's bets one after another): the Wallet written is the one the next
+    # read returns, not decoded again (Store.get_frozen; Wallet is frozen).
     def _get_wallet(self, account_id: str, currency: str) -> Wallet:
-        return _wallet(self.wallets.get(wallet_key(account_id, currency)))
+        return self.wallets.get_frozen(wallet_key(account_id, currency), _wallet)
 
     def _put_wallet(self, account_id: str, currency: str, w: Wallet) -> None:
-        self.wallets.put(wallet_key(account_id, currency), _wallet_record(account_id, currency, w))
+        self.wallets.put_frozen(
+            wallet_key(account_id, currency), _wallet_record(account_id, currency, w), _wallet, w
+        )
 
     # ------------------------------------------------------------------ money in
 

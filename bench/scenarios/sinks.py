@@ -13,8 +13,8 @@ from typing import Any
 from oddsflow.bench import harness as h
 from oddsflow.bench.scenarios.common import BenchError, Ctx, summarize, tname
 from oddsflow.bench.stats import rate
-from oddsflow.codec import Codec
 from oddsflow.domain import ledger
+from oddsflow.kafka import EventProducer
 from oddsflow.settings import Settings
 
 
@@ -31,8 +31,10 @@ def _ledger_records(n: int, tag: str) -> list[tuple[str, dict[str, Any]]]:
 
 def _produce_ledger(s: Settings, n: int) -> int:
     recs = _ledger_records(n, uuid.uuid4().hex[:8])
-    prod = h.LoadProducer(s, {"linger.ms": 20})
-    prod.send_records(Codec("ledger_transaction"), tname(s, "ledger"), recs)
+    # framed per partition, at most 500 a message, as the worker writes ledger.transactions
+    prod = EventProducer(s, **{"linger.ms": 20})
+    prod.send_batched("ledger", recs)
+    prod.flush(120)
     return sum(len(r["postings"]) for _, r in recs)
 
 

@@ -69,11 +69,19 @@ def test_a_batch_framed_from_encoded_items_is_the_batch_encoded_whole(rows) -> N
 
 def test_the_topology_declares_its_topics_of_batches() -> None:
     topo = batched_topics(topology.load())
-    assert sorted(topo) == ["accepted_legs", "bet_requests", "price_updates"]
+    assert sorted(topo) == [
+        "accepted_legs",
+        "bet_requests",
+        "ledger",
+        "price_updates",
+        "settlements",
+    ]
     for key, item, fld in (
         ("accepted_legs", "accepted_leg", "legs"),
         ("price_updates", "price_update", "updates"),
         ("bet_requests", "bet_request", "requests"),
+        ("settlements", "settlement", "settlements"),
+        ("ledger", "ledger_transaction", "transactions"),
     ):
         assert (topo[key].item.name, topo[key].field) == (item, fld)
         assert batch_items_problem(f"{item}_batch", item) is None
@@ -100,6 +108,17 @@ def test_a_lone_item_is_read_as_a_batch_of_one_and_garbage_is_refused() -> None:
     assert [x["bet_id"] for x in b.items(BATCH.encode({"legs": two}))] == ["x", "y"]
     with pytest.raises(CodecError):
         b.items(b"\x00garbage")
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.integers(min_value=0, max_value=300))
+def test_count_is_the_number_of_items_without_decoding_them(n) -> None:
+    b = batched_topics(topology.load())["accepted_legs"]
+    framed = BATCH.encode_batch([ITEM.encode(item(f"b{i}")) for i in range(n)], ITEM)
+    assert b.count(framed) == len(b.items(framed)) == n
+    assert b.count(ITEM.encode(item("lone"))) == 1  # a lone item is a batch of one
+    with pytest.raises(CodecError):
+        b.count(b"\x00garbage")
 
 
 @pytest.mark.integration
