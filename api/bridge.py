@@ -29,9 +29,9 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, To
 
 from oddsflow import topology
 from oddsflow.codec import Codec, CodecError
-from oddsflow.kafka import consumer_config, producer_config
+from oddsflow.kafka import BATCH_BYTES_MAX, consumer_config, producer_config
 from oddsflow.processors.batched import records_reader
-from oddsflow.processors.emit import key_partition
+from oddsflow.processors.emit import frames
 from oddsflow.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -152,12 +152,13 @@ class KafkaBridge:
 
     def _send_pending(self) -> None:
         pending, self._pending = self._pending, []
-        by_p: dict[int, list[tuple[bytes, bytes, asyncio.Future[None]]]] = {}
-        for entry in pending:
-            by_p.setdefault(key_partition(entry[0], self._requests_partitions), []).append(entry)
-        for p, entries in by_p.items():
-            for i in range(0, len(entries), REQUESTS_PER_MESSAGE_MAX):
-                self._send_frame(p, entries[i : i + REQUESTS_PER_MESSAGE_MAX])
+        for p, entries in frames(
+            pending,
+            self._requests_partitions,
+            items_max=REQUESTS_PER_MESSAGE_MAX,
+            bytes_max=BATCH_BYTES_MAX,
+        ):
+            self._send_frame(p, entries)
 
     def _send_frame(
         self, partition: int, entries: list[tuple[bytes, bytes, asyncio.Future[None]]]

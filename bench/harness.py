@@ -30,9 +30,9 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from oddsflow import topology
 from oddsflow.codec import Codec
-from oddsflow.kafka import producer_config
+from oddsflow.kafka import BATCH_BYTES_MAX, producer_config
 from oddsflow.processors.batched import batched_topics
-from oddsflow.processors.emit import key_partition
+from oddsflow.processors.emit import frames, key_partition
 from oddsflow.settings import REPO_ROOT, Settings
 
 
@@ -358,14 +358,13 @@ class LoadProducer:
             t = now_ms()
             return SendResult(t, t, 0)
         parts = self._partitions(topic)
-        pending: dict[int, list[tuple[bytes, bytes]]] = {}
+        pending: list[tuple[bytes, bytes]] = []
+        filled: dict[int, int] = {}  # closed loop: items pending per partition
 
         def send_pending() -> None:
-            for p, entries in pending.items():
-                for k in range(0, len(entries), items_max):
-                    chunk = entries[k : k + items_max]
-                    value = batch.encode_batch([v for _, v in chunk], item)
-                    self._produce(topic, chunk[0][0], value, p)
+            for p, run in frames(pending, parts, items_max=items_max, bytes_max=BATCH_BYTES_MAX):
+                value = batch.encode_batch([v for _, v in run], item)
+                self._produce(topic, run[0][0], value, p)
             pending.clear()
             self.p.poll(0)
 
@@ -378,11 +377,13 @@ class LoadProducer:
             for i, it in enumerate(items):
                 if i % 256 == 0:
                     ts = int(now_ms())
-                entries = pending.setdefault(key_partition(it.key, parts), [])
-                entries.append((it.key, it.value(ts)))
+                pending.append((it.key, it.value(ts)))
                 stamps.append(ts)
-                if len(entries) >= items_max:
+                p = key_partition(it.key, parts)
+                filled[p] = filled.get(p, 0) + 1
+                if filled[p] >= items_max:  # a full message for one partition: send them all
                     send_pending()
+                    filled.clear()
         else:
             while i < n:
                 elapsed = time.perf_counter() - start
@@ -392,9 +393,7 @@ class LoadProducer:
                     ts = int(now_ms())
                     for j in range(i, due):
                         it = items[j]
-                        pending.setdefault(key_partition(it.key, parts), []).append(
-                            (it.key, it.value(ts))
-                        )
+                        pending.append((it.key, it.value(ts)))
                         stamps.append(ts)
                     i = due
                 now = time.perf_counter()

@@ -17,7 +17,7 @@ from confluent_kafka import Consumer, KafkaException, Producer
 from oddsflow import topology
 from oddsflow.codec import Codec, CodecError
 from oddsflow.processors.batched import batched_topics
-from oddsflow.processors.emit import key_partition  # the partitioner every producer agrees on
+from oddsflow.processors.emit import frames  # the framing every producer of a batch topic shares
 from oddsflow.settings import Settings, get_settings
 
 # A batch message's items at most (bytes): well inside the broker's 1 MB message limit.
@@ -103,20 +103,10 @@ class EventProducer:
             )
         item = self.codec(topic_key)
         n = self._partitions(spec.name)
-        by_p: dict[int, list[tuple[bytes, bytes]]] = {}
-        for key, value in items:
-            key_b = key.encode()
-            by_p.setdefault(key_partition(key_b, n), []).append((key_b, value))
+        encoded = ((key.encode(), value) for key, value in items)
         sent = 0
-        for p, entries in by_p.items():
-            start, size = 0, 0
-            for i, (_, value) in enumerate(entries):
-                if i > start and (i - start >= items_max or size + len(value) > BATCH_BYTES_MAX):
-                    self._send_frame(spec.name, p, entries[start:i], batch, item)
-                    sent += 1
-                    start, size = i, 0
-                size += len(value)
-            self._send_frame(spec.name, p, entries[start:], batch, item)
+        for p, run in frames(encoded, n, items_max=items_max, bytes_max=BATCH_BYTES_MAX):
+            self._send_frame(spec.name, p, run, batch, item)
             sent += 1
         return sent
 

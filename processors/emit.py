@@ -18,9 +18,9 @@ partition and in order, into messages of at most ``items_per_message_max`` items
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 from aiokafka.partitioner import murmur2
 
@@ -43,6 +43,30 @@ def key_partition(key: bytes, partitions: int) -> int:
 
 
 Framer = Callable[[Sequence[bytes]], bytes]
+# An item to frame: its key and its encoded bytes first, then anything its sender keeps with it.
+Entry = TypeVar("Entry", bound=tuple[Any, ...])
+
+
+def frames(
+    entries: Iterable[Entry], partitions: int, *, items_max: int, bytes_max: int
+) -> Iterator[tuple[int, list[Entry]]]:
+    """``entries`` (``(key bytes, item bytes, ...)``) as the messages of a topic of batches:
+    grouped by their key's partition, in order, and cut into runs of at most ``items_max``
+    items and ``bytes_max`` item bytes (an item larger than that is a run of its own); each
+    run with its partition. Every producer of a topic of batches frames this way (the worker,
+    the ingestors, the API, the bench's load), so an item always travels on its own key's
+    partition, in the order it was given."""
+    by_p: dict[int, list[Entry]] = {}
+    for entry in entries:
+        by_p.setdefault(key_partition(entry[0], partitions), []).append(entry)
+    for p, group in by_p.items():
+        start, size = 0, 0
+        for i, entry in enumerate(group):
+            if i > start and (i - start >= items_max or size + len(entry[1]) > bytes_max):
+                yield p, group[start:i]
+                start, size = i, 0
+            size += len(entry[1])
+        yield p, group[start:]
 
 
 class PartitionBatcher:
@@ -88,20 +112,11 @@ class PartitionBatcher:
         groups: dict[tuple[str, int], list[tuple[bytes | None, bytes | None]]],
         partitions: int,
     ) -> None:
-        by_p: dict[int, list[tuple[bytes, bytes]]] = {}
-        for key, item in items:
-            by_p.setdefault(key_partition(key, partitions), []).append((key, item))
         frame = self._framers[topic]
-        for p, entries in by_p.items():
-            out = groups.setdefault((topic, p), [])
-            start, size = 0, 0
-            for i, (_, item) in enumerate(entries):
-                full = i - start >= self._items_max or size + len(item) > self._bytes_max
-                if i > start and full:
-                    out.append((entries[start][0], frame([x for _, x in entries[start:i]])))
-                    start, size = i, 0
-                size += len(item)
-            out.append((entries[start][0], frame([x for _, x in entries[start:]])))
+        for p, run in frames(
+            items, partitions, items_max=self._items_max, bytes_max=self._bytes_max
+        ):
+            groups.setdefault((topic, p), []).append((run[0][0], frame([x for _, x in run])))
 
     async def grouped(
         self, partitions: Callable[[str], Awaitable[int]]

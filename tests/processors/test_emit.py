@@ -9,10 +9,12 @@ import time
 import aiokafka
 import pytest
 from confluent_kafka import Consumer
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from oddsflow import topology
 from oddsflow.kafka import EventProducer, consumer_config
-from oddsflow.processors.emit import PartitionBatcher
+from oddsflow.processors.emit import PartitionBatcher, frames, key_partition
 
 pytestmark = pytest.mark.integration
 
@@ -197,3 +199,22 @@ def test_items_of_a_topic_of_batches_go_out_per_partition_in_order_in_capped_mes
         assert key_partition(key, partitions) == partition  # keyed by an item of its partition
         got.setdefault(partition, []).extend(x["amount_minor"] for x in items)
     assert got == expected
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(st.tuples(st.sampled_from(["a1", "a2", "a3", "e9"]), st.integers(1, 9)), max_size=60),
+    st.integers(1, 8),
+    st.integers(1, 30),
+)
+def test_frames_keep_each_partitions_order_and_cut_at_the_limits(rows, items_max, bytes_max):
+    entries = [(k.encode(), b"x" * size, i) for i, (k, size) in enumerate(rows)]
+    runs = list(frames(entries, 4, items_max=items_max, bytes_max=bytes_max))
+    # every entry once, on its key's partition, in the order given per partition
+    assert sorted(e for _, run in runs for e in run) == sorted(entries)
+    for p in range(4):
+        mine = [e for e in entries if key_partition(e[0], 4) == p]
+        assert [e for q, run in runs if q == p for e in run] == mine
+    for _, run in runs:
+        assert run and len(run) <= items_max
+        assert len(run) == 1 or sum(len(e[1]) for e in run) <= bytes_max
