@@ -34,6 +34,7 @@ from oddsflow.codec_compiled import (
     compile_writer,
 )
 from oddsflow.codec_compiled import _long as avro_long
+from oddsflow.codec_compiled import _read_long_slow as avro_read_long
 
 SINGLE_OBJECT_MAGIC = b"\xc3\x01"
 CONFLUENT_MAGIC = b"\x00"
@@ -265,11 +266,26 @@ class Codec:
             return self._header + b"\x00"
         return self._header + avro_long(len(items)) + b"".join(x[cut:] for x in items) + b"\x00"
 
-    def decode(self, data: bytes | None) -> dict[str, Any]:
+    def array_count(self, data: bytes | None) -> int:
+        """The item count of a message of this codec's record of one array, without decoding
+        the items: the block count that starts its body (one block, as :meth:`encode_batch`
+        and fastavro write an array)."""
+        _, body = self._body(data)
+        try:
+            return avro_read_long(body, 0)[0]
+        except IndexError as exc:
+            raise CodecError(f"{self.name}: corrupt Avro body: {exc!r}") from exc
+
+    def _body(self, data: bytes | None) -> tuple[SchemaVersion, bytes]:
+        """The writer of ``data``, which must be a version of this codec's schema, and the Avro
+        body after its header."""
         writer = self.writer_of(data)
         if writer.name != self.name:
             raise CodecError(f"expected a {self.name} message, got {writer.name} v{writer.version}")
-        body = data[10:] if data[:1] != CONFLUENT_MAGIC else data[5:]  # type: ignore[index]
+        return writer, data[10:] if data[:1] != CONFLUENT_MAGIC else data[5:]  # type: ignore[index]
+
+    def decode(self, data: bytes | None) -> dict[str, Any]:
+        writer, body = self._body(data)
         if writer is self.writer and self._read is not None:
             if type(body) is not bytes:  # a memoryview's slices have no .decode()
                 body = bytes(body)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from oddsflow import topology
-from oddsflow.codec import CONFLUENT_MAGIC, Codec, batch_items_problem
+from oddsflow.codec import Codec, batch_items_problem
 
 # Items per batch message: a message is one event on the consuming side, and an event is not
 # split by the agent's time budget (as a settlement's 500 legs per message).
@@ -46,23 +46,12 @@ class BatchedTopic:
         return items
 
     def count(self, value: bytes | None) -> int:
-        """How many records :meth:`items` would return, without decoding them: the array's
-        block count, read after the batch header (one block: as ``Codec.encode_batch`` and
-        fastavro write an array). For a reader that only counts, such as the bench's
-        collector, to which decoding every item would cost more than the consumption."""
-        writer = self.item.writer_of(value)
-        if writer.name == self.item.name:
+        """How many records :meth:`items` would return, without decoding them. For a reader
+        that only counts, such as the bench's collector, to which decoding every item would
+        cost more than the consumption."""
+        if self.item.writer_of(value).name == self.item.name:
             return 1
-        assert value is not None  # writer_of refused None
-        # a record of one array field: the body starts with the block count
-        body = value[5:] if value[:1] == CONFLUENT_MAGIC else value[10:]
-        n, shift = 0, 0
-        for byte in body:
-            n |= (byte & 0x7F) << shift
-            if byte < 0x80:
-                break
-            shift += 7
-        return (n >> 1) ^ -(n & 1)
+        return self.batch.array_count(value)
 
     def frame(self, items: Sequence[bytes]) -> bytes:
         """One batch message of ``items``, each as :attr:`item` encoded it."""
