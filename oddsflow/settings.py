@@ -73,8 +73,8 @@ class Settings(BaseSettings):
     # 2026-12-04, with the retry backoff now 10 ms by default (processors.transport): the
     # failover test passed 3 of 3 runs at 0.02 s beside a CPU burner, but 0.02 s is not a
     # clear gain. Alternated, one worker: @100 bets/s p50 30.6 against 46.2 ms; @1,000 bets/s
-    # p50 84-86 against 71-75 ms and p99 235-246 against 121-261 ms (commits back to back
-    # under load hold the emit lock longer). Kept at 0.05 s.
+    # p50 84-86 against 71-75 ms and p99 235-246 against 121-261 ms (why under load was not
+    # profiled). Kept at 0.05 s.
     commit_interval_s: float = 0.05
     commit_every: int = 10_000
     # Agents take events in batches: up to this many, or whatever arrived within this time.

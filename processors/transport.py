@@ -178,19 +178,24 @@ class TransportSettings:
 
     @classmethod
     def from_env(cls) -> TransportSettings:
-        env = os.environ
+        """The settings from ODDSFLOW_* variables; an unset one keeps its field's default (each
+        default is stated once, on its field)."""
+        env, d = os.environ, cls()
         return cls(
             transaction_timeout_ms=int(
-                float(env.get("ODDSFLOW_TRANSACTION_TIMEOUT_S", "10")) * 1000
+                float(env.get("ODDSFLOW_TRANSACTION_TIMEOUT_S", d.transaction_timeout_ms / 1000))
+                * 1000
             ),
-            fetch_max_wait_ms=int(env.get("ODDSFLOW_FETCH_MAX_WAIT_MS", "10")),
-            poll_records_per_topic_max=int(env.get("ODDSFLOW_POLL_RECORDS_PER_TOPIC_MAX", "1000")),
-            retry_backoff_ms=int(env.get("ODDSFLOW_RETRY_BACKOFF_MS", "10")),
-            max_message_bytes=int(env.get("ODDSFLOW_MAX_MESSAGE_BYTES", "1000000")),
-            batch_bytes_max=int(env.get("ODDSFLOW_PRODUCER_BATCH_BYTES_MAX", "1000000")),
-            recovery_timeout_s=float(env.get("ODDSFLOW_RECOVERY_TIMEOUT_S", "60")),
-            recovery_attempts=int(env.get("ODDSFLOW_RECOVERY_ATTEMPTS", "3")),
-            txn_producer=env.get("ODDSFLOW_TXN_PRODUCER", "librdkafka"),
+            fetch_max_wait_ms=int(env.get("ODDSFLOW_FETCH_MAX_WAIT_MS", d.fetch_max_wait_ms)),
+            poll_records_per_topic_max=int(
+                env.get("ODDSFLOW_POLL_RECORDS_PER_TOPIC_MAX", d.poll_records_per_topic_max)
+            ),
+            retry_backoff_ms=int(env.get("ODDSFLOW_RETRY_BACKOFF_MS", d.retry_backoff_ms)),
+            max_message_bytes=int(env.get("ODDSFLOW_MAX_MESSAGE_BYTES", d.max_message_bytes)),
+            batch_bytes_max=int(env.get("ODDSFLOW_PRODUCER_BATCH_BYTES_MAX", d.batch_bytes_max)),
+            recovery_timeout_s=float(env.get("ODDSFLOW_RECOVERY_TIMEOUT_S", d.recovery_timeout_s)),
+            recovery_attempts=int(env.get("ODDSFLOW_RECOVERY_ATTEMPTS", d.recovery_attempts)),
+            txn_producer=env.get("ODDSFLOW_TXN_PRODUCER", d.txn_producer),
         )
 
 

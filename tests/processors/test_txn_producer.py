@@ -6,6 +6,7 @@ broker commits a transaction's offsets only for the group's current generation a
 from __future__ import annotations
 
 import asyncio
+import os
 import struct
 import uuid
 
@@ -31,6 +32,17 @@ def test_an_unknown_txn_producer_is_refused_with_its_setting_named(monkeypatch):
     monkeypatch.setenv("ODDSFLOW_TXN_PRODUCER", "kafka-python")
     with pytest.raises(ValueError, match="ODDSFLOW_TXN_PRODUCER must be one of"):
         TransportSettings.from_env()
+
+
+def test_unset_transport_variables_keep_the_field_defaults(monkeypatch):
+    for name in list(os.environ):
+        if name.startswith("ODDSFLOW_"):
+            monkeypatch.delenv(name)
+    assert TransportSettings.from_env() == TransportSettings()
+    monkeypatch.setenv("ODDSFLOW_TRANSACTION_TIMEOUT_S", "2.5")
+    monkeypatch.setenv("ODDSFLOW_RETRY_BACKOFF_MS", "100")
+    got = TransportSettings.from_env()
+    assert (got.transaction_timeout_ms, got.retry_backoff_ms) == (2_500, 100)
 
 
 def test_a_call_that_overstays_its_timeout_wedges_the_producer():
