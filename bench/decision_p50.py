@@ -1,12 +1,12 @@
 """Decision p50/p99 at a fixed offered rate, exactly_once, beside the transactional passthroughs'.
 
     python -m oddsflow.bench.decision_p50 [--rate 100] [--seconds 20] [--reps 3]
-        [--commit-interval 0.1] [--retry-backoff-ms 100] [--no-faust]
+        [--commit-interval 0.1] [--retry-backoff-ms 100] [--env NAME=VALUE ...] [--no-faust]
 
 The same bet requests (bench scenarios' ``Bets``: singles over 50 events and 1,000 accounts) are
 sent open loop at ``--rate`` to (a) the librdkafka transactional passthrough, (b) the Faust
 passthrough (unless ``--no-faust``) and (c) an exactly_once worker, all at the same commit
-interval. Prints the p50/p99 of each and the worker's share of bets decided on the fast path.
+interval (``--env`` sets an ODDSFLOW_* variable for the Faust passthrough and the worker). Prints the p50/p99 of each and the worker's share of bets decided on the fast path.
 One point of the ``commit_path`` scenario (``oddsflow bench -s commit_path`` sweeps them).
 """
 
@@ -39,11 +39,15 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--commit-interval", type=float, default=None)
     ap.add_argument("--retry-backoff-ms", type=int, default=None)
+    ap.add_argument("--env", action="append", default=[], metavar="NAME=VALUE")
     ap.add_argument("--no-faust", action="store_true")
     a = ap.parse_args()
+    if any("=" not in kv for kv in a.env):
+        ap.error("--env takes NAME=VALUE")
     base = Settings()
     ci = base.commit_interval_s if a.commit_interval is None else a.commit_interval
     env = {} if a.retry_backoff_ms is None else {cp.BACKOFF_ENV: str(a.retry_backoff_ms)}
+    env.update(kv.split("=", 1) for kv in a.env)
     log_dir = Path(tempfile.mkdtemp(prefix="oddsflow-p50-"))
     ctx = Ctx(base, Plan.make(quick=True), log_dir, lambda m: None)
     args = (a.seconds, a.reps, a.rate)

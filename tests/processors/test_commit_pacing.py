@@ -45,8 +45,19 @@ class Clock:
         return self.now
 
 
-def _pacer(commit: FakeCommit, clock: Clock, errors: list[BaseException] | None = None):
-    pacer = CommitPacer(commit, 0.05, (errors if errors is not None else []).append, clock)
+def _pacer(
+    commit: FakeCommit,
+    clock: Clock,
+    errors: list[BaseException] | None = None,
+    eager_events_max: int = 0,
+):
+    pacer = CommitPacer(
+        commit,
+        0.05,
+        (errors if errors is not None else []).append,
+        clock,
+        eager_events_max=eager_events_max,
+    )
     commit.pacer = pacer
     return pacer
 
@@ -144,3 +155,80 @@ def test_a_commit_that_raises_is_reported_and_the_agent_goes_on(steps):
 
     errors = asyncio.run(run())
     assert [str(e) for e in errors] == ["broker gone"]
+
+
+# Eager commits (light load): an emit that leaves few events uncommitted starts the commit.
+
+
+async def _settle() -> None:
+    for _ in range(10):
+        await asyncio.sleep(0)
+
+
+@pytest.mark.parametrize(
+    ("eager_max", "emits", "commits"),
+    [
+        (4, [1], 1),  # a lone bet: committed at once, not at the timer's next tick
+        (4, [4], 1),  # at the limit
+        (4, [5], 0),  # a batch over it: load, the timer commits
+        (4, [3, 2], 1),  # the first starts it; the second, while it runs, joins it
+        (0, [1], 0),  # off
+        (4, [0], 0),  # an emit that acked nothing has nothing to commit
+    ],
+)
+def test_an_emit_under_light_load_starts_the_commit(eager_max, emits, commits):
+    async def run() -> int:
+        commit, clock = FakeCommit(steps=3), Clock()
+        pacer = _pacer(commit, clock, eager_events_max=eager_max)
+        for n in emits:
+            pacer.emitted(n, commit_on_its_way=False)
+        await _settle()
+        commit.flushed.set()
+        await _settle()
+        return commit.calls
+
+    assert asyncio.run(run()) == commits
+
+
+def test_no_eager_commit_while_a_commit_is_on_its_way_to_the_lock():
+    async def run() -> None:
+        commit, clock = FakeCommit(), Clock()
+        pacer = _pacer(commit, clock, eager_events_max=4)
+        pacer.emitted(1, commit_on_its_way=True)  # that commit carries this event
+        await _settle()
+        assert commit.calls == 0
+        assert pacer.uncommitted == 1
+
+    asyncio.run(run())
+
+
+def test_events_count_from_the_last_commit_taking_the_lock():
+    async def run() -> None:
+        commit, clock = FakeCommit(steps=0), Clock()
+        pacer = _pacer(commit, clock, eager_events_max=4)
+        pacer.emitted(3, commit_on_its_way=True)
+        pacer.emitted(3, commit_on_its_way=False)  # 6 uncommitted: load, left to the timer
+        await _settle()
+        assert commit.calls == 0
+        pacer.commit_took_lock()  # the timer's commit carries all six
+        assert pacer.uncommitted == 0
+        pacer.emitted(1, commit_on_its_way=False)  # light again: committed at once
+        await _settle()
+        assert commit.calls == 1
+        commit.flushed.set()
+        await _settle()
+        assert commit.done and pacer.uncommitted == 0
+
+    asyncio.run(run())
+
+
+def test_an_eager_commit_that_raises_is_reported():
+    async def run() -> list[BaseException]:
+        errors: list[BaseException] = []
+        commit, clock = FakeCommit(steps=1, error=RuntimeError("fenced")), Clock()
+        pacer = _pacer(commit, clock, errors, eager_events_max=4)
+        pacer.emitted(1, commit_on_its_way=False)
+        await _settle()
+        return errors
+
+    assert [str(e) for e in asyncio.run(run())] == ["fenced"]

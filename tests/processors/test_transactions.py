@@ -153,3 +153,22 @@ def test_an_oversized_changelog_record_is_dead_lettered_and_state_survives_resta
     assert by_id["b1"]["accepted"], by_id["b1"]
     assert not by_id["b2"]["accepted"] and by_id["b2"]["reason"] == "MARKET_UNKNOWN"
     assert "Traceback" not in w.log_text()
+
+
+def test_under_light_load_a_decision_is_committed_without_waiting_for_the_commit_timer(
+    kafka_settings, worker_factory, monkeypatch
+):
+    # The timer would first commit a minute after the worker started; the lone deposit's
+    # posting is visible to a read_committed reader long before that (the eager commit,
+    # processors.commit_pacing). Its transaction outlives the broker's default timeout for it.
+    monkeypatch.setenv("ODDSFLOW_TRANSACTION_TIMEOUT_S", "120")
+    monkeypatch.setenv("ODDSFLOW_EAGER_COMMIT_EVENTS_MAX", "4")
+    s = kafka_settings.model_copy(update={"commit_interval_s": 60.0})
+    w = worker_factory(s).start()
+    wait_for(lambda: "recovered" in w.log_text(), 60, 0.5, "the worker's assignment")
+    p = EventProducer(s)
+    p.send("deposits", "a1", r.deposit("a1", 10_00))
+    p.flush()
+    posted = consume_all("ledger", s, expect=1, idle_s=0.5, timeout_s=20)
+    assert len(posted) == 1, "not committed within 20 s"
+    assert w.alive(), w.log_text()[-3000:]
